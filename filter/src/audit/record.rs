@@ -1,0 +1,149 @@
+//! The audit record: the public schema of `DESIGN.md` ("Audit record").
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Record schema version.
+pub const VERSION: u32 = 1;
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    #[serde(rename = "session.start")]
+    SessionStart,
+    #[serde(rename = "session.end")]
+    SessionEnd,
+    #[serde(rename = "command")]
+    Command,
+    #[serde(rename = "notification")]
+    Notification,
+    #[serde(rename = "auth.denied")]
+    AuthDenied,
+    #[serde(rename = "policy.denied")]
+    PolicyDenied,
+    #[serde(rename = "decode.error")]
+    DecodeError,
+    #[serde(rename = "audit.dropped")]
+    AuditDropped,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::SessionStart => "session.start",
+            Kind::SessionEnd => "session.end",
+            Kind::Command => "command",
+            Kind::Notification => "notification",
+            Kind::AuthDenied => "auth.denied",
+            Kind::PolicyDenied => "policy.denied",
+            Kind::DecodeError => "decode.error",
+            Kind::AuditDropped => "audit.dropped",
+        }
+    }
+}
+
+/// Who made the call (null when auth is off).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    pub sub: Option<String>,
+    pub iss: Option<String>,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub client_id: Option<String>,
+}
+
+/// Where the call came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub address: Option<String>,
+}
+
+/// The MCP side of a record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mcp {
+    pub method: Option<String>,
+    pub id: Option<Value>,
+    pub tool: Option<String>,
+    pub arguments: Option<Value>,
+    pub protocol_version: Option<String>,
+}
+
+/// Outcome status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Error,
+    Denied,
+    UpstreamError,
+    Aborted,
+}
+
+/// How the call ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub http_status: Option<u32>,
+    pub is_error: bool,
+    pub error: Option<Value>,
+    pub duration_ms: Option<u64>,
+    pub response_bytes: Option<u64>,
+}
+
+/// Why records were lost (only on `audit.dropped`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub count: u64,
+    pub reason: DropReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    BufferFull,
+    RetriesExhausted,
+}
+
+/// One audit record, without its `chain` (the outbox seals it into a line).
+///
+/// Field order is the wire order; `chain` is appended last by [`super::chain::Chain::seal`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub v: u32,
+    pub kind: Kind,
+    pub ts: String,
+    pub id: String,
+    pub session: Option<String>,
+    pub request_id: Option<String>,
+    pub identity: Option<Identity>,
+    pub source: Option<Source>,
+    pub mcp: Option<Mcp>,
+    pub outcome: Option<Outcome>,
+    pub masked: Vec<String>,
+    /// Why the filter refused or could not decode (`auth.denied`, `policy.denied`, `decode.error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<Dropped>,
+}
+
+impl Record {
+    /// A record of `kind` with every optional field empty.
+    pub fn new(kind: Kind, ts: String, id: String) -> Self {
+        Record {
+            v: VERSION,
+            kind,
+            ts,
+            id,
+            session: None,
+            request_id: None,
+            identity: None,
+            source: None,
+            mcp: None,
+            outcome: None,
+            masked: Vec::new(),
+            reason: None,
+            dropped: None,
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Plugin configuration: parsed and compiled once in `on_configure`.
+//!
+//! Every key is spelled out and unknown keys are rejected, so a typo never turns into a
+//! silently ignored setting. Errors name the key (`audit.flush_interval_ms`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+/// A configuration error: the key it concerns and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "invalid configuration: {}", self.message)
+        } else {
+            write!(
+                f,
+                "invalid configuration at `{}`: {}",
+                self.key, self.message
+            )
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    audit: RawAudit,
+    #[serde(default)]
+    mcp: RawMcp,
+    #[serde(default)]
+    auth: Option<RawAuth>,
+    #[serde(default)]
+    masking: Option<serde_json::Value>,
+    #[serde(default)]
+    policy: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default = "default_auth_mode")]
+    mode: String,
+}
+
+fn default_auth_mode() -> String {
+    "off".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMcp {
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    format: Format,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default = "d_flush")]
+    flush_interval_ms: u64,
+    #[serde(default = "d_batch")]
+    batch_max_records: usize,
+    #[serde(default = "d_batch_bytes")]
+    batch_max_bytes: usize,
+    #[serde(default = "d_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "d_retries")]
+    max_retries: u32,
+    #[serde(default = "d_buffer")]
+    buffer_max_records: usize,
+    #[serde(default)]
+    on_buffer_full: OnBufferFull,
+    #[serde(default)]
+    hmac_key: Option<String>,
+}
+
+fn d_flush() -> u64 {
+    1000
+}
+fn d_batch() -> usize {
+    100
+}
+fn d_batch_bytes() -> usize {
+    1 << 20
+}
+fn d_timeout() -> u64 {
+    5000
+}
+fn d_retries() -> u32 {
+    5
+}
+fn d_buffer() -> usize {
+    10_000
+}
+
+/// Wire format of shipped batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One record per line, `application/x-ndjson`.
+    #[default]
+    Ndjson,
+    /// OTLP/HTTP JSON logs (`/v1/logs` of an OpenTelemetry Collector).
+    Otlp,
+}
+
+/// What to do when the record buffer is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBufferFull {
+    /// Keep serving; count what was lost in an `audit.dropped` record.
+    #[default]
+    Drop,
+    /// Answer new MCP requests with 503 until there is room again.
+    Reject,
+}
+
+/// Compiled audit shipping settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub format: Format,
+    pub headers: Vec<(String, String)>,
+    pub flush_interval_ms: u64,
+    pub batch_max_records: usize,
+    pub batch_max_bytes: usize,
+    pub timeout_ms: u64,
+    /// 0 means retry without limit.
+    pub max_retries: u32,
+    pub buffer_max_records: usize,
+    pub on_buffer_full: OnBufferFull,
+    pub hmac_key: Option<Vec<u8>>,
+}
+
+/// Which requests are MCP traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpSettings {
+    /// Path prefixes; empty means every path.
+    pub paths: Vec<String>,
+    /// Largest request or JSON response body decoded; larger ones pass with a `decode.error`.
+    pub max_body_bytes: usize,
+}
+
+impl McpSettings {
+    /// Whether a request path (query string included or not) is in scope.
+    pub fn in_scope(&self, path: &str) -> bool {
+        if self.paths.is_empty() {
+            return true;
+        }
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.paths.iter().any(|p| {
+            path.strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || p.ends_with('/'))
+        })
+    }
+}
+
+/// The compiled configuration the filter runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub audit: AuditSettings,
+    pub mcp: McpSettings,
+}
+
+/// Default bound for a decoded body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+impl Config {
+    /// Parses and validates the plugin configuration bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError::new(
+                "",
+                "the plugin configuration is empty; `audit` is required",
+            ));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." || key == "?" {
+                String::new()
+            } else {
+                key
+            };
+            ConfigError::new(&key, e.into_inner().to_string())
+        })?;
+        raw.compile()
+    }
+}
+
+impl RawConfig {
+    fn compile(self) -> Result<Config, ConfigError> {
+        if let Some(auth) = &self.auth {
+            match auth.mode.as_str() {
+                "off" => {}
+                "required" | "optional" => {
+                    return Err(ConfigError::new(
+                        "auth.mode",
+                        format!(
+                            "`{}` is not available in this build yet; use `off`",
+                            auth.mode
+                        ),
+                    ))
+                }
+                other => {
+                    return Err(ConfigError::new(
+                        "auth.mode",
+                        format!("unknown mode `{other}`; expected `required`, `optional` or `off`"),
+                    ))
+                }
+            }
+        }
+        if self.masking.is_some() {
+            return Err(ConfigError::new(
+                "masking",
+                "masking is not available in this build yet; remove the section",
+            ));
+        }
+        if self.policy.is_some() {
+            return Err(ConfigError::new(
+                "policy",
+                "policy is not available in this build yet; remove the section",
+            ));
+        }
+        Ok(Config {
+            audit: self.audit.compile()?,
+            mcp: self.mcp.compile()?,
+        })
+    }
+}
+
+impl RawMcp {
+    fn compile(self) -> Result<McpSettings, ConfigError> {
+        for p in &self.paths {
+            if !p.starts_with('/') {
+                return Err(ConfigError::new(
+                    "mcp.paths",
+                    format!("`{p}` must start with `/`"),
+                ));
+            }
+        }
+        let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "mcp.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        Ok(McpSettings {
+            paths: self.paths,
+            max_body_bytes,
+        })
+    }
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
+
+impl RawAudit {
+    fn compile(self) -> Result<AuditSettings, ConfigError> {
+        if self.cluster.trim().is_empty() {
+            return Err(ConfigError::new(
+                "audit.cluster",
+                "must name an Envoy cluster",
+            ));
+        }
+        let path = self.path.unwrap_or_else(|| match self.format {
+            Format::Ndjson => "/ingest".into(),
+            Format::Otlp => "/v1/logs".into(),
+        });
+        if !path.starts_with('/') {
+            return Err(ConfigError::new("audit.path", "must start with `/`"));
+        }
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (name, value) in self.headers {
+            if !valid_header_name(&name) {
+                return Err(ConfigError::new(
+                    "audit.headers",
+                    format!("`{name}` is not a lowercase HTTP header name"),
+                ));
+            }
+            if matches!(name.as_str(), "content-type" | "content-length" | "host") {
+                return Err(ConfigError::new(
+                    "audit.headers",
+                    format!("`{name}` is set by the filter and cannot be overridden"),
+                ));
+            }
+            if value.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0) {
+                return Err(ConfigError::new(
+                    "audit.headers",
+                    format!("the value of `{name}` contains a control character"),
+                ));
+            }
+            headers.push((name, value));
+        }
+        let positive = |key: &str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::new(key, "must be greater than 0"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("audit.flush_interval_ms", self.flush_interval_ms)?;
+        positive("audit.batch_max_records", self.batch_max_records as u64)?;
+        positive("audit.batch_max_bytes", self.batch_max_bytes as u64)?;
+        positive("audit.timeout_ms", self.timeout_ms)?;
+        positive("audit.buffer_max_records", self.buffer_max_records as u64)?;
+        if self.buffer_max_records < self.batch_max_records {
+            return Err(ConfigError::new(
+                "audit.buffer_max_records",
+                "must be at least `audit.batch_max_records`",
+            ));
+        }
+        let hmac_key = match self.hmac_key {
+            None => None,
+            Some(b64) => {
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| ConfigError::new("audit.hmac_key", format!("not base64: {e}")))?;
+                if key.len() < 16 {
+                    return Err(ConfigError::new(
+                        "audit.hmac_key",
+                        "must decode to at least 16 bytes",
+                    ));
+                }
+                Some(key)
+            }
+        };
+        Ok(AuditSettings {
+            authority: self.authority.unwrap_or_else(|| self.cluster.clone()),
+            cluster: self.cluster,
+            path,
+            format: self.format,
+            headers,
+            flush_interval_ms: self.flush_interval_ms,
+            batch_max_records: self.batch_max_records,
+            batch_max_bytes: self.batch_max_bytes,
+            timeout_ms: self.timeout_ms,
+            max_retries: self.max_retries,
+            buffer_max_records: self.buffer_max_records,
+            on_buffer_full: self.on_buffer_full,
+            hmac_key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn err(json: &str) -> ConfigError {
+        Config::parse(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(br#"{"audit":{"cluster":"audit_collector"}}"#).unwrap();
+        assert_eq!(c.audit.authority, "audit_collector");
+        assert_eq!(c.audit.path, "/ingest");
+        assert_eq!(c.audit.format, Format::Ndjson);
+        assert_eq!(c.audit.flush_interval_ms, 1000);
+        assert_eq!(c.audit.batch_max_records, 100);
+        assert_eq!(c.audit.max_retries, 5);
+        assert_eq!(c.audit.buffer_max_records, 10_000);
+        assert_eq!(c.audit.on_buffer_full, OnBufferFull::Drop);
+        assert!(c.mcp.paths.is_empty());
+        assert_eq!(c.mcp.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn full_audit_section() {
+        let c = Config::parse(
+            br#"{"audit":{"cluster":"c","authority":"collector","path":"/v1/logs","format":"otlp",
+            "headers":{"x-api-key":"k"},"flush_interval_ms":50,"batch_max_records":10,
+            "timeout_ms":100,"max_retries":0,"buffer_max_records":20,"on_buffer_full":"reject",
+            "hmac_key":"c2VjcmV0LWtleS1mb3ItZGVtby1vbmx5"},"mcp":{"paths":["/mcp"]},"auth":{"mode":"off"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.audit.format, Format::Otlp);
+        assert_eq!(c.audit.headers, vec![("x-api-key".into(), "k".into())]);
+        assert_eq!(c.audit.on_buffer_full, OnBufferFull::Reject);
+        assert_eq!(
+            c.audit.hmac_key.as_deref(),
+            Some(&b"secret-key-for-demo-only"[..])
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(err("").key, "");
+        assert!(err("{}").message.starts_with("missing field `audit`"));
+        let e = err(r#"{"audit":{}}"#);
+        assert!(e.message.starts_with("missing field `cluster`"), "{e}");
+        assert_eq!(e.key, "audit");
+        let e = err(r#"{"audit":{"cluster":"c","flush_interval":5}}"#);
+        assert_eq!(e.key, "audit.flush_interval");
+        assert!(e.message.contains("unknown field `flush_interval`"), "{e}");
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c","batch_max_records":"x"}}"#).key,
+            "audit.batch_max_records"
+        );
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c","format":"xml"}}"#).key,
+            "audit.format"
+        );
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c","hmac_key":"!!"}}"#).key,
+            "audit.hmac_key"
+        );
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c","hmac_key":"c2hvcnQ="}}"#).key,
+            "audit.hmac_key"
+        );
+        assert_eq!(err(r#"{"audit":{"cluster":" "}}"#).key, "audit.cluster");
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c","timeout_ms":0}}"#).key,
+            "audit.timeout_ms"
+        );
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c","headers":{"X-Key":"v"}}}"#).key,
+            "audit.headers"
+        );
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c","headers":{"x":"a\nb"}}}"#).key,
+            "audit.headers"
+        );
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c"},"mcp":{"paths":["mcp"]}}"#).key,
+            "mcp.paths"
+        );
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c"},"auth":{"mode":"sometimes"}}"#).key,
+            "auth.mode"
+        );
+        assert_eq!(err(r#"{"audit":{"cluster":"c"},"bogus":1}"#).key, "bogus");
+        let e = err("{");
+        assert!(
+            e.to_string().starts_with("invalid configuration: "),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn scope_by_prefix() {
+        let m = McpSettings {
+            paths: vec!["/mcp".into()],
+            max_body_bytes: 1,
+        };
+        assert!(m.in_scope("/mcp"));
+        assert!(m.in_scope("/mcp/"));
+        assert!(m.in_scope("/mcp?x=1"));
+        assert!(m.in_scope("/mcp/sub"));
+        assert!(!m.in_scope("/mcpx"));
+        assert!(!m.in_scope("/other"));
+        let all = McpSettings {
+            paths: vec![],
+            max_body_bytes: 1,
+        };
+        assert!(all.in_scope("/anything"));
+    }
+}

@@ -1,0 +1,149 @@
+//! A recording fake of [`Host`] for glue tests without Envoy.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use crate::host::{Body, Headers, Host, HostError, Level};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    pub now: Cell<u64>,
+    pub rand: Cell<u64>,
+    pub logs: RefCell<Vec<(Level, String)>>,
+    pub headers: RefCell<HashMap<(u8, String), String>>,
+    pub bodies: RefCell<HashMap<u8, Vec<u8>>>,
+    pub properties: RefCell<HashMap<String, Vec<u8>>>,
+    pub responses: RefCell<Vec<(u32, Vec<(String, String)>, Vec<u8>)>>,
+    pub calls: RefCell<Vec<Call>>,
+    pub fail_calls: Cell<bool>,
+    pub tick_ms: Cell<u64>,
+}
+
+fn hkey(map: Headers) -> u8 {
+    match map {
+        Headers::Request => 0,
+        Headers::Response => 1,
+        Headers::CallResponse => 2,
+    }
+}
+
+fn bkey(which: Body) -> u8 {
+    match which {
+        Body::Request => 0,
+        Body::Response => 1,
+        Body::CallResponse => 2,
+        Body::PluginConfiguration => 3,
+    }
+}
+
+impl FakeHost {
+    pub fn set_header(&self, map: Headers, name: &str, value: &str) {
+        self.headers
+            .borrow_mut()
+            .insert((hkey(map), name.to_string()), value.to_string());
+    }
+
+    pub fn clear_headers(&self, map: Headers) {
+        self.headers
+            .borrow_mut()
+            .retain(|(m, _), _| *m != hkey(map));
+    }
+
+    pub fn set_body(&self, which: Body, data: &[u8]) {
+        self.bodies.borrow_mut().insert(bkey(which), data.to_vec());
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.now.set(self.now.get() + ms);
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs.borrow().iter().any(|(_, m)| m.contains(needle))
+    }
+}
+
+impl Host for FakeHost {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.rand.set(self.rand.get() + 1);
+        self.rand.get()
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn header(&self, map: Headers, name: &str) -> Option<String> {
+        self.headers
+            .borrow()
+            .get(&(hkey(map), name.to_string()))
+            .cloned()
+    }
+
+    fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>> {
+        let b = self.bodies.borrow();
+        let data = b.get(&bkey(which))?;
+        let end = start.saturating_add(max).min(data.len());
+        data.get(start..end).map(<[u8]>::to_vec)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties.borrow().get(&path.join(".")).cloned()
+    }
+
+    fn send_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        self.responses.borrow_mut().push((
+            status,
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body.to_vec(),
+        ));
+        Ok(())
+    }
+
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError> {
+        if self.fail_calls.get() {
+            return Err(HostError("BadArgument".into()));
+        }
+        let mut calls = self.calls.borrow_mut();
+        calls.push(Call {
+            cluster: cluster.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        Ok(calls.len() as u32)
+    }
+
+    fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
+        self.tick_ms.set(ms);
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! The small surface through which the glue reaches its host (Envoy, or a fake in tests).
+//!
+//! Nothing here depends on `proxy-wasm`: the wasm build implements [`Host`] with the SDK's
+//! `Result`-returning host calls, the tests with a recording fake.
+
+/// Log levels, mirroring the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Header maps the glue reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headers {
+    Request,
+    Response,
+    CallResponse,
+}
+
+/// Bodies the glue reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    Request,
+    Response,
+    CallResponse,
+    PluginConfiguration,
+}
+
+/// What to tell the host after a stream callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+/// A host call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError(pub String);
+
+pub trait Host {
+    /// Wall-clock time, Unix milliseconds.
+    fn now_ms(&self) -> u64;
+    /// Random bits for ids and jitter (seeded once per VM, not per record).
+    fn random_u64(&self) -> u64;
+    fn log(&self, level: Level, message: &str);
+    fn header(&self, map: Headers, name: &str) -> Option<String>;
+    fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>>;
+    /// An Envoy attribute such as `["source", "address"]`.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    fn send_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError>;
+    /// Dispatches an HTTP callout from the root context; returns its token.
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError>;
+    fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError>;
+}

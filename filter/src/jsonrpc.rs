@@ -1,0 +1,198 @@
+//! JSON-RPC 2.0 message classification for MCP request bodies.
+
+use serde_json::{Map, Value};
+
+/// What a JSON-RPC message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Has `method` and `id`: expects a response.
+    Request,
+    /// Has `method` and no `id`.
+    Notification,
+    /// Has `result` or `error` and an `id` (a client answering a server's request).
+    Response,
+}
+
+/// One decoded JSON-RPC message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub kind: Kind,
+    pub method: Option<String>,
+    pub id: Option<Value>,
+    pub params: Option<Value>,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+}
+
+impl Message {
+    /// `params.name` of a `tools/call` (also `prompts/get`): what the audit trail calls the tool.
+    pub fn tool(&self) -> Option<&str> {
+        match self.method.as_deref() {
+            Some("tools/call") => self.params.as_ref()?.get("name")?.as_str(),
+            _ => None,
+        }
+    }
+
+    /// `params.arguments` of a `tools/call`.
+    pub fn arguments(&self) -> Option<&Value> {
+        match self.method.as_deref() {
+            Some("tools/call") => self.params.as_ref()?.get("arguments"),
+            _ => None,
+        }
+    }
+}
+
+/// Why a body, or one element of a batch, is not JSON-RPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not JSON at all (the message says where).
+    Json(String),
+    /// JSON, but not a JSON-RPC 2.0 message or batch (the message says why).
+    NotJsonRpc(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Json(m) => write!(f, "body is not valid JSON: {m}"),
+            DecodeError::NotJsonRpc(m) => write!(f, "not a JSON-RPC 2.0 message: {m}"),
+        }
+    }
+}
+
+/// Decodes a POST body: one message or a batch (one result per element, in order).
+pub fn decode_body(body: &[u8]) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(DecodeError::NotJsonRpc("empty batch".into()));
+            }
+            Ok(items.into_iter().map(decode_message).collect())
+        }
+        other => Ok(vec![decode_message(other)]),
+    }
+}
+
+/// Classifies one JSON value as a JSON-RPC 2.0 message.
+pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
+    let Value::Object(mut obj) = value else {
+        return Err(DecodeError::NotJsonRpc("not a JSON object".into()));
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
+    }
+    let id = take_id(&mut obj)?;
+    let method = match obj.remove("method") {
+        None => None,
+        Some(Value::String(m)) => Some(m),
+        Some(_) => return Err(DecodeError::NotJsonRpc("`method` is not a string".into())),
+    };
+    let params = obj.remove("params");
+    if let Some(p) = &params {
+        if !p.is_object() && !p.is_array() {
+            return Err(DecodeError::NotJsonRpc(
+                "`params` is neither an object nor an array".into(),
+            ));
+        }
+    }
+    let result = obj.remove("result");
+    let error = obj.remove("error");
+    let kind = match (&method, &id, result.is_some() || error.is_some()) {
+        (Some(_), Some(_), false) => Kind::Request,
+        (Some(_), None, false) => Kind::Notification,
+        (None, Some(_), true) if result.is_some() != error.is_some() => Kind::Response,
+        _ => {
+            return Err(DecodeError::NotJsonRpc(
+                "neither a request, a notification nor a response".into(),
+            ))
+        }
+    };
+    Ok(Message {
+        kind,
+        method,
+        id,
+        params,
+        result,
+        error,
+    })
+}
+
+fn take_id(obj: &mut Map<String, Value>) -> Result<Option<Value>, DecodeError> {
+    match obj.remove("id") {
+        None => Ok(None),
+        Some(id @ (Value::String(_) | Value::Number(_))) => Ok(Some(id)),
+        // A null id only appears on error responses to unparseable requests.
+        Some(Value::Null) => Ok(Some(Value::Null)),
+        Some(_) => Err(DecodeError::NotJsonRpc(
+            "`id` is neither a string nor a number".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use serde_json::json;
+
+    fn one(body: &str) -> Result<Message, DecodeError> {
+        let mut v = decode_body(body.as_bytes())?;
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    }
+
+    #[test]
+    fn tools_call_request() {
+        let m = one(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"query_db","arguments":{"sql":"select 1"}}}"#).unwrap();
+        assert_eq!(m.kind, Kind::Request);
+        assert_eq!(m.id, Some(json!(7)));
+        assert_eq!(m.tool(), Some("query_db"));
+        assert_eq!(m.arguments(), Some(&json!({"sql":"select 1"})));
+    }
+
+    #[test]
+    fn notification_and_response() {
+        let n = one(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert_eq!(n.kind, Kind::Notification);
+        assert_eq!(n.tool(), None);
+        let r = one(r#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#).unwrap();
+        assert_eq!(r.kind, Kind::Response);
+    }
+
+    #[test]
+    fn batch_gives_one_result_per_element() {
+        let v = decode_body(
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"1.0","id":2,"method":"x"},3]"#,
+        )
+        .unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(v[0].is_ok());
+        assert!(v[1].is_err());
+        assert!(v[2].is_err());
+    }
+
+    #[test]
+    fn rejects_what_is_not_json_rpc() {
+        assert!(matches!(decode_body(b"{"), Err(DecodeError::Json(_))));
+        assert!(matches!(decode_body(b""), Err(DecodeError::Json(_))));
+        assert!(matches!(
+            decode_body(b"[]"),
+            Err(DecodeError::NotJsonRpc(_))
+        ));
+        for bad in [
+            r#"{"id":1,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":5}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#,
+            r#"{"jsonrpc":"2.0"}"#,
+            r#""text""#,
+        ] {
+            assert!(one(bad).is_err(), "{bad}");
+        }
+    }
+}

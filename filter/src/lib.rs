@@ -1,0 +1,25 @@
+//! mcptrail: a proxy-wasm HTTP filter that authenticates, decodes and audits MCP traffic.
+//!
+//! Pure logic (`config`, `jsonrpc`, `audit`, `time`, `ids`) knows nothing of proxy-wasm;
+//! `glue` drives it through the [`host::Host`] trait; `proxy` (wasm only) binds the glue to
+//! the proxy-wasm SDK.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod audit;
+pub mod config;
+pub mod glue;
+pub mod host;
+pub mod ids;
+pub mod jsonrpc;
+pub mod time;
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod proxy;
