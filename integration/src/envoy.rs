@@ -1,0 +1,392 @@
+//! Envoy configuration rendering (one source for tests, `make run` and the checked-in
+//! configs) and a managed Envoy process.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+/// Where the project's tools live (`make setup` fills it).
+pub fn tools_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("MCPTRAIL_TOOLS") {
+        return PathBuf::from(d);
+    }
+    repo_root().join(".tools")
+}
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The Envoy binary: `$ENVOY`, or the pinned one in the tool folder.
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools_dir().join("bin").join("envoy"))
+}
+
+/// The filter module: `$MCPTRAIL_WASM`, or the release build.
+pub fn wasm_module() -> PathBuf {
+    std::env::var_os("MCPTRAIL_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/mcptrail.wasm"))
+}
+
+/// An upstream cluster: a name and `host:port` endpoints.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// What a rendered Envoy configuration contains.
+#[derive(Debug, Clone)]
+pub struct EnvoySpec {
+    /// Listener address; port 0 lets the kernel choose (read back from the admin API).
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub module: PathBuf,
+    /// The plugin configuration (JSON) passed to `on_configure`.
+    pub plugin_config: Value,
+    /// Where MCP traffic goes.
+    pub mcp_upstream: Upstream,
+    /// Other clusters (the audit collector, a JWKS endpoint, ...).
+    pub clusters: Vec<Upstream>,
+    /// Extra HTTP filters placed before mcptrail (YAML list items), e.g. native `jwt_authn`.
+    pub extra_filters_yaml: String,
+    /// `FAIL_CLOSED`, `FAIL_OPEN` or `FAIL_RELOAD`.
+    pub failure_policy: String,
+    /// Without the filter at all (plain Envoy, for comparisons).
+    pub without_filter: bool,
+}
+
+impl EnvoySpec {
+    pub fn new(module: PathBuf, plugin_config: Value, mcp_upstream: Upstream) -> Self {
+        Self {
+            listen: loopback(0),
+            admin: loopback(0),
+            module,
+            plugin_config,
+            mcp_upstream,
+            clusters: Vec::new(),
+            extra_filters_yaml: String::new(),
+            failure_policy: "FAIL_CLOSED".into(),
+            without_filter: false,
+        }
+    }
+}
+
+/// `127.0.0.1:port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn cluster_yaml(u: &Upstream) -> String {
+    let mut eps = String::new();
+    for e in &u.endpoints {
+        eps.push_str(&format!(
+            "        - endpoint:\n            address:\n              socket_address: {{ address: {}, port_value: {} }}\n",
+            e.ip(),
+            e.port()
+        ));
+    }
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n{eps}",
+        name = u.name
+    )
+}
+
+/// Renders an Envoy bootstrap (YAML).
+pub fn render(spec: &EnvoySpec) -> String {
+    // JSON is valid YAML; embedding the plugin config as a JSON string keeps quoting exact.
+    let plugin_config = serde_json::to_string(&spec.plugin_config.to_string()).unwrap_or_default();
+    let module = serde_json::to_string(&spec.module.display().to_string()).unwrap_or_default();
+    let wasm_filter = if spec.without_filter {
+        String::new()
+    } else {
+        format!(
+            r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: mcptrail
+                root_id: mcptrail
+                # Lets the filter hold the headers while it reads the body (Envoy >= 1.35).
+                allow_on_headers_stop_iteration: true
+                failure_policy: {failure_policy}
+                vm_config:
+                  vm_id: mcptrail
+                  runtime: envoy.wasm.runtime.v8
+                  code:
+                    local:
+                      filename: {module}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {plugin_config}
+"#,
+            failure_policy = spec.failure_policy,
+        )
+    };
+    let mut clusters = cluster_yaml(&spec.mcp_upstream);
+    for c in &spec.clusters {
+        clusters.push_str(&cluster_yaml(c));
+    }
+    format!(
+        r#"# Rendered by mcptrail-integration (integration/src/envoy.rs).
+admin:
+  address:
+    socket_address: {{ address: {admin_ip}, port_value: {admin_port} }}
+static_resources:
+  listeners:
+  - name: mcp
+    address:
+      socket_address: {{ address: {ip}, port_value: {port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: mcp
+          codec_type: AUTO
+          # SSE responses can stay open for long; no idle cut while events flow.
+          stream_idle_timeout: 300s
+          route_config:
+            name: mcp
+            virtual_hosts:
+            - name: mcp
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route:
+                  cluster: {mcp_cluster}
+                  timeout: 0s
+          http_filters:
+{extra}{wasm_filter}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}"#,
+        admin_ip = spec.admin.ip(),
+        admin_port = spec.admin.port(),
+        ip = spec.listen.ip(),
+        port = spec.listen.port(),
+        mcp_cluster = spec.mcp_upstream.name,
+        extra = spec.extra_filters_yaml,
+    )
+}
+
+/// A running Envoy. Stopped on drop; its log is printed if the thread is panicking
+/// (a failed test), so failures explain themselves.
+pub struct Envoy {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub admin: SocketAddr,
+    pub listen: SocketAddr,
+    pub log_path: PathBuf,
+}
+
+impl Envoy {
+    /// Starts Envoy with a rendered config and waits until the listener is up.
+    pub fn start(spec: &EnvoySpec, concurrency: u32) -> anyhow::Result<Envoy> {
+        let bin = envoy_bin();
+        if !bin.exists() {
+            bail!(
+                "Envoy not found at {} (run `make setup`, or set ENVOY)",
+                bin.display()
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let config_path = dir.path().join("envoy.yaml");
+        std::fs::write(&config_path, render(spec))?;
+        let log_path = dir.path().join("envoy.log");
+        let admin_file = dir.path().join("admin.txt");
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", &concurrency.to_string()])
+            .arg("--disable-hot-restart")
+            .args(["--log-level", "info"])
+            .arg("--log-path")
+            .arg(&log_path)
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut envoy = Envoy {
+            child: Some(child),
+            dir,
+            admin: spec.admin,
+            listen: spec.listen,
+            log_path,
+        };
+        envoy.wait_ready(&admin_file)?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self, admin_file: &Path) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("Envoy exited during start ({status}):\n{}", self.log());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("Envoy did not become ready in 30s:\n{}", self.log());
+            }
+            if let Ok(addr) = std::fs::read_to_string(admin_file) {
+                if let Ok(admin) = addr.trim().parse::<SocketAddr>() {
+                    self.admin = admin;
+                    if let Ok(listen) = self.listener_address() {
+                        self.listen = listen;
+                        if self.admin_get("/ready").is_ok_and(|b| b.contains("LIVE")) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET on the admin API (blocking, tiny HTTP/1.0 client: no extra runtime needed).
+    pub fn admin_get(&self, path: &str) -> anyhow::Result<String> {
+        use std::io::Write as _;
+        let mut s = std::net::TcpStream::connect_timeout(&self.admin, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        if !head.starts_with("HTTP/1.1 200") {
+            bail!("admin {path}: {head}");
+        }
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            return Ok(dechunk(body));
+        }
+        Ok(body.to_string())
+    }
+
+    fn listener_address(&self) -> anyhow::Result<SocketAddr> {
+        let body = self.admin_get("/listeners?format=json")?;
+        let v: Value = serde_json::from_str(&body)?;
+        let sa = &v["listener_statuses"][0]["local_address"]["socket_address"];
+        let ip = sa["address"].as_str().context("no listener address")?;
+        let port = sa["port_value"].as_u64().context("no listener port")?;
+        if port == 0 {
+            bail!("listener not bound yet");
+        }
+        Ok(SocketAddr::new(ip.parse()?, port as u16))
+    }
+
+    /// A counter or gauge from `/stats`, if present.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let body = self.admin_get(&format!("/stats?filter=^{name}$")).ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    /// Envoy's log so far, without the start-up inventory of extensions.
+    pub fn log(&self) -> String {
+        let all = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = all
+            .lines()
+            .filter(|l| !l.contains("server.cc:467]") && !l.contains("server.cc:547]"))
+            .collect();
+        // The end is what explains a failure; cap what a test prints.
+        lines[lines.len().saturating_sub(300)..].join("\n")
+    }
+
+    /// Stops Envoy and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- Envoy log ({}) -----\n{}\n----- end of Envoy log -----",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Decodes an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `envoy --mode validate -c FILE` (also runs the filter's `on_configure`).
+pub fn validate(config_path: &Path) -> anyhow::Result<String> {
+    let out = Command::new(envoy_bin())
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "warn",
+            "-c",
+        ])
+        .arg(config_path)
+        .output()
+        .context("cannot run envoy")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        bail!("{text}")
+    }
+}
