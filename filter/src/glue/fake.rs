@@ -13,6 +13,9 @@ pub struct Call {
     pub timeout_ms: u64,
 }
 
+/// A local reply: status, headers, body.
+pub type Reply = (u32, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Debug, Default)]
 pub struct FakeHost {
     pub now: Cell<u64>,
@@ -21,7 +24,7 @@ pub struct FakeHost {
     pub headers: RefCell<HashMap<(u8, String), String>>,
     pub bodies: RefCell<HashMap<u8, Vec<u8>>>,
     pub properties: RefCell<HashMap<String, Vec<u8>>>,
-    pub responses: RefCell<Vec<(u32, Vec<(String, String)>, Vec<u8>)>>,
+    pub responses: RefCell<Vec<Reply>>,
     pub calls: RefCell<Vec<Call>>,
     pub fail_calls: Cell<bool>,
     pub tick_ms: Cell<u64>,

