@@ -49,11 +49,19 @@ enum Command {
     },
     /// Mint a development token signed with the issuer's key (defaults fit `make run`).
     Token {
-        #[arg(long, env = "MCPTRAIL_ISSUER_KEY", default_value = ".run/issuer-key.pem")]
+        #[arg(
+            long,
+            env = "MCPTRAIL_ISSUER_KEY",
+            default_value = ".run/issuer-key.pem"
+        )]
         key: PathBuf,
         #[arg(long, env = "MCPTRAIL_ISSUER", default_value = "http://127.0.0.1:9400")]
         issuer: String,
-        #[arg(long, env = "MCPTRAIL_AUDIENCE", default_value = "http://127.0.0.1:10000/mcp")]
+        #[arg(
+            long,
+            env = "MCPTRAIL_AUDIENCE",
+            default_value = "http://127.0.0.1:10000/mcp"
+        )]
         audience: String,
         #[arg(long)]
         sub: String,

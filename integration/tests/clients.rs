@@ -23,16 +23,26 @@ async fn run(cmd: &mut Command) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_client_both_protocol_modes() {
     for (mode, server) in [
-        ("legacy", Mode { json: false, stateless: false }),
-        ("auto", Mode { json: true, stateless: true }),
+        (
+            "legacy",
+            Mode {
+                json: false,
+                stateless: false,
+            },
+        ),
+        (
+            "auto",
+            Mode {
+                json: true,
+                stateless: true,
+            },
+        ),
     ] {
         let stack = Stack::start(server, None).await.unwrap();
-        let out = run(
-            Command::new(tools_dir().join("venv/bin/python"))
-                .arg(repo_root().join("integration/py/client.py"))
-                .arg(stack.mcp_url())
-                .args(["--mode", mode]),
-        )
+        let out = run(Command::new(tools_dir().join("venv/bin/python"))
+            .arg(repo_root().join("integration/py/client.py"))
+            .arg(stack.mcp_url())
+            .args(["--mode", mode]))
         .await;
         let v: Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["echo"][0], "from python", "{v}");
@@ -54,13 +64,11 @@ async fn python_sdk_client_both_protocol_modes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspector_cli_calls_a_tool() {
     let stack = Stack::start(Mode::default(), None).await.unwrap();
-    let out = run(
-        Command::new(tools_dir().join("bin/mcp-inspector"))
-            .arg("--cli")
-            .arg(stack.mcp_url())
-            .args(["--transport", "http", "--method", "tools/call"])
-            .args(["--tool-name", "echo", "--tool-arg", "text=from-inspector"]),
-    )
+    let out = run(Command::new(tools_dir().join("bin/mcp-inspector"))
+        .arg("--cli")
+        .arg(stack.mcp_url())
+        .args(["--transport", "http", "--method", "tools/call"])
+        .args(["--tool-name", "echo", "--tool-arg", "text=from-inspector"]))
     .await;
     assert!(out.contains("from-inspector"), "{out}");
     stack

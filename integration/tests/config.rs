@@ -52,6 +52,9 @@ fn bad_plugin_config_is_refused_naming_the_key() {
 fn bad_config_fails_envoy_start_with_the_log_line() {
     let mut c = base_plugin_config();
     c["audit"]["format"] = json!("xml");
-    let err = Envoy::start(&spec(c), 1).err().expect("Envoy must refuse").to_string();
+    let err = Envoy::start(&spec(c), 1)
+        .err()
+        .expect("Envoy must refuse")
+        .to_string();
     assert!(err.contains("audit.format"), "{err}");
 }

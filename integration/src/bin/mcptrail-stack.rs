@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 
 fn port(var: &str, default: u16) -> anyhow::Result<u16> {
     match std::env::var(var) {
-        Ok(v) => v.parse().with_context(|| format!("{var}={v} is not a port")),
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{var}={v} is not a port")),
         Err(_) => Ok(default),
     }
 }
@@ -77,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
     {
         let kp = kp.clone();
         let issuer = issuer.clone();
-        tokio::spawn(async move { mcptrail_cli::issuer::serve(issuer_listener, &kp, issuer).await });
+        tokio::spawn(
+            async move { mcptrail_cli::issuer::serve(issuer_listener, &kp, issuer).await },
+        );
     }
 
     // Collector.
