@@ -19,6 +19,7 @@ pub mod glue;
 pub mod host;
 pub mod ids;
 pub mod jsonrpc;
+pub mod jwt;
 pub mod time;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
