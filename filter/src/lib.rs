@@ -14,12 +14,14 @@
 )]
 
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod glue;
 pub mod host;
 pub mod ids;
 pub mod jsonrpc;
 pub mod jwt;
+pub mod policy;
 pub mod time;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

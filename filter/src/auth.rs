@@ -1,0 +1,429 @@
+//! Authentication state per VM: providers, their key sets (inline and fetched), and the
+//! verified-token cache. Pure logic: the glue performs the JWKS callouts it asks for.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::audit::record::Identity;
+use crate::jwt::{self, Alg, ClaimNames, Jwk, JwtError, KeyMaterial};
+
+/// `auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No token or an invalid one: 401.
+    Required,
+    /// Anonymous allowed (recorded as such); a presented token must still be valid.
+    Optional,
+    Off,
+}
+
+/// Where a provider's JWKS is fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksFetch {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub refresh_ms: u64,
+    pub refetch_min_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// A compiled identity provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Alg>,
+    pub claims: ClaimNames,
+    pub leeway_s: i64,
+    pub inline_keys: Vec<Jwk>,
+    /// Explicit shared secret: the only way HS* tokens are accepted.
+    pub shared_secret: Option<Vec<u8>>,
+    pub fetch: Option<JwksFetch>,
+}
+
+/// Compiled `auth` section.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub mode: Mode,
+    pub providers: Vec<Provider>,
+    /// RFC 9728 metadata served at `/.well-known/oauth-protected-resource[...]`.
+    pub resource_metadata: Option<Map<String, Value>>,
+    pub required_scopes: Vec<String>,
+    /// Set `x-mcptrail-*` identity headers on requests sent upstream.
+    pub forward_identity: bool,
+    /// Keep the `Authorization` header on requests sent upstream.
+    pub forward_token: bool,
+    pub max_token_bytes: usize,
+    pub cache_max_entries: usize,
+    /// How long a request may wait for keys (first fetch, or an unknown `kid`).
+    pub jwks_wait_ms: u64,
+}
+
+impl AuthSettings {
+    pub fn off() -> Self {
+        AuthSettings {
+            mode: Mode::Off,
+            providers: Vec::new(),
+            resource_metadata: None,
+            required_scopes: Vec::new(),
+            forward_identity: false,
+            forward_token: true,
+            max_token_bytes: 8192,
+            cache_max_entries: 1024,
+            jwks_wait_ms: 3000,
+        }
+    }
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub identity: Identity,
+    pub scopes: Vec<String>,
+    pub exp_s: i64,
+    pub provider: usize,
+}
+
+/// Why a token was refused, with what can be said about it (never the token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub error: DenyReason,
+    pub issuer: Option<String>,
+    pub kid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DenyReason {
+    Jwt(JwtError),
+    /// No key set could be obtained for the provider (fetch failed or timed out).
+    KeysUnavailable,
+}
+
+impl DenyReason {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DenyReason::Jwt(e) => e.reason(),
+            DenyReason::KeysUnavailable => "jwks_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DenyReason::Jwt(e) => e.fmt(f),
+            DenyReason::KeysUnavailable => f.write_str("the provider's keys are unavailable"),
+        }
+    }
+}
+
+/// The result of authenticating one token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Verified(Verified),
+    Denied(Denial),
+    /// Keys are being fetched for this provider: hold the request and ask again.
+    Wait {
+        provider: usize,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+struct KeyState {
+    fetched: Vec<Jwk>,
+    fetched_at_ms: Option<u64>,
+    last_attempt_ms: Option<u64>,
+    in_flight: bool,
+    refetch_wanted: bool,
+    failures: u64,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthStats {
+    pub cache_hits: u64,
+    pub verifications: u64,
+    pub jwks_fetches: u64,
+    pub jwks_failures: u64,
+}
+
+/// Per-VM authentication state.
+#[derive(Debug)]
+pub struct Authenticator {
+    keys: Vec<KeyState>,
+    cache: HashMap<[u8; 32], Verified>,
+    order: VecDeque<[u8; 32]>,
+    stats: AuthStats,
+}
+
+fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            Some(Value::String(s)) => out.extend(s.split_whitespace().map(str::to_string)),
+            Some(Value::Array(a)) => {
+                out.extend(a.iter().filter_map(Value::as_str).map(str::to_string))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Authenticator {
+    pub fn new(settings: &AuthSettings) -> Self {
+        Self {
+            keys: vec![KeyState::default(); settings.providers.len()],
+            cache: HashMap::new(),
+            order: VecDeque::new(),
+            stats: AuthStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> AuthStats {
+        self.stats
+    }
+
+    /// Whether any provider fetches its keys.
+    pub fn fetches(settings: &AuthSettings) -> bool {
+        settings.providers.iter().any(|p| p.fetch.is_some())
+    }
+
+    /// Authenticates a bearer token. `may_wait` false turns a `Wait` into a denial (used when
+    /// a held request's wait is over).
+    pub fn authenticate(
+        &mut self,
+        settings: &AuthSettings,
+        token: &str,
+        now_ms: u64,
+        may_wait: bool,
+    ) -> Outcome {
+        let now_s = (now_ms / 1000) as i64;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(v) = self.cache.get(&digest) {
+            if v.exp_s > now_s {
+                self.stats.cache_hits += 1;
+                return Outcome::Verified(v.clone());
+            }
+            self.cache.remove(&digest);
+        }
+        let deny = |error: JwtError, issuer: Option<String>, kid: Option<String>| {
+            Outcome::Denied(Denial {
+                error: DenyReason::Jwt(error),
+                issuer,
+                kid,
+            })
+        };
+        let parsed = match jwt::parse(token, settings.max_token_bytes) {
+            Ok(p) => p,
+            Err(e) => return deny(e, None, None),
+        };
+        let issuer = parsed
+            .claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let kid = parsed.kid.clone();
+        let Some(pi) = issuer
+            .as_deref()
+            .and_then(|iss| settings.providers.iter().position(|p| p.issuer == iss))
+        else {
+            return deny(JwtError::UnknownIssuer, None, kid);
+        };
+        let Some(provider) = settings.providers.get(pi) else {
+            return deny(JwtError::UnknownIssuer, None, kid);
+        };
+        if !provider.algorithms.contains(&parsed.alg) {
+            return deny(JwtError::AlgNotAllowed(parsed.alg), issuer, kid);
+        }
+        let secret = provider
+            .shared_secret
+            .as_ref()
+            .map(|s| KeyMaterial::Hmac(s.clone()));
+        let fetched: &[Jwk] = self.keys.get(pi).map_or(&[], |k| k.fetched.as_slice());
+        let candidates: Vec<&KeyMaterial> = provider
+            .inline_keys
+            .iter()
+            .chain(fetched.iter())
+            .filter(|k| kid.is_none() || k.kid == kid)
+            .filter(|k| k.alg.is_none_or(|a| a == parsed.alg))
+            .map(|k| &k.key)
+            .chain(secret.iter())
+            .filter(|k| k.allows(parsed.alg))
+            .take(8)
+            .collect();
+        if candidates.is_empty() {
+            let Some(state) = self.keys.get_mut(pi) else {
+                return deny(JwtError::UnknownKid(kid.clone()), issuer, kid);
+            };
+            if let Some(fetch) = &provider.fetch {
+                let never_fetched = state.fetched_at_ms.is_none();
+                let rate_ok = state
+                    .last_attempt_ms
+                    .is_none_or(|t| now_ms.saturating_sub(t) >= fetch.refetch_min_ms);
+                if may_wait && (state.in_flight || never_fetched || rate_ok) {
+                    if !state.in_flight {
+                        state.refetch_wanted = true;
+                    }
+                    return Outcome::Wait { provider: pi };
+                }
+                if never_fetched && provider.inline_keys.is_empty() {
+                    return Outcome::Denied(Denial {
+                        error: DenyReason::KeysUnavailable,
+                        issuer,
+                        kid,
+                    });
+                }
+            }
+            return deny(JwtError::UnknownKid(kid.clone()), issuer, kid);
+        }
+        self.stats.verifications += 1;
+        if !candidates
+            .iter()
+            .any(|k| jwt::verify_signature(&parsed, k).is_ok())
+        {
+            return deny(JwtError::BadSignature, issuer, kid);
+        }
+        let exp_s = match jwt::check_claims(
+            &parsed.claims,
+            &provider.audiences,
+            now_s,
+            provider.leeway_s,
+        ) {
+            Ok(exp) => exp,
+            Err(e) => return deny(e, issuer, kid),
+        };
+        let verified = Verified {
+            identity: jwt::identity(&parsed.claims, &provider.claims, &provider.issuer),
+            scopes: scopes_of(&parsed.claims),
+            exp_s,
+            provider: pi,
+        };
+        self.remember(digest, verified.clone(), settings.cache_max_entries);
+        Outcome::Verified(verified)
+    }
+
+    fn remember(&mut self, digest: [u8; 32], v: Verified, cap: usize) {
+        if cap == 0 {
+            return;
+        }
+        while self.cache.len() >= cap {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.cache.remove(&old);
+                }
+                None => {
+                    self.cache.clear();
+                    break;
+                }
+            }
+        }
+        if self.cache.insert(digest, v).is_none() {
+            self.order.push_back(digest);
+        }
+    }
+
+    /// Cached verified tokens.
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Providers whose keys should be fetched now; each is marked in flight.
+    pub fn due_fetches(&mut self, settings: &AuthSettings, now_ms: u64) -> Vec<usize> {
+        let mut due = Vec::new();
+        for (i, (p, st)) in settings
+            .providers
+            .iter()
+            .zip(self.keys.iter_mut())
+            .enumerate()
+        {
+            let Some(f) = &p.fetch else { continue };
+            if st.in_flight {
+                continue;
+            }
+            let since_attempt = st.last_attempt_ms.map(|t| now_ms.saturating_sub(t));
+            let start = match st.fetched_at_ms {
+                // Never fetched: try now, then keep retrying at the refetch rate.
+                None => since_attempt.is_none_or(|d| d >= f.refetch_min_ms.min(1000)),
+                Some(at) => {
+                    now_ms.saturating_sub(at) >= f.refresh_ms
+                        || (st.refetch_wanted
+                            && since_attempt.is_none_or(|d| d >= f.refetch_min_ms))
+                }
+            };
+            if start {
+                st.in_flight = true;
+                st.refetch_wanted = false;
+                st.last_attempt_ms = Some(now_ms);
+                due.push(i);
+            }
+        }
+        due
+    }
+
+    /// A fetch ended. `body` is the JWKS on a 2xx answer; `Err` says what went wrong.
+    /// Failures keep the last good key set. Returns a line worth logging.
+    pub fn on_fetch(
+        &mut self,
+        settings: &AuthSettings,
+        provider: usize,
+        body: Result<&[u8], String>,
+        now_ms: u64,
+    ) -> String {
+        let name = settings
+            .providers
+            .get(provider)
+            .map_or("?", |p| p.name.as_str());
+        let Some(st) = self.keys.get_mut(provider) else {
+            return format!("JWKS answer for unknown provider {provider}");
+        };
+        st.in_flight = false;
+        self.stats.jwks_fetches += 1;
+        let parsed = body.and_then(|b| jwt::parse_jwks(b));
+        match parsed {
+            Ok((keys, skipped)) if !keys.is_empty() => {
+                let changed = keys.len() != st.fetched.len()
+                    || keys.iter().zip(&st.fetched).any(|(a, b)| a.kid != b.kid);
+                st.fetched = keys;
+                st.fetched_at_ms = Some(now_ms);
+                if changed {
+                    // A key may have been withdrawn: tokens it signed must be checked again.
+                    self.cache.clear();
+                    self.order.clear();
+                }
+                let mut line = format!(
+                    "provider `{name}`: JWKS loaded, {} keys",
+                    self.keys.get(provider).map_or(0, |s| s.fetched.len())
+                );
+                if !skipped.is_empty() {
+                    line.push_str(&format!(" (skipped: {})", skipped.join("; ")));
+                }
+                line
+            }
+            Ok(_) => {
+                st.failures += 1;
+                self.stats.jwks_failures += 1;
+                format!(
+                    "provider `{name}`: JWKS has no usable signing key; keeping the last good set"
+                )
+            }
+            Err(e) => {
+                st.failures += 1;
+                self.stats.jwks_failures += 1;
+                format!("provider `{name}`: JWKS fetch failed ({e}); keeping the last good set")
+            }
+        }
+    }
+
+    /// Whether a fetch for `provider` is under way.
+    pub fn fetch_in_flight(&self, provider: usize) -> bool {
+        self.keys.get(provider).is_some_and(|k| k.in_flight)
+    }
+}
+
+#[cfg(test)]
+mod tests;
