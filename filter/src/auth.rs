@@ -383,7 +383,7 @@ impl Authenticator {
         };
         st.in_flight = false;
         self.stats.jwks_fetches += 1;
-        let parsed = body.and_then(|b| jwt::parse_jwks(b));
+        let parsed = body.and_then(jwt::parse_jwks);
         match parsed {
             Ok((keys, skipped)) if !keys.is_empty() => {
                 let changed = keys.len() != st.fetched.len()
