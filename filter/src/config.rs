@@ -8,6 +8,11 @@ use std::fmt;
 
 use base64::Engine as _;
 use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::auth::{AuthSettings, JwksFetch, Mode, Provider};
+use crate::jwt::{self, Alg, ClaimNames};
+use crate::policy::{Effect, Glob, Policy, Rule};
 
 /// A configuration error: the key it concerns and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +55,7 @@ struct RawConfig {
     #[serde(default)]
     masking: Option<serde_json::Value>,
     #[serde(default)]
-    policy: Option<serde_json::Value>,
+    policy: Option<RawPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,10 +63,128 @@ struct RawConfig {
 struct RawAuth {
     #[serde(default = "default_auth_mode")]
     mode: String,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    resource_metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    #[serde(default)]
+    forward_identity: bool,
+    #[serde(default = "yes")]
+    forward_token: bool,
+    #[serde(default = "d_max_token")]
+    max_token_bytes: usize,
+    #[serde(default = "d_cache")]
+    cache_max_entries: usize,
+    #[serde(default = "d_wait")]
+    jwks_wait_ms: u64,
 }
 
 fn default_auth_mode() -> String {
     "off".into()
+}
+fn yes() -> bool {
+    true
+}
+fn d_max_token() -> usize {
+    8192
+}
+fn d_cache() -> usize {
+    1024
+}
+fn d_wait() -> u64 {
+    3000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    #[serde(default)]
+    name: Option<String>,
+    issuer: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    jwks: Option<Value>,
+    #[serde(default)]
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    jwks_cluster: Option<String>,
+    #[serde(default = "d_refresh")]
+    jwks_refresh_s: u64,
+    #[serde(default = "d_refetch")]
+    jwks_refetch_min_s: u64,
+    #[serde(default = "d_jwks_timeout")]
+    jwks_timeout_ms: u64,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    claims: RawClaims,
+    #[serde(default = "d_leeway")]
+    leeway_s: i64,
+    #[serde(default)]
+    shared_secret: Option<String>,
+}
+
+fn d_refresh() -> u64 {
+    600
+}
+fn d_refetch() -> u64 {
+    5
+}
+fn d_jwks_timeout() -> u64 {
+    3000
+}
+fn d_leeway() -> i64 {
+    60
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClaims {
+    subject: Option<String>,
+    groups: Option<String>,
+    email: Option<String>,
+    client_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    default: RawEffect,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawEffect {
+    #[default]
+    Allow,
+    Deny,
+}
+
+impl From<RawEffect> for Effect {
+    fn from(e: RawEffect) -> Effect {
+        match e {
+            RawEffect::Allow => Effect::Allow,
+            RawEffect::Deny => Effect::Deny,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    tools: Vec<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    action: RawEffect,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,10 +310,12 @@ impl McpSettings {
 }
 
 /// The compiled configuration the filter runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub audit: AuditSettings,
     pub mcp: McpSettings,
+    pub auth: AuthSettings,
+    pub policy: Policy,
 }
 
 /// Default bound for a decoded body.
@@ -221,41 +346,268 @@ impl Config {
 
 impl RawConfig {
     fn compile(self) -> Result<Config, ConfigError> {
-        if let Some(auth) = &self.auth {
-            match auth.mode.as_str() {
-                "off" => {}
-                "required" | "optional" => {
-                    return Err(ConfigError::new(
-                        "auth.mode",
-                        format!(
-                            "`{}` is not available in this build yet; use `off`",
-                            auth.mode
-                        ),
-                    ))
-                }
-                other => {
-                    return Err(ConfigError::new(
-                        "auth.mode",
-                        format!("unknown mode `{other}`; expected `required`, `optional` or `off`"),
-                    ))
-                }
-            }
-        }
         if self.masking.is_some() {
             return Err(ConfigError::new(
                 "masking",
                 "masking is not available in this build yet; remove the section",
             ));
         }
-        if self.policy.is_some() {
-            return Err(ConfigError::new(
-                "policy",
-                "policy is not available in this build yet; remove the section",
-            ));
-        }
         Ok(Config {
             audit: self.audit.compile()?,
             mcp: self.mcp.compile()?,
+            auth: match self.auth {
+                Some(a) => a.compile()?,
+                None => AuthSettings::off(),
+            },
+            policy: match self.policy {
+                Some(p) => p.compile()?,
+                None => Policy::allow_all(),
+            },
+        })
+    }
+}
+
+impl RawPolicy {
+    fn compile(self) -> Result<Policy, ConfigError> {
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for (i, r) in self.rules.into_iter().enumerate() {
+            if r.tools.is_empty() && r.methods.is_empty() {
+                return Err(ConfigError::new(
+                    &format!("policy.rules[{i}]"),
+                    "a rule needs `tools` or `methods`",
+                ));
+            }
+            rules.push(Rule {
+                tools: r.tools.iter().map(|t| Glob::new(t)).collect(),
+                methods: r.methods.iter().map(|m| Glob::new(m)).collect(),
+                groups: r.groups,
+                effect: r.action.into(),
+            });
+        }
+        Ok(Policy {
+            default: self.default.into(),
+            rules,
+        })
+    }
+}
+
+/// Splits an `http(s)://authority/path` URL.
+pub fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some((scheme, authority, path))
+}
+
+fn b64_secret(key: &str, v: &str, min: usize) -> Result<Vec<u8>, ConfigError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .map_err(|e| ConfigError::new(key, format!("not base64: {e}")))?;
+    if bytes.len() < min {
+        return Err(ConfigError::new(
+            key,
+            format!("must decode to at least {min} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+impl RawAuth {
+    fn compile(self) -> Result<AuthSettings, ConfigError> {
+        let mode = match self.mode.as_str() {
+            "required" => Mode::Required,
+            "optional" => Mode::Optional,
+            "off" => Mode::Off,
+            other => {
+                return Err(ConfigError::new(
+                    "auth.mode",
+                    format!("unknown mode `{other}`; expected `required`, `optional` or `off`"),
+                ))
+            }
+        };
+        if mode != Mode::Off && self.providers.is_empty() {
+            return Err(ConfigError::new(
+                "auth.providers",
+                "at least one provider is needed unless `mode` is `off`",
+            ));
+        }
+        let mut providers: Vec<Provider> = Vec::with_capacity(self.providers.len());
+        for (i, p) in self.providers.into_iter().enumerate() {
+            let provider = p.compile(i)?;
+            if providers.iter().any(|q| q.issuer == provider.issuer) {
+                return Err(ConfigError::new(
+                    &format!("auth.providers[{i}].issuer"),
+                    "two providers have the same issuer",
+                ));
+            }
+            providers.push(provider);
+        }
+        if let Some(m) = &self.resource_metadata {
+            if m.get("resource").is_some_and(|r| !r.is_string()) {
+                return Err(ConfigError::new(
+                    "auth.resource_metadata.resource",
+                    "must be a URL string",
+                ));
+            }
+            if let Some(a) = m.get("authorization_servers") {
+                if !a.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+                    return Err(ConfigError::new(
+                        "auth.resource_metadata.authorization_servers",
+                        "must be an array of URL strings",
+                    ));
+                }
+            }
+        }
+        if self.max_token_bytes < 256 {
+            return Err(ConfigError::new(
+                "auth.max_token_bytes",
+                "must be at least 256",
+            ));
+        }
+        Ok(AuthSettings {
+            mode,
+            providers,
+            resource_metadata: self.resource_metadata,
+            required_scopes: self.required_scopes,
+            forward_identity: self.forward_identity,
+            forward_token: self.forward_token,
+            max_token_bytes: self.max_token_bytes,
+            cache_max_entries: self.cache_max_entries,
+            jwks_wait_ms: self.jwks_wait_ms,
+        })
+    }
+}
+
+impl RawProvider {
+    fn compile(self, i: usize) -> Result<Provider, ConfigError> {
+        let key = |k: &str| format!("auth.providers[{i}].{k}");
+        if self.issuer.trim().is_empty() {
+            return Err(ConfigError::new(&key("issuer"), "must not be empty"));
+        }
+        if self.audiences.is_empty() {
+            return Err(ConfigError::new(
+                &key("audiences"),
+                "list the audiences (the MCP resource URL) tokens must be issued for",
+            ));
+        }
+        let shared_secret = self
+            .shared_secret
+            .as_deref()
+            .map(|s| b64_secret(&key("shared_secret"), s, 32))
+            .transpose()?;
+        let algorithms = match &self.algorithms {
+            None => {
+                let mut a = Alg::ASYMMETRIC.to_vec();
+                if shared_secret.is_some() {
+                    a.extend([Alg::HS256, Alg::HS384, Alg::HS512]);
+                }
+                a
+            }
+            Some(list) => {
+                let mut out = Vec::with_capacity(list.len());
+                for a in list {
+                    let alg = Alg::parse(a).ok_or_else(|| {
+                        ConfigError::new(&key("algorithms"), format!("unknown algorithm `{a}`"))
+                    })?;
+                    if matches!(alg, Alg::HS256 | Alg::HS384 | Alg::HS512)
+                        && shared_secret.is_none()
+                    {
+                        return Err(ConfigError::new(
+                            &key("algorithms"),
+                            format!("`{a}` needs `shared_secret`"),
+                        ));
+                    }
+                    out.push(alg);
+                }
+                out
+            }
+        };
+        let inline_keys = match &self.jwks {
+            None => Vec::new(),
+            Some(v) => {
+                let (keys, skipped) = jwt::parse_jwks(v.to_string().as_bytes())
+                    .map_err(|e| ConfigError::new(&key("jwks"), e))?;
+                if !skipped.is_empty() {
+                    return Err(ConfigError::new(&key("jwks"), skipped.join("; ")));
+                }
+                keys
+            }
+        };
+        let fetch = match (&self.jwks_uri, &self.jwks_cluster) {
+            (None, None) => None,
+            (Some(uri), Some(cluster)) => {
+                let (_, authority, path) = split_url(uri)
+                    .ok_or_else(|| ConfigError::new(&key("jwks_uri"), "must be an http(s) URL"))?;
+                if cluster.trim().is_empty() {
+                    return Err(ConfigError::new(
+                        &key("jwks_cluster"),
+                        "must name an Envoy cluster",
+                    ));
+                }
+                if self.jwks_refresh_s == 0 || self.jwks_timeout_ms == 0 {
+                    return Err(ConfigError::new(
+                        &key("jwks_refresh_s"),
+                        "`jwks_refresh_s` and `jwks_timeout_ms` must be greater than 0",
+                    ));
+                }
+                Some(JwksFetch {
+                    cluster: cluster.clone(),
+                    authority: authority.to_string(),
+                    path: path.to_string(),
+                    refresh_ms: self.jwks_refresh_s.saturating_mul(1000),
+                    refetch_min_ms: self.jwks_refetch_min_s.saturating_mul(1000),
+                    timeout_ms: self.jwks_timeout_ms,
+                })
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    &key("jwks_cluster"),
+                    "`jwks_uri` needs `jwks_cluster`",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    &key("jwks_uri"),
+                    "`jwks_cluster` needs `jwks_uri`",
+                ))
+            }
+        };
+        if inline_keys.is_empty() && fetch.is_none() && shared_secret.is_none() {
+            return Err(ConfigError::new(
+                &key("jwks"),
+                "a provider needs keys: `jwks`, `jwks_uri` + `jwks_cluster`, or `shared_secret`",
+            ));
+        }
+        if !(0..=3600).contains(&self.leeway_s) {
+            return Err(ConfigError::new(
+                &key("leeway_s"),
+                "must be between 0 and 3600",
+            ));
+        }
+        let d = ClaimNames::default();
+        Ok(Provider {
+            name: self.name.unwrap_or_else(|| self.issuer.clone()),
+            issuer: self.issuer,
+            audiences: self.audiences,
+            algorithms,
+            claims: ClaimNames {
+                subject: self.claims.subject.unwrap_or(d.subject),
+                groups: self.claims.groups.unwrap_or(d.groups),
+                email: self.claims.email.unwrap_or(d.email),
+                client_id: self.claims.client_id.unwrap_or(d.client_id),
+            },
+            leeway_s: self.leeway_s,
+            inline_keys,
+            shared_secret,
+            fetch,
         })
     }
 }
@@ -476,6 +828,38 @@ mod tests {
             e.to_string().starts_with("invalid configuration: "),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn auth_and_policy_sections() {
+        let c = Config::parse(
+            br#"{"audit":{"cluster":"c"},
+            "auth":{"mode":"required","forward_identity":true,"providers":[{"name":"corp","issuer":"https://idp.example.com",
+              "audiences":["https://mcp.example.com/mcp"],"jwks_uri":"https://idp.example.com/.well-known/jwks.json",
+              "jwks_cluster":"idp","claims":{"groups":"realm_access.roles"},"leeway_s":30}],
+              "resource_metadata":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://idp.example.com"]}},
+            "policy":{"default":"deny","rules":[{"tools":["delete_*"],"groups":["admins"],"action":"allow"},{"methods":["tools/list"],"action":"allow"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.auth.mode, Mode::Required);
+        let p = &c.auth.providers[0];
+        let f = p.fetch.as_ref().unwrap();
+        assert_eq!(
+            (f.cluster.as_str(), f.authority.as_str(), f.path.as_str()),
+            ("idp", "idp.example.com", "/.well-known/jwks.json")
+        );
+        assert_eq!(f.refresh_ms, 600_000);
+        assert_eq!(f.refetch_min_ms, 5_000);
+        assert_eq!(p.claims.groups, "realm_access.roles");
+        assert_eq!(p.algorithms, Alg::ASYMMETRIC.to_vec());
+        assert!(c.auth.forward_identity);
+        assert_eq!(c.policy.default, Effect::Deny);
+        assert_eq!(c.policy.rules.len(), 2);
+        assert_eq!(
+            split_url("http://127.0.0.1:9400"),
+            Some(("http", "127.0.0.1:9400", "/"))
+        );
+        assert_eq!(split_url("https://u@h/p"), None);
     }
 
     #[test]
