@@ -1,25 +1,92 @@
-//! The filter's behaviour over the [`Host`] trait: the root (one per VM) configures and
-//! ships, streams (one per request) decode and hand records to the root's outbox.
+//! The filter's behaviour over the [`Host`] trait: the root (one per VM) configures, fetches
+//! keys and ships records; streams (one per request) authenticate, enforce policy, decode, and
+//! hand records to the root's outbox.
 //!
 //! The proxy-wasm contexts in `proxy.rs` only forward callbacks here.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::audit::outbox::{Outbox, Pushed};
-use crate::audit::record::{Kind, Mcp, Outcome, Record, Source, Status};
+use crate::audit::record::{
+    AuthInfo, Identity, Kind, Mcp, Outcome, PolicyInfo, Record, Source, Status,
+};
+use crate::auth::{self, Authenticator, DenyReason, Mode};
 use crate::config::Config;
 use crate::host::{Action, Body, Headers, Host, Level};
 use crate::jsonrpc::{self, DecodeError, Message};
+use crate::policy::Effect;
 use crate::time::rfc3339_ms;
 
-/// What streams share with their root: the compiled config and the outbox.
+/// Identity headers the filter sets upstream; client-sent copies are always removed.
+pub const IDENTITY_HEADERS: [&str; 5] = [
+    "x-mcptrail-sub",
+    "x-mcptrail-groups",
+    "x-mcptrail-email",
+    "x-mcptrail-client-id",
+    "x-mcptrail-issuer",
+];
+
+/// Where RFC 9728 protected-resource metadata is served.
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// JSON-RPC error code of a policy denial (implementation-defined server error range).
+pub const POLICY_DENIED_CODE: i64 = -32003;
+
+/// What streams share with their root: config, outbox, authenticator, held requests.
 #[derive(Debug)]
 pub struct Shared {
     pub config: Config,
     pub outbox: RefCell<Outbox>,
+    pub auth: RefCell<Authenticator>,
+    waiters: RefCell<Vec<Waiter>>,
+}
+
+/// A request held until its provider's keys arrive.
+#[derive(Debug)]
+struct Waiter {
+    context_id: u32,
+    token: String,
+    provider: usize,
+    since_ms: u64,
+    slot: Rc<RefCell<Slot>>,
+}
+
+/// Where a request stands with auth and policy.
+#[derive(Debug, Clone, Default, PartialEq)]
+enum Gate {
+    #[default]
+    Open,
+    WaitingAuth,
+    Refused(Refusal),
+}
+
+/// A request the filter answered itself.
+#[derive(Debug, Clone, PartialEq)]
+struct Refusal {
+    kind: Kind,
+    status: u32,
+    reason: String,
+    auth: Option<AuthInfo>,
+    /// Policy denials: (index of the message, rule).
+    policy: Vec<(usize, Option<usize>)>,
+}
+
+/// Per-request state the root may settle while the stream is held.
+#[derive(Debug, Default)]
+struct Slot {
+    gate: Gate,
+    identity: Option<Identity>,
+    /// Policy needs the whole body before anything goes upstream.
+    hold_body: bool,
+    /// Decoded body of a held request, once complete.
+    messages: Option<Vec<Result<Message, DecodeError>>>,
+    /// `scheme://authority` and path of the request, for challenges.
+    origin: String,
+    path: String,
 }
 
 /// Per-VM state.
@@ -27,7 +94,12 @@ pub struct Shared {
 pub struct Root {
     shared: Option<Rc<Shared>>,
     inflight_token: Option<u32>,
+    jwks_calls: HashMap<u32, usize>,
+    next_flush_ms: u64,
 }
+
+/// Root tick period when keys are fetched or requests may be held (ms).
+const FAST_TICK_MS: u64 = 100;
 
 impl Root {
     /// Parses and compiles the plugin configuration. On error, logs one line naming the key
@@ -42,16 +114,24 @@ impl Root {
         };
         let stream = format!("{:016x}", host.random_u64());
         let outbox = Outbox::new(config.audit.clone(), stream, host.random_u64());
-        if let Err(e) = host.set_tick_period_ms(config.audit.flush_interval_ms) {
+        let tick = if Authenticator::fetches(&config.auth) {
+            config.audit.flush_interval_ms.min(FAST_TICK_MS)
+        } else {
+            config.audit.flush_interval_ms
+        };
+        if let Err(e) = host.set_tick_period_ms(tick) {
             host.log(
                 Level::Error,
-                &format!("mcptrail: cannot set the flush tick: {}", e.0),
+                &format!("mcptrail: cannot set the tick: {}", e.0),
             );
             return false;
         }
+        self.next_flush_ms = 0;
         self.shared = Some(Rc::new(Shared {
+            auth: RefCell::new(Authenticator::new(&config.auth)),
             config,
             outbox: RefCell::new(outbox),
+            waiters: RefCell::new(Vec::new()),
         }));
         true
     }
@@ -61,13 +141,109 @@ impl Root {
     }
 
     /// A new stream, once configured.
-    pub fn new_stream(&self) -> Option<Stream> {
-        self.shared.as_ref().map(|s| Stream::new(Rc::clone(s)))
+    pub fn new_stream(&self, context_id: u32) -> Option<Stream> {
+        self.shared
+            .as_ref()
+            .map(|s| Stream::new(Rc::clone(s), context_id))
     }
 
-    /// The flush tick: ships whatever is queued (or retries the batch in flight when due).
+    /// The tick: starts due key fetches, times out held requests, ships records.
     pub fn on_tick(&mut self, host: &dyn Host) {
-        self.ship(host, true);
+        let now = host.now_ms();
+        self.fetch_keys(host, now);
+        self.settle_waiters(host, now, None);
+        let flush = self
+            .shared
+            .as_ref()
+            .map_or(1000, |s| s.config.audit.flush_interval_ms);
+        if now >= self.next_flush_ms {
+            self.next_flush_ms = now + flush;
+            self.ship(host, true);
+        }
+    }
+
+    fn fetch_keys(&mut self, host: &dyn Host, now: u64) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let settings = &shared.config.auth;
+        let due = shared.auth.borrow_mut().due_fetches(settings, now);
+        for pi in due {
+            let Some(f) = settings.providers.get(pi).and_then(|p| p.fetch.as_ref()) else {
+                continue;
+            };
+            let headers = [
+                (":method", "GET"),
+                (":path", f.path.as_str()),
+                (":authority", f.authority.as_str()),
+                ("accept", "application/json"),
+            ];
+            match host.http_call(&f.cluster, &headers, &[], f.timeout_ms) {
+                Ok(token) => {
+                    self.jwks_calls.insert(token, pi);
+                }
+                Err(e) => {
+                    let line = shared.auth.borrow_mut().on_fetch(
+                        settings,
+                        pi,
+                        Err(format!(
+                            "callout to cluster `{}` refused: {}",
+                            f.cluster, e.0
+                        )),
+                        now,
+                    );
+                    host.log(Level::Warn, &format!("mcptrail: {line}"));
+                }
+            }
+        }
+    }
+
+    /// Settles held requests: those waiting on `provider` (keys just arrived), and any whose
+    /// wait is over.
+    fn settle_waiters(&mut self, host: &dyn Host, now: u64, provider: Option<usize>) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let wait_ms = shared.config.auth.jwks_wait_ms;
+        let ready: Vec<Waiter> = {
+            let mut w = shared.waiters.borrow_mut();
+            let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = w.drain(..).partition(|x| {
+                Some(x.provider) == provider || now.saturating_sub(x.since_ms) >= wait_ms
+            });
+            *w = keep;
+            ready
+        };
+        for waiter in ready {
+            if host.set_effective_context(waiter.context_id).is_err() {
+                continue; // the stream is gone
+            }
+            let expired = now.saturating_sub(waiter.since_ms) >= wait_ms;
+            let outcome = shared.auth.borrow_mut().authenticate(
+                &shared.config.auth,
+                &waiter.token,
+                now,
+                !expired,
+            );
+            let mut slot = waiter.slot.borrow_mut();
+            match admit(host, shared, &mut slot, outcome) {
+                Admit::Wait(provider) => {
+                    drop(slot);
+                    shared
+                        .waiters
+                        .borrow_mut()
+                        .push(Waiter { provider, ..waiter });
+                }
+                Admit::Refused => {}
+                Admit::Proceed => {
+                    if proceed_after_auth(host, shared, &mut slot) {
+                        if let Err(e) = host.resume_request() {
+                            host.log(Level::Warn, &format!("mcptrail: cannot resume: {}", e.0));
+                        }
+                    }
+                }
+            }
+        }
+        let _ = host.set_effective_context(0);
     }
 
     fn ship(&mut self, host: &dyn Host, force: bool) {
@@ -108,14 +284,13 @@ impl Root {
     }
 
     /// A callout answered. `num_headers == 0` is a transport failure (reset, timeout).
-    pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, num_headers: usize) {
-        if self.inflight_token != Some(token) {
-            return;
-        }
-        self.inflight_token = None;
-        let Some(shared) = self.shared.as_ref() else {
-            return;
-        };
+    pub fn on_http_call_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+    ) {
         let status = if num_headers == 0 {
             None
         } else {
@@ -123,8 +298,38 @@ impl Root {
                 .and_then(|s| s.parse::<u32>().ok())
         };
         let ok = status.is_some_and(|s| (200..300).contains(&s));
+        let what = status.map_or_else(|| "no response".to_string(), |s| format!("HTTP {s}"));
+        if let Some(pi) = self.jwks_calls.remove(&token) {
+            let Some(shared) = self.shared.as_ref() else {
+                return;
+            };
+            let now = host.now_ms();
+            let body = if ok {
+                host.body(Body::CallResponse, 0, body_size)
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let result = if ok { Ok(body.as_slice()) } else { Err(what) };
+            let line = shared
+                .auth
+                .borrow_mut()
+                .on_fetch(&shared.config.auth, pi, result, now);
+            host.log(
+                if ok { Level::Info } else { Level::Warn },
+                &format!("mcptrail: {line}"),
+            );
+            self.settle_waiters(host, now, Some(pi));
+            return;
+        }
+        if self.inflight_token != Some(token) {
+            return;
+        }
+        self.inflight_token = None;
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
         if !ok {
-            let what = status.map_or_else(|| "no response".to_string(), |s| format!("HTTP {s}"));
             host.log(
                 Level::Warn,
                 &format!(
@@ -139,10 +344,269 @@ impl Root {
     }
 }
 
+/// What authentication decided for a request.
+enum Admit {
+    Proceed,
+    Refused,
+    Wait(usize),
+}
+
+fn challenge(slot: &Slot, error: Option<(&str, Option<&str>)>) -> String {
+    let mut v = format!(
+        "Bearer resource_metadata=\"{}{METADATA_PATH}{}\"",
+        slot.origin, slot.path
+    );
+    if let Some((code, scope)) = error {
+        v.push_str(&format!(", error=\"{code}\""));
+        if let Some(scope) = scope {
+            v.push_str(&format!(", scope=\"{scope}\""));
+        }
+    }
+    v
+}
+
+fn send(host: &dyn Host, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    if let Err(e) = host.send_response(status, headers, body) {
+        host.log(
+            Level::Error,
+            &format!("mcptrail: cannot send {status}: {}", e.0),
+        );
+    }
+}
+
+/// Refuses the current stream with an auth error and records why in the slot.
+fn refuse_auth(
+    host: &dyn Host,
+    slot: &mut Slot,
+    status: u32,
+    error: &str,
+    info: AuthInfo,
+    detail: String,
+) {
+    let www = match status {
+        401 if error == "missing_token" => challenge(slot, None),
+        401 => challenge(slot, Some(("invalid_token", None))),
+        _ => String::new(),
+    };
+    let body = json!({"error": if status == 503 { "temporarily_unavailable" } else { error }, "error_description": detail});
+    let body = body.to_string();
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ];
+    if !www.is_empty() {
+        headers.push(("www-authenticate", www.as_str()));
+    }
+    if status == 503 {
+        headers.push(("retry-after", "1"));
+    }
+    send(host, status, &headers, body.as_bytes());
+    slot.gate = Gate::Refused(Refusal {
+        kind: Kind::AuthDenied,
+        status,
+        reason: detail,
+        auth: Some(info),
+        policy: Vec::new(),
+    });
+}
+
+/// Applies an authentication outcome to the current stream.
+fn admit(host: &dyn Host, shared: &Shared, slot: &mut Slot, outcome: auth::Outcome) -> Admit {
+    let settings = &shared.config.auth;
+    match outcome {
+        auth::Outcome::Wait { provider } => {
+            slot.gate = Gate::WaitingAuth;
+            Admit::Wait(provider)
+        }
+        auth::Outcome::Denied(d) => {
+            let status = if d.error == DenyReason::KeysUnavailable {
+                503
+            } else {
+                401
+            };
+            let info = AuthInfo {
+                error: d.error.reason().to_string(),
+                issuer: d.issuer,
+                kid: d.kid,
+            };
+            let detail = d.error.to_string();
+            refuse_auth(host, slot, status, d.error.reason(), info, detail);
+            Admit::Refused
+        }
+        auth::Outcome::Verified(v) => {
+            let missing: Vec<&str> = settings
+                .required_scopes
+                .iter()
+                .filter(|s| !v.scopes.contains(s))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                let scope = settings.required_scopes.join(" ");
+                let www = challenge(slot, Some(("insufficient_scope", Some(&scope))));
+                let body = json!({"error": "insufficient_scope", "error_description": format!("missing scopes: {}", missing.join(" "))}).to_string();
+                send(
+                    host,
+                    403,
+                    &[
+                        ("content-type", "application/json"),
+                        ("www-authenticate", &www),
+                    ],
+                    body.as_bytes(),
+                );
+                slot.gate = Gate::Refused(Refusal {
+                    kind: Kind::AuthDenied,
+                    status: 403,
+                    reason: format!("missing scopes: {}", missing.join(" ")),
+                    auth: Some(AuthInfo {
+                        error: "insufficient_scope".into(),
+                        issuer: v.identity.iss.clone(),
+                        kid: None,
+                    }),
+                    policy: Vec::new(),
+                });
+                slot.identity = Some(v.identity);
+                return Admit::Refused;
+            }
+            if settings.forward_identity {
+                let id = &v.identity;
+                let groups = id.groups.join(",");
+                let values = [
+                    id.sub.as_deref(),
+                    Some(groups.as_str()).filter(|g| !g.is_empty()),
+                    id.email.as_deref(),
+                    id.client_id.as_deref(),
+                    id.iss.as_deref(),
+                ];
+                for (name, value) in IDENTITY_HEADERS.iter().zip(values) {
+                    if let Some(value) = value {
+                        host.set_header(Headers::Request, name, Some(value));
+                    }
+                }
+            }
+            if !settings.forward_token {
+                host.set_header(Headers::Request, "authorization", None);
+            }
+            slot.gate = Gate::Open;
+            slot.identity = Some(v.identity);
+            Admit::Proceed
+        }
+    }
+}
+
+/// After authentication: whether the request may be resumed now. A held body that is
+/// complete goes through policy here; one still arriving is finished by the stream.
+fn proceed_after_auth(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
+    if !slot.hold_body {
+        return true;
+    }
+    if slot.messages.is_none() {
+        return false;
+    }
+    !enforce_policy(host, shared, slot)
+}
+
+/// Applies the policy to a held, decoded body. Returns `true` when it refused the request.
+fn enforce_policy(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
+    let policy = &shared.config.policy;
+    let Some(messages) = slot.messages.as_ref() else {
+        return false;
+    };
+    let groups: &[String] = slot.identity.as_ref().map_or(&[], |i| i.groups.as_slice());
+    let mut denied = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let Ok(m) = m else { continue };
+        let Some(method) = m.method.as_deref() else {
+            continue;
+        };
+        let d = policy.decide(method, m.tool(), groups);
+        if d.effect == Effect::Deny {
+            denied.push((i, d.rule));
+        }
+    }
+    if denied.is_empty() {
+        return false;
+    }
+    // One denied element refuses the whole request: nothing of it reaches the server.
+    let error_for = |i: usize, m: &Message| {
+        let what = match m.tool() {
+            Some(t) => format!("tool `{t}`"),
+            None => format!("method `{}`", m.method.as_deref().unwrap_or("?")),
+        };
+        let message = if denied.iter().any(|(d, _)| *d == i) {
+            format!("Forbidden: {what} is not allowed for this caller")
+        } else {
+            "Not executed: the batch contains a call that is not allowed".to_string()
+        };
+        json!({"jsonrpc": "2.0", "id": m.id.clone().unwrap_or(Value::Null),
+               "error": {"code": POLICY_DENIED_CODE, "message": message}})
+    };
+    let replies: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            m.as_ref()
+                .ok()
+                .filter(|m| m.kind == jsonrpc::Kind::Request)
+                .map(|m| error_for(i, m))
+        })
+        .collect();
+    let reason = "denied by policy".to_string();
+    match (messages.len(), replies.first()) {
+        (1, Some(one)) => send(
+            host,
+            200,
+            &[("content-type", "application/json")],
+            one.to_string().as_bytes(),
+        ),
+        (_, Some(_)) => send(
+            host,
+            200,
+            &[("content-type", "application/json")],
+            Value::Array(replies).to_string().as_bytes(),
+        ),
+        (_, None) => send(
+            host,
+            403,
+            &[("content-type", "application/json")],
+            br#"{"error":"forbidden","error_description":"denied by policy"}"#,
+        ),
+    }
+    slot.gate = Gate::Refused(Refusal {
+        kind: Kind::PolicyDenied,
+        status: if replies_is_http_error(messages) {
+            403
+        } else {
+            200
+        },
+        reason,
+        auth: None,
+        policy: denied,
+    });
+    true
+}
+
+fn replies_is_http_error(messages: &[Result<Message, DecodeError>]) -> bool {
+    !messages
+        .iter()
+        .any(|m| m.as_ref().is_ok_and(|m| m.kind == jsonrpc::Kind::Request))
+}
+
+/// The bearer token of an `Authorization` header (scheme case-insensitive).
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}
+
 /// Per-request state.
 #[derive(Debug)]
 pub struct Stream {
     shared: Rc<Shared>,
+    context_id: u32,
+    slot: Rc<RefCell<Slot>>,
     in_scope: bool,
     started_ms: u64,
     method: String,
@@ -157,13 +621,16 @@ pub struct Stream {
     response_status: Option<u32>,
     response_bytes: u64,
     response_done: bool,
-    rejected: bool,
+    /// Answered locally without a record (metadata, buffer-full 503).
+    silent: bool,
 }
 
 impl Stream {
-    fn new(shared: Rc<Shared>) -> Self {
+    fn new(shared: Rc<Shared>, context_id: u32) -> Self {
         Self {
             shared,
+            context_id,
+            slot: Rc::new(RefCell::new(Slot::default())),
             in_scope: false,
             started_ms: 0,
             method: String::new(),
@@ -177,45 +644,211 @@ impl Stream {
             response_status: None,
             response_bytes: 0,
             response_done: false,
-            rejected: false,
+            silent: false,
         }
     }
 
+    fn serve_metadata(&mut self, host: &dyn Host, path: &str, origin: &str) -> Action {
+        let settings = &self.shared.config.auth;
+        let suffix = path.strip_prefix(METADATA_PATH).unwrap_or("");
+        let resource_path = if suffix.is_empty() {
+            self.shared
+                .config
+                .mcp
+                .paths
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            suffix.to_string()
+        };
+        let mut doc = settings.resource_metadata.clone().unwrap_or_default();
+        doc.entry("resource")
+            .or_insert_with(|| json!(format!("{origin}{resource_path}")));
+        doc.entry("authorization_servers").or_insert_with(|| {
+            json!(settings
+                .providers
+                .iter()
+                .map(|p| p.issuer.clone())
+                .collect::<Vec<_>>())
+        });
+        doc.entry("bearer_methods_supported")
+            .or_insert_with(|| json!(["header"]));
+        if !settings.required_scopes.is_empty() {
+            doc.entry("scopes_supported")
+                .or_insert_with(|| json!(settings.required_scopes));
+        }
+        send(
+            host,
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("cache-control", "max-age=300"),
+                ("access-control-allow-origin", "*"),
+            ],
+            Value::Object(doc).to_string().as_bytes(),
+        );
+        self.silent = true;
+        Action::Pause
+    }
+
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
-        let path = host.header(Headers::Request, ":path").unwrap_or_default();
-        if !self.shared.config.mcp.in_scope(&path) {
+        for name in IDENTITY_HEADERS {
+            if host.header(Headers::Request, name).is_some() {
+                host.set_header(Headers::Request, name, None);
+            }
+        }
+        let full_path = host.header(Headers::Request, ":path").unwrap_or_default();
+        let path = full_path.split(['?', '#']).next().unwrap_or("").to_string();
+        let auth_on = self.shared.config.auth.mode != Mode::Off;
+        let scheme = host
+            .header(Headers::Request, "x-forwarded-proto")
+            .or_else(|| host.header(Headers::Request, ":scheme"))
+            .unwrap_or_else(|| "http".into());
+        let authority = host
+            .header(Headers::Request, ":authority")
+            .unwrap_or_default();
+        let origin = format!("{scheme}://{authority}");
+        self.method = host.header(Headers::Request, ":method").unwrap_or_default();
+        if auth_on
+            && (self.method == "GET" || self.method == "HEAD")
+            && (path == METADATA_PATH || path.starts_with(&format!("{METADATA_PATH}/")))
+        {
+            return self.serve_metadata(host, &path, &origin);
+        }
+        if !self.shared.config.mcp.in_scope(&full_path) {
             return Action::Continue;
         }
         self.in_scope = true;
         self.started_ms = host.now_ms();
-        self.method = host.header(Headers::Request, ":method").unwrap_or_default();
         self.request_id = host.header(Headers::Request, "x-request-id");
         self.session = host.header(Headers::Request, "mcp-session-id");
         self.protocol_version = host.header(Headers::Request, "mcp-protocol-version");
         self.source = host
             .property(&["source", "address"])
             .and_then(|b| String::from_utf8(b).ok());
+        self.request_done = end_of_stream;
+        {
+            let mut slot = self.slot.borrow_mut();
+            slot.origin = origin;
+            slot.path = path;
+            slot.hold_body =
+                self.method == "POST" && !end_of_stream && self.shared.config.policy.can_deny();
+        }
         if self.method == "POST" && !end_of_stream {
             self.body = Some(Vec::new());
         }
-        self.request_done = end_of_stream;
         if self.shared.outbox.borrow().must_reject() {
             // Compliance mode: nothing happens that is not recorded.
-            self.rejected = true;
-            let body = br#"{"error":"audit buffer full: request refused because it could not be recorded"}"#;
-            if let Err(e) = host.send_response(
+            self.silent = true;
+            send(
+                host,
                 503,
                 &[("content-type", "application/json"), ("retry-after", "1")],
-                body,
-            ) {
-                host.log(Level::Error, &format!("mcptrail: cannot send 503: {}", e.0));
+                br#"{"error":"audit buffer full: request refused because it could not be recorded"}"#,
+            );
+            return Action::Pause;
+        }
+        if auth_on {
+            let token = host
+                .header(Headers::Request, "authorization")
+                .and_then(|h| bearer(&h).map(str::to_string));
+            match token {
+                None if self.shared.config.auth.mode == Mode::Required => {
+                    let mut slot = self.slot.borrow_mut();
+                    let info = AuthInfo {
+                        error: "missing_token".into(),
+                        issuer: None,
+                        kid: None,
+                    };
+                    refuse_auth(
+                        host,
+                        &mut slot,
+                        401,
+                        "missing_token",
+                        info,
+                        "no bearer token".into(),
+                    );
+                    return Action::Pause;
+                }
+                None => {}
+                Some(token) => {
+                    let now = host.now_ms();
+                    let outcome = self.shared.auth.borrow_mut().authenticate(
+                        &self.shared.config.auth,
+                        &token,
+                        now,
+                        true,
+                    );
+                    let mut slot = self.slot.borrow_mut();
+                    match admit(host, &self.shared, &mut slot, outcome) {
+                        Admit::Proceed => {}
+                        Admit::Refused => return Action::Pause,
+                        Admit::Wait(provider) => {
+                            self.shared.waiters.borrow_mut().push(Waiter {
+                                context_id: self.context_id,
+                                token,
+                                provider,
+                                since_ms: now,
+                                slot: Rc::clone(&self.slot),
+                            });
+                            return Action::Pause;
+                        }
+                    }
+                }
             }
+        }
+        if self.slot.borrow().hold_body {
             return Action::Pause;
         }
         Action::Continue
     }
 
     pub fn on_request_body(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Action {
+        if !self.in_scope {
+            return Action::Continue;
+        }
+        let (held, refused) = {
+            let slot = self.slot.borrow();
+            (
+                slot.hold_body || slot.gate == Gate::WaitingAuth,
+                matches!(slot.gate, Gate::Refused(_)),
+            )
+        };
+        if refused || self.silent {
+            return Action::Pause;
+        }
+        if !held {
+            self.copy_chunk(host, size);
+            if end_of_stream {
+                self.request_done = true;
+            }
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            // Envoy buffers while we pause; the last callback sees the whole body.
+            return Action::Pause;
+        }
+        self.finish_held_body(host, size)
+    }
+
+    /// HTTP/2 bodies may end in trailers instead of an end-of-stream body callback.
+    pub fn on_request_trailers(&mut self, host: &dyn Host) -> Action {
+        if !self.in_scope || self.request_done {
+            return Action::Continue;
+        }
+        let held = {
+            let slot = self.slot.borrow();
+            slot.hold_body || slot.gate == Gate::WaitingAuth
+        };
+        if !held {
+            self.request_done = true;
+            return Action::Continue;
+        }
+        self.finish_held_body(host, usize::MAX)
+    }
+
+    fn copy_chunk(&mut self, host: &dyn Host, size: usize) {
         if let Some(buf) = self.body.as_mut() {
             if buf.len().saturating_add(size) > self.shared.config.mcp.max_body_bytes {
                 self.body = None;
@@ -223,14 +856,51 @@ impl Stream {
             } else if size > 0 {
                 match host.body(Body::Request, 0, size) {
                     Some(chunk) => buf.extend_from_slice(&chunk),
-                    None => {
-                        host.log(Level::Warn, "mcptrail: request body chunk unavailable");
-                    }
+                    None => host.log(Level::Warn, "mcptrail: request body chunk unavailable"),
                 }
             }
         }
-        if end_of_stream {
-            self.request_done = true;
+    }
+
+    fn finish_held_body(&mut self, host: &dyn Host, size: usize) -> Action {
+        self.request_done = true;
+        let max = self.shared.config.mcp.max_body_bytes;
+        let body = host
+            .body(Body::Request, 0, size.min(max.saturating_add(1)))
+            .unwrap_or_default();
+        let mut slot = self.slot.borrow_mut();
+        if body.len() > max {
+            // Too large to decode: the policy cannot vouch for it.
+            self.body = None;
+            self.body_overflow = true;
+            if slot.hold_body {
+                send(
+                    host,
+                    413,
+                    &[("content-type", "application/json")],
+                    br#"{"error":"request body too large for policy evaluation (mcp.max_body_bytes)"}"#,
+                );
+                slot.gate = Gate::Refused(Refusal {
+                    kind: Kind::DecodeError,
+                    status: 413,
+                    reason: format!("request body larger than mcp.max_body_bytes ({max} bytes); refused because policy could not be evaluated"),
+                    auth: None,
+                    policy: Vec::new(),
+                });
+                return Action::Pause;
+            }
+        } else {
+            slot.messages = Some(match jsonrpc::decode_body(&body) {
+                Ok(items) => items,
+                Err(e) => vec![Err(e)],
+            });
+            self.body = Some(body);
+        }
+        if slot.gate == Gate::WaitingAuth {
+            return Action::Pause; // the root finishes once the keys arrive
+        }
+        if slot.hold_body && enforce_policy(host, &self.shared, &mut slot) {
+            return Action::Pause;
         }
         Action::Continue
     }
@@ -264,7 +934,11 @@ impl Stream {
 
     /// Stream end (always called, also on resets): build the records and hand them over.
     pub fn on_log(&mut self, host: &dyn Host) {
-        if !self.in_scope || self.rejected {
+        self.shared
+            .waiters
+            .borrow_mut()
+            .retain(|w| w.context_id != self.context_id);
+        if !self.in_scope || self.silent {
             return;
         }
         let now = host.now_ms();
@@ -282,7 +956,9 @@ impl Stream {
     }
 
     fn outcome(&self, now: u64) -> Outcome {
+        let refused = matches!(self.slot.borrow().gate, Gate::Refused(_));
         let status = match self.response_status {
+            _ if refused => Status::Denied,
             None => Status::Aborted,
             Some(s) if s >= 500 => Status::UpstreamError,
             Some(s) if s >= 400 => Status::Error,
@@ -303,6 +979,7 @@ impl Stream {
         let mut r = Record::new(kind, rfc3339_ms(now), String::new());
         r.session = self.session.clone();
         r.request_id = self.request_id.clone();
+        r.identity = self.slot.borrow().identity.clone();
         r.source = Some(Source {
             address: self.source.clone(),
         });
@@ -310,36 +987,100 @@ impl Stream {
     }
 
     fn records(&mut self, now: u64) -> Vec<Record> {
+        let outcome = self.outcome(now);
+        let slot_messages = self.slot.borrow_mut().messages.take();
+        let refusal = match &self.slot.borrow().gate {
+            Gate::Refused(r) => Some(r.clone()),
+            _ => None,
+        };
+        let messages = match slot_messages {
+            Some(m) => Some(m),
+            None if self.body_overflow => None,
+            None => self.body.take().map(|b| match jsonrpc::decode_body(&b) {
+                Ok(items) => items,
+                Err(e) => vec![Err(e)],
+            }),
+        };
+        if let Some(refusal) = refusal {
+            return self.refusal_records(&refusal, messages.as_deref(), now, outcome);
+        }
         if self.body_overflow {
             let mut r = self.base(Kind::DecodeError, now);
             r.reason = Some(format!(
                 "request body larger than mcp.max_body_bytes ({} bytes); passed through undecoded",
                 self.shared.config.mcp.max_body_bytes
             ));
-            r.outcome = Some(self.outcome(now));
+            r.outcome = Some(outcome);
             return vec![r];
         }
-        let Some(body) = self.body.take() else {
+        let Some(messages) = messages else {
             return Vec::new();
         };
         if !self.request_done && self.response_status.is_none() {
             // The client went away before its request was complete.
             let mut r = self.base(Kind::DecodeError, now);
             r.reason = Some("request body incomplete: the client went away".into());
-            r.outcome = Some(self.outcome(now));
+            r.outcome = Some(outcome);
             return vec![r];
         }
-        let outcome = self.outcome(now);
-        match jsonrpc::decode_body(&body) {
-            Err(e) => vec![self.decode_error(&e, now, outcome)],
-            Ok(items) => items
-                .into_iter()
-                .map(|item| match item {
-                    Ok(m) => self.message_record(&m, now, outcome.clone()),
-                    Err(e) => self.decode_error(&e, now, outcome.clone()),
+        messages
+            .iter()
+            .map(|item| match item {
+                Ok(m) => self.message_record(m, now, outcome.clone()),
+                Err(e) => self.decode_error(e, now, outcome.clone()),
+            })
+            .collect()
+    }
+
+    fn refusal_records(
+        &self,
+        refusal: &Refusal,
+        messages: Option<&[Result<Message, DecodeError>]>,
+        now: u64,
+        mut outcome: Outcome,
+    ) -> Vec<Record> {
+        outcome.http_status = Some(refusal.status);
+        if refusal.kind == Kind::PolicyDenied {
+            let Some(messages) = messages else {
+                return Vec::new();
+            };
+            return messages
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| m.as_ref().ok().map(|m| (i, m)))
+                .map(|(i, m)| {
+                    let mut r = self.message_record(m, now, outcome.clone());
+                    r.kind = Kind::PolicyDenied;
+                    let rule = refusal.policy.iter().find(|(d, _)| *d == i);
+                    r.policy = Some(PolicyInfo {
+                        rule: rule.and_then(|(_, rule)| *rule),
+                    });
+                    r.reason = Some(if rule.is_some() {
+                        refusal.reason.clone()
+                    } else {
+                        "not executed: the batch contains a call denied by policy".into()
+                    });
+                    r
                 })
-                .collect(),
+                .collect();
         }
+        // One record for an auth refusal (or an undecodable held body), naming the call
+        // when the body was read.
+        let mut r = match messages
+            .and_then(|m| m.first())
+            .and_then(|m| m.as_ref().ok())
+        {
+            Some(m) => {
+                let mut r = self.message_record(m, now, outcome.clone());
+                r.kind = refusal.kind;
+                r
+            }
+            None => self.base(refusal.kind, now),
+        };
+        r.outcome = Some(outcome);
+        r.reason = Some(refusal.reason.clone());
+        r.auth = refusal.auth.clone();
+        vec![r]
     }
 
     fn decode_error(&self, e: &DecodeError, now: u64, outcome: Outcome) -> Record {

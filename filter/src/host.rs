@@ -65,4 +65,10 @@ pub trait Host {
         timeout_ms: u64,
     ) -> Result<u32, HostError>;
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError>;
+    /// Sets (or with `None` removes) a header of the current stream.
+    fn set_header(&self, map: Headers, name: &str, value: Option<&str>);
+    /// Resumes the current stream's paused request.
+    fn resume_request(&self) -> Result<(), HostError>;
+    /// Makes a stream current (from the root context), for the calls above.
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
 }

@@ -102,6 +102,18 @@ impl Host for ProxyHost {
         .map_err(|s| HostError(format!("{s:?}")))
     }
 
+    fn set_header(&self, m: Headers, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value(map(m), name, value);
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        hostcalls::resume_http_request().map_err(|s| HostError(format!("{s:?}")))
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context_id).map_err(|s| HostError(format!("{s:?}")))
+    }
+
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
         hostcalls::set_tick_period(Duration::from_millis(ms))
             .map_err(|s| HostError(format!("{s:?}")))
@@ -118,11 +130,11 @@ impl Context for ProxyRoot {
         &mut self,
         token_id: u32,
         num_headers: usize,
-        _body_size: usize,
+        body_size: usize,
         _num_trailers: usize,
     ) {
         self.root
-            .on_http_call_response(&ProxyHost, token_id, num_headers);
+            .on_http_call_response(&ProxyHost, token_id, num_headers, body_size);
     }
 }
 
@@ -138,9 +150,9 @@ impl RootContext for ProxyRoot {
         self.root.on_tick(&ProxyHost);
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Before a successful configuration there is nothing to do: pass traffic through.
-        let stream = self.root.new_stream();
+        let stream = self.root.new_stream(context_id);
         Some(Box::new(ProxyStream { stream }))
     }
 
@@ -172,6 +184,12 @@ impl HttpContext for ProxyStream {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> PwAction {
         self.stream.as_mut().map_or(PwAction::Continue, |s| {
             action(s.on_request_body(&ProxyHost, body_size, end_of_stream))
+        })
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> PwAction {
+        self.stream.as_mut().map_or(PwAction::Continue, |s| {
+            action(s.on_request_trailers(&ProxyHost))
         })
     }
 

@@ -125,6 +125,27 @@ pub struct Record {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<Dropped>,
+    /// What is known of a refused token (`auth.denied`): never the token itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthInfo>,
+    /// Which policy rule decided (`policy.denied`): its index, or null for the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyInfo>,
+}
+
+/// Token facts on `auth.denied`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// Short code: `missing_token`, `expired`, `bad_signature`, `unknown_kid`, ...
+    pub error: String,
+    pub issuer: Option<String>,
+    pub kid: Option<String>,
+}
+
+/// Policy facts on `policy.denied`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub rule: Option<usize>,
 }
 
 impl Record {
@@ -144,6 +165,8 @@ impl Record {
             masked: Vec::new(),
             reason: None,
             dropped: None,
+            auth: None,
+            policy: None,
         }
     }
 }

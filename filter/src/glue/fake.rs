@@ -28,6 +28,11 @@ pub struct FakeHost {
     pub calls: RefCell<Vec<Call>>,
     pub fail_calls: Cell<bool>,
     pub tick_ms: Cell<u64>,
+    /// Streams resumed (by effective context id; 0 when none was set).
+    pub resumed: RefCell<Vec<u32>>,
+    pub effective: Cell<u32>,
+    /// Local replies by effective context id.
+    pub replies_to: RefCell<Vec<u32>>,
 }
 
 fn hkey(map: Headers) -> u8 {
@@ -111,6 +116,7 @@ impl Host for FakeHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), HostError> {
+        self.replies_to.borrow_mut().push(self.effective.get());
         self.responses.borrow_mut().push((
             status,
             headers
@@ -147,6 +153,28 @@ impl Host for FakeHost {
 
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
         self.tick_ms.set(ms);
+        Ok(())
+    }
+
+    fn set_header(&self, map: Headers, name: &str, value: Option<&str>) {
+        let key = (hkey(map), name.to_string());
+        match value {
+            Some(v) => {
+                self.headers.borrow_mut().insert(key, v.to_string());
+            }
+            None => {
+                self.headers.borrow_mut().remove(&key);
+            }
+        }
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.resumed.borrow_mut().push(self.effective.get());
+        Ok(())
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        self.effective.set(context_id);
         Ok(())
     }
 }

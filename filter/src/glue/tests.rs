@@ -24,7 +24,7 @@ fn post(host: &FakeHost, root: &Root, body: &str, status: Option<&str>) {
     host.properties
         .borrow_mut()
         .insert("source.address".into(), b"127.0.0.1:5000".to_vec());
-    let mut s = root.new_stream().unwrap();
+    let mut s = root.new_stream(7).unwrap();
     assert_eq!(s.on_request_headers(host, false), Action::Continue);
     // Deliver the body in two chunks, as Envoy may.
     let (a, b) = body.as_bytes().split_at(body.len() / 2);
@@ -61,7 +61,7 @@ fn bad_config_is_rejected_with_the_key() {
     let mut r = Root::default();
     assert!(!r.configure(&host, br#"{"audit":{"cluster":"c","timeout_ms":"soon"}}"#));
     assert!(host.logged("audit.timeout_ms"), "{:?}", host.logs.borrow());
-    assert!(r.new_stream().is_none());
+    assert!(r.new_stream(7).is_none());
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn out_of_scope_paths_and_gets_pass_untouched() {
     let mut r = root(&host, CONFIG);
     host.set_header(Headers::Request, ":path", "/health");
     host.set_header(Headers::Request, ":method", "POST");
-    let mut s = r.new_stream().unwrap();
+    let mut s = r.new_stream(7).unwrap();
     assert_eq!(s.on_request_headers(&host, false), Action::Continue);
     host.set_body(
         Body::Request,
@@ -217,16 +217,16 @@ fn failed_batches_are_retried_then_reported_dropped() {
     r.on_tick(&host);
     assert_eq!(host.calls.borrow().len(), 1);
     // Transport failure (no headers), then a 500.
-    r.on_http_call_response(&host, 1, 0);
+    r.on_http_call_response(&host, 1, 0, 0);
     host.advance(10_000);
     r.on_tick(&host);
     assert_eq!(host.calls.borrow().len(), 2);
     assert_eq!(host.calls.borrow()[0].body, host.calls.borrow()[1].body);
     host.set_header(Headers::CallResponse, ":status", "500");
-    r.on_http_call_response(&host, 2, 1);
+    r.on_http_call_response(&host, 2, 1, 0);
     host.advance(10_000);
     r.on_tick(&host);
-    r.on_http_call_response(&host, 3, 1);
+    r.on_http_call_response(&host, 3, 1, 0);
     assert!(host.logged("HTTP 500"));
     // max_retries is 2: the third failure gives the batch up; an audit.dropped takes its place.
     host.advance(10_000);
@@ -237,7 +237,7 @@ fn failed_batches_are_retried_then_reported_dropped() {
     assert_eq!(v["dropped"]["count"], 1);
     assert_eq!(v["dropped"]["reason"], "retries_exhausted");
     host.set_header(Headers::CallResponse, ":status", "200");
-    r.on_http_call_response(&host, 4, 1);
+    r.on_http_call_response(&host, 4, 1, 0);
     let stats = r.shared().unwrap().outbox.borrow().stats();
     assert_eq!(stats.shipped, 1);
     assert_eq!(stats.dropped_retries_exhausted, 1);
@@ -276,9 +276,330 @@ fn reject_mode_answers_503_when_full() {
         Some("200"),
     );
     host.set_header(Headers::Request, ":path", "/mcp");
-    let mut s = r.new_stream().unwrap();
+    let mut s = r.new_stream(7).unwrap();
     assert_eq!(s.on_request_headers(&host, false), Action::Pause);
     assert_eq!(host.responses.borrow()[0].0, 503);
     s.on_log(&host);
     assert_eq!(r.shared().unwrap().outbox.borrow().depth(), 1);
+}
+
+mod auth_and_policy {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::{json, Value};
+
+    use super::super::fake::FakeHost;
+    use super::super::*;
+    use super::shipped;
+    use crate::jwt::testkit::*;
+
+    fn config(extra_auth: &str, policy: &str) -> String {
+        format!(
+            r#"{{"audit":{{"cluster":"audit"}},"mcp":{{"paths":["/mcp"]}},
+            "auth":{{"mode":"required","providers":[{{"name":"corp","issuer":"{ISS}","audiences":["{AUD}"],
+              "jwks":{jwks}}}]{extra_auth}}}{policy}}}"#,
+            jwks = jwks()
+        )
+    }
+
+    fn host_at_now() -> FakeHost {
+        let h = FakeHost::default();
+        h.now.set(NOW as u64 * 1000);
+        h
+    }
+
+    fn request(host: &FakeHost, token: Option<&str>, method: &str) {
+        host.clear_headers(Headers::Request);
+        host.set_header(Headers::Request, ":path", "/mcp");
+        host.set_header(Headers::Request, ":method", method);
+        host.set_header(Headers::Request, ":scheme", "https");
+        host.set_header(Headers::Request, ":authority", "mcp.example.com");
+        host.set_header(Headers::Request, "x-mcptrail-sub", "spoofed-admin");
+        if let Some(t) = token {
+            host.set_header(Headers::Request, "authorization", &format!("Bearer {t}"));
+        }
+    }
+
+    fn body(host: &FakeHost, s: &mut Stream, body: &str) -> Action {
+        host.set_body(Body::Request, body.as_bytes());
+        s.on_request_body(host, body.len(), true)
+    }
+
+    fn finish(host: &FakeHost, s: &mut Stream, status: &str) {
+        host.set_header(Headers::Response, ":status", status);
+        s.on_response_headers(host, false);
+        s.on_response_body(host, 10, true);
+        s.on_log(host);
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"delete_user","arguments":{"id":"u1"}}}"#;
+
+    #[test]
+    fn missing_token_gets_the_mcp_challenge() {
+        let host = host_at_now();
+        let mut r = Root::default();
+        assert!(r.configure(&host, config("", "").as_bytes()));
+        request(&host, None, "POST");
+        let mut s = r.new_stream(3).unwrap();
+        assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+        let (status, headers, _) = host.responses.borrow()[0].clone();
+        assert_eq!(status, 401);
+        let www = headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(
+            www,
+            "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""
+        );
+        assert_eq!(
+            body(&host, &mut s, CALL),
+            Action::Pause,
+            "nothing goes upstream"
+        );
+        finish(&host, &mut s, "401");
+        r.on_tick(&host);
+        let rec = &shipped(&host)[0];
+        assert_eq!(rec["kind"], "auth.denied");
+        assert_eq!(rec["auth"]["error"], "missing_token");
+        assert_eq!(rec["outcome"]["status"], "denied");
+        assert_eq!(rec["outcome"]["http_status"], 401);
+    }
+
+    #[test]
+    fn invalid_token_is_refused_and_never_recorded() {
+        let host = host_at_now();
+        let mut r = Root::default();
+        assert!(r.configure(&host, config("", "").as_bytes()));
+        let forged = sign_with("RS256", Some("rsa"), &claims("mallory"), RSA2_PEM);
+        request(&host, Some(&forged), "POST");
+        let mut s = r.new_stream(3).unwrap();
+        assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+        let (status, headers, _) = host.responses.borrow()[0].clone();
+        assert_eq!(status, 401);
+        let www = &headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .unwrap()
+            .1;
+        assert!(www.ends_with(", error=\"invalid_token\""), "{www}");
+        finish(&host, &mut s, "401");
+        r.on_tick(&host);
+        let line = String::from_utf8(host.calls.borrow()[0].body.clone()).unwrap();
+        assert!(
+            !line.contains(&forged[forged.len() - 20..]),
+            "the token never reaches a record"
+        );
+        let rec: Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(rec["auth"]["error"], "bad_signature");
+        assert_eq!(rec["auth"]["issuer"], ISS);
+        assert_eq!(rec["auth"]["kid"], "rsa");
+    }
+
+    #[test]
+    fn valid_token_passes_with_identity_and_forwarding() {
+        let host = host_at_now();
+        let mut r = Root::default();
+        let cfg = config(r#","forward_identity":true,"forward_token":false"#, "");
+        assert!(r.configure(&host, cfg.as_bytes()));
+        let t = sign("ES256", &claims("alice"));
+        request(&host, Some(&t), "POST");
+        let mut s = r.new_stream(3).unwrap();
+        assert_eq!(s.on_request_headers(&host, false), Action::Continue);
+        let h = |n: &str| host.header(Headers::Request, n);
+        assert_eq!(
+            h("x-mcptrail-sub").as_deref(),
+            Some("alice"),
+            "spoofed header replaced"
+        );
+        assert_eq!(h("x-mcptrail-groups").as_deref(), Some("eng"));
+        assert_eq!(h("authorization"), None, "forward_token: false");
+        assert_eq!(body(&host, &mut s, CALL), Action::Continue);
+        finish(&host, &mut s, "200");
+        r.on_tick(&host);
+        let rec = &shipped(&host)[0];
+        assert_eq!(rec["kind"], "command");
+        assert_eq!(rec["identity"]["sub"], "alice");
+        assert_eq!(rec["identity"]["iss"], ISS);
+        assert_eq!(rec["identity"]["groups"], json!(["eng"]));
+        assert_eq!(rec["identity"]["client_id"], "agent-1");
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_stripped_without_auth() {
+        let host = FakeHost::default();
+        let r = super::root(&host, super::CONFIG);
+        request(&host, None, "POST");
+        let mut s = r.new_stream(1).unwrap();
+        s.on_request_headers(&host, false);
+        assert_eq!(host.header(Headers::Request, "x-mcptrail-sub"), None);
+    }
+
+    #[test]
+    fn protected_resource_metadata() {
+        let host = host_at_now();
+        let r = {
+            let mut r = Root::default();
+            assert!(r.configure(
+                &host,
+                config(r#","required_scopes":["mcp"]"#, "").as_bytes()
+            ));
+            r
+        };
+        for path in [
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+        ] {
+            host.responses.borrow_mut().clear();
+            request(&host, None, "GET");
+            host.set_header(Headers::Request, ":path", path);
+            let mut s = r.new_stream(1).unwrap();
+            assert_eq!(s.on_request_headers(&host, true), Action::Pause);
+            let (status, _, body) = host.responses.borrow()[0].clone();
+            assert_eq!(status, 200);
+            let doc: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(doc["resource"], "https://mcp.example.com/mcp");
+            assert_eq!(doc["authorization_servers"], json!([ISS]));
+            assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+            assert_eq!(doc["scopes_supported"], json!(["mcp"]));
+        }
+    }
+
+    #[test]
+    fn missing_scope_is_403_insufficient_scope() {
+        let host = host_at_now();
+        let mut r = Root::default();
+        assert!(r.configure(
+            &host,
+            config(r#","required_scopes":["mcp:tools"]"#, "").as_bytes()
+        ));
+        request(&host, Some(&sign("EdDSA", &claims("bob"))), "POST");
+        let mut s = r.new_stream(1).unwrap();
+        assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+        let (status, headers, _) = host.responses.borrow()[0].clone();
+        assert_eq!(status, 403);
+        let www = &headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .unwrap()
+            .1;
+        assert!(
+            www.contains("error=\"insufficient_scope\", scope=\"mcp:tools\""),
+            "{www}"
+        );
+        let mut c = claims("carol");
+        c["scope"] = json!("openid mcp:tools");
+        request(&host, Some(&sign("EdDSA", &c)), "POST");
+        let mut s = r.new_stream(2).unwrap();
+        assert_eq!(s.on_request_headers(&host, false), Action::Continue);
+    }
+
+    const POLICY: &str = r#","policy":{"rules":[{"tools":["delete_*"],"groups":["admins"],"action":"allow"},{"tools":["delete_*"],"action":"deny"}]}"#;
+
+    #[test]
+    fn policy_denies_with_a_json_rpc_error_and_holds_nothing_back_when_allowed() {
+        let host = host_at_now();
+        let mut r = Root::default();
+        assert!(r.configure(&host, config("", POLICY).as_bytes()));
+        // eng may not delete.
+        request(&host, Some(&sign("RS256", &claims("alice"))), "POST");
+        let mut s = r.new_stream(1).unwrap();
+        assert_eq!(
+            s.on_request_headers(&host, false),
+            Action::Pause,
+            "held for the body"
+        );
+        host.set_body(Body::Request, &CALL.as_bytes()[..20]);
+        assert_eq!(s.on_request_body(&host, 20, false), Action::Pause);
+        assert_eq!(
+            body(&host, &mut s, CALL),
+            Action::Pause,
+            "denied: never reaches the server"
+        );
+        let (status, _, reply) = host.responses.borrow()[0].clone();
+        assert_eq!(status, 200);
+        let reply: Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(reply["id"], 9);
+        assert_eq!(reply["error"]["code"], POLICY_DENIED_CODE);
+        s.on_log(&host);
+        // admins may.
+        let mut c = claims("root");
+        c["groups"] = json!(["admins"]);
+        request(&host, Some(&sign("RS256", &c)), "POST");
+        let mut s = r.new_stream(2).unwrap();
+        assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(body(&host, &mut s, CALL), Action::Continue);
+        finish(&host, &mut s, "200");
+        r.on_tick(&host);
+        let recs = shipped(&host);
+        assert_eq!(recs[0]["kind"], "policy.denied");
+        assert_eq!(recs[0]["mcp"]["tool"], "delete_user");
+        assert_eq!(recs[0]["policy"]["rule"], 1);
+        assert_eq!(recs[0]["identity"]["sub"], "alice");
+        assert_eq!(recs[1]["kind"], "command");
+        assert_eq!(recs[1]["identity"]["sub"], "root");
+    }
+
+    fn fetch_config() -> String {
+        format!(
+            r#"{{"audit":{{"cluster":"audit","flush_interval_ms":1000}},"mcp":{{"paths":["/mcp"]}},
+            "auth":{{"mode":"required","jwks_wait_ms":2000,"providers":[{{"issuer":"{ISS}","audiences":["{AUD}"],
+              "jwks_uri":"https://idp.example.com/keys","jwks_cluster":"idp"}}]}}}}"#
+        )
+    }
+
+    #[test]
+    fn requests_wait_for_the_first_jwks_fetch_then_resume() {
+        let host = host_at_now();
+        let mut r = Root::default();
+        assert!(r.configure(&host, fetch_config().as_bytes()));
+        assert_eq!(host.tick_ms.get(), FAST_TICK_MS);
+        request(&host, Some(&sign("RS256", &claims("alice"))), "POST");
+        let mut s = r.new_stream(42).unwrap();
+        assert_eq!(
+            s.on_request_headers(&host, false),
+            Action::Pause,
+            "waits for keys"
+        );
+        assert_eq!(body(&host, &mut s, CALL), Action::Pause);
+        r.on_tick(&host);
+        let call = host.calls.borrow()[0].clone();
+        assert_eq!(call.cluster, "idp");
+        assert!(call.headers.contains(&(":path".into(), "/keys".into())));
+        assert!(call
+            .headers
+            .contains(&(":authority".into(), "idp.example.com".into())));
+        host.set_header(Headers::CallResponse, ":status", "200");
+        let doc = jwks().to_string();
+        host.set_body(Body::CallResponse, doc.as_bytes());
+        r.on_http_call_response(&host, 1, 3, doc.len());
+        assert_eq!(*host.resumed.borrow(), vec![42]);
+        assert!(host.logged("JWKS loaded, 4 keys"));
+        finish(&host, &mut s, "200");
+        host.advance(1000);
+        r.on_tick(&host);
+        let recs = shipped(&host);
+        assert_eq!(recs.last().unwrap()["identity"]["sub"], "alice");
+    }
+
+    #[test]
+    fn keys_that_never_come_give_503_after_the_wait() {
+        let host = host_at_now();
+        let mut r = Root::default();
+        assert!(r.configure(&host, fetch_config().as_bytes()));
+        request(&host, Some(&sign("RS256", &claims("alice"))), "GET");
+        let mut s = r.new_stream(5).unwrap();
+        assert_eq!(s.on_request_headers(&host, true), Action::Pause);
+        r.on_tick(&host);
+        r.on_http_call_response(&host, 1, 0, 0); // transport failure
+        assert!(host.logged("JWKS fetch failed (no response)"));
+        assert!(host.responses.borrow().is_empty(), "still waiting");
+        host.advance(2000);
+        r.on_tick(&host);
+        assert_eq!(*host.replies_to.borrow(), vec![5]);
+        assert_eq!(host.responses.borrow()[0].0, 503);
+    }
 }
