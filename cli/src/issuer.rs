@@ -2,6 +2,7 @@
 //! tokens minted for it. For local stacks and tests only; production uses a real IdP.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use axum::routing::get;
@@ -102,7 +103,15 @@ pub fn mint(kp: &RS256KeyPair, spec: &TokenSpec) -> anyhow::Result<String> {
 
 /// Serves `/.well-known/jwks.json` and a minimal OpenID configuration.
 pub async fn serve(listener: TcpListener, kp: &RS256KeyPair, issuer: String) -> anyhow::Result<()> {
-    let keys = jwks(kp);
+    serve_jwks(listener, Arc::new(RwLock::new(jwks(kp))), issuer).await
+}
+
+/// Like [`serve`], with a key set that can be replaced while serving (key rotation).
+pub async fn serve_jwks(
+    listener: TcpListener,
+    keys: Arc<RwLock<Value>>,
+    issuer: String,
+) -> anyhow::Result<()> {
     let discovery = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),

@@ -214,6 +214,8 @@ impl Envoy {
             .args(["--concurrency", &concurrency.to_string()])
             .arg("--disable-hot-restart")
             .args(["--log-level", "info"])
+            // The log file is flushed every 10 s by default; tests read it much sooner.
+            .args(["--file-flush-interval-msec", "100"])
             .arg("--log-path")
             .arg(&log_path)
             .arg("--admin-address-path")

@@ -158,6 +158,15 @@ pub struct Stack {
 impl Stack {
     /// Starts everything; `plugin_config` replaces the base config when given.
     pub async fn start(mode: demo::Mode, plugin_config: Option<Value>) -> anyhow::Result<Stack> {
+        Self::start_with(mode, plugin_config, Vec::new()).await
+    }
+
+    /// Like [`Stack::start`], with more Envoy clusters (a JWKS endpoint, ...).
+    pub async fn start_with(
+        mode: demo::Mode,
+        plugin_config: Option<Value>,
+        clusters: Vec<Upstream>,
+    ) -> anyhow::Result<Stack> {
         let collector = Collector::start().await?;
         let server = DemoServer::start(mode).await?;
         let mut spec = EnvoySpec::new(
@@ -172,6 +181,7 @@ impl Stack {
             name: "audit_collector".into(),
             endpoints: vec![collector.addr],
         });
+        spec.clusters.extend(clusters);
         let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 1))?;
         Ok(Stack {
             envoy,

@@ -1,0 +1,289 @@
+//! Identity and access through real Envoy: JWT validation against a served JWKS (fetched by
+//! the filter through an Envoy cluster), MCP authorization challenges, key rotation, and
+//! group policy, driven by the official Rust MCP client.
+
+use std::sync::{Arc, RwLock};
+
+use mcptrail_cli::issuer::{self, TokenSpec};
+use mcptrail_integration::demo::Mode;
+use mcptrail_integration::{base_plugin_config, Stack, Upstream};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+
+struct Idp {
+    issuer: String,
+    keys: Arc<RwLock<Value>>,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+    kp: jwt_simple::prelude::RS256KeyPair,
+}
+
+impl Idp {
+    async fn start() -> Idp {
+        let dir = tempfile::tempdir().unwrap();
+        let kp = issuer::load_or_create_key(&dir.path().join("k1.pem")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let iss = format!("http://{addr}");
+        let keys = Arc::new(RwLock::new(issuer::jwks(&kp)));
+        tokio::spawn(issuer::serve_jwks(listener, Arc::clone(&keys), iss.clone()));
+        Idp {
+            issuer: iss,
+            keys,
+            addr,
+            _dir: dir,
+            kp,
+        }
+    }
+
+    fn token(
+        &self,
+        kp: &jwt_simple::prelude::RS256KeyPair,
+        sub: &str,
+        groups: &[&str],
+        aud: &str,
+        ttl_s: u64,
+    ) -> String {
+        issuer::mint(
+            kp,
+            &TokenSpec {
+                issuer: self.issuer.clone(),
+                audience: aud.into(),
+                subject: sub.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                email: Some(format!("{sub}@example.com")),
+                client_id: Some("e2e-agent".into()),
+                ttl_s,
+            },
+        )
+        .unwrap()
+    }
+}
+
+const AUD: &str = "https://mcp.test/mcp";
+
+async fn stack(idp: &Idp) -> Stack {
+    let mut cfg = base_plugin_config();
+    cfg["auth"] = json!({
+        "mode": "required",
+        "providers": [{
+            "name": "dev",
+            "issuer": idp.issuer,
+            "audiences": [AUD],
+            "jwks_uri": format!("{}/.well-known/jwks.json", idp.issuer),
+            "jwks_cluster": "idp",
+            "jwks_refetch_min_s": 0,
+            "leeway_s": 0,
+        }],
+        "resource_metadata": { "resource": AUD, "authorization_servers": [idp.issuer] },
+    });
+    cfg["policy"] = json!({ "rules": [
+        { "tools": ["get_customer"], "groups": ["support"], "action": "allow" },
+        { "tools": ["get_customer"], "action": "deny" },
+    ]});
+    Stack::start_with(
+        Mode {
+            json: true,
+            stateless: false,
+        },
+        Some(cfg),
+        vec![Upstream {
+            name: "idp".into(),
+            endpoints: vec![idp.addr],
+        }],
+    )
+    .await
+    .unwrap()
+}
+
+async fn client(
+    stack: &Stack,
+    token: Option<&str>,
+) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>, String> {
+    let mut cfg = StreamableHttpClientTransportConfig::with_uri(stack.mcp_url());
+    if let Some(t) = token {
+        cfg = cfg.auth_header(t);
+    }
+    let info = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("e2e", "1.0"),
+    )
+    .with_protocol_version(ProtocolVersion::V_2025_06_18);
+    info.serve(StreamableHttpClientTransport::from_config(cfg))
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+async fn raw_post(stack: &Stack, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(stack.mcp_url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+fn www(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_outcomes_through_envoy() {
+    let idp = Idp::start().await;
+    let stack = stack(&idp).await;
+    let base = stack.envoy.url();
+
+    // No token: 401 with the MCP challenge, and the metadata it points at.
+    let r = raw_post(&stack, None).await;
+    assert_eq!(r.status(), 401);
+    let challenge = www(&r);
+    let expected =
+        format!("Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\"");
+    assert_eq!(challenge, expected);
+    let meta: Value = reqwest::get(format!("{base}/.well-known/oauth-protected-resource/mcp"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["resource"], AUD);
+    assert_eq!(meta["authorization_servers"], json!([idp.issuer]));
+    let root_meta = reqwest::get(format!("{base}/.well-known/oauth-protected-resource"))
+        .await
+        .unwrap();
+    assert_eq!(root_meta.status(), 200);
+    // The official client sees the challenge too.
+    let err = client(&stack, None).await.err().expect("refused");
+    assert!(
+        err.contains("resource_metadata") || err.contains("401"),
+        "{err}"
+    );
+
+    // Bad tokens: 401 invalid_token.
+    let expired = idp.token(&idp.kp, "alice", &["eng"], AUD, 0);
+    let wrong_aud = idp.token(&idp.kp, "alice", &["eng"], "https://elsewhere/mcp", 600);
+    for bad in [expired.as_str(), wrong_aud.as_str(), "not.a.jwt"] {
+        let r = raw_post(&stack, Some(bad)).await;
+        assert_eq!(r.status(), 401, "{bad}");
+        assert!(www(&r).contains("error=\"invalid_token\""));
+    }
+
+    // A good token: the official client works, records carry the identity.
+    let alice = idp.token(&idp.kp, "alice", &["eng"], AUD, 600);
+    let c = client(&stack, Some(&alice)).await.unwrap();
+    let r = c
+        .call_tool(
+            CallToolRequestParams::new("echo")
+                .with_arguments(json!({"text": "as alice"}).as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert!(format!("{r:?}").contains("as alice"));
+    // Policy: get_customer is for the support group only.
+    let denied = c
+        .call_tool(
+            CallToolRequestParams::new("get_customer")
+                .with_arguments(json!({"id": "c1"}).as_object().cloned().unwrap()),
+        )
+        .await;
+    let denied = format!("{:?}", denied.err().expect("denied by policy"));
+    assert!(
+        denied.contains("-32003") || denied.contains("not allowed"),
+        "{denied}"
+    );
+    c.cancel().await.unwrap();
+    let support = idp.token(&idp.kp, "sam", &["support"], AUD, 600);
+    let c = client(&stack, Some(&support)).await.unwrap();
+    c.call_tool(
+        CallToolRequestParams::new("get_customer")
+            .with_arguments(json!({"id": "c1"}).as_object().cloned().unwrap()),
+    )
+    .await
+    .unwrap();
+    c.cancel().await.unwrap();
+
+    let recs = stack
+        .collector
+        .wait_for("alice's echo, her denial, sam's lookup", |r| {
+            r.iter().any(|x| x["kind"] == "policy.denied")
+                && r.iter()
+                    .any(|x| x["mcp"]["tool"] == "get_customer" && x["kind"] == "command")
+                && r.iter().any(|x| x["mcp"]["tool"] == "echo")
+        })
+        .await
+        .unwrap();
+    let echo = recs.iter().find(|x| x["mcp"]["tool"] == "echo").unwrap();
+    assert_eq!(echo["identity"]["sub"], "alice");
+    assert_eq!(echo["identity"]["iss"], idp.issuer.as_str());
+    assert_eq!(echo["identity"]["groups"], json!(["eng"]));
+    let denial = recs.iter().find(|x| x["kind"] == "policy.denied").unwrap();
+    assert_eq!(denial["identity"]["sub"], "alice");
+    assert_eq!(denial["outcome"]["status"], "denied");
+    let lookup = recs
+        .iter()
+        .find(|x| x["kind"] == "command" && x["mcp"]["tool"] == "get_customer")
+        .unwrap();
+    assert_eq!(lookup["identity"]["sub"], "sam");
+    let auth_denied: Vec<&Value> = recs.iter().filter(|x| x["kind"] == "auth.denied").collect();
+    assert!(auth_denied.len() >= 5, "{auth_denied:?}");
+    assert!(auth_denied
+        .iter()
+        .any(|x| x["auth"]["error"] == "missing_token"));
+    assert!(auth_denied.iter().any(|x| x["auth"]["error"] == "expired"));
+    assert!(auth_denied
+        .iter()
+        .any(|x| x["auth"]["error"] == "audience_mismatch"));
+    assert!(auth_denied
+        .iter()
+        .any(|x| x["auth"]["error"] == "malformed"));
+    // No record holds a token.
+    let file = std::fs::read_to_string(&stack.collector.out).unwrap();
+    for t in [&alice, &support, &expired, &wrong_aud] {
+        let sig = t.rsplit('.').next().unwrap();
+        assert!(!file.contains(sig), "a token leaked into the audit file");
+    }
+    assert!(stack.collector.verify().problems.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_rotation_end_to_end() {
+    let idp = Idp::start().await;
+    let stack = stack(&idp).await;
+    let old = idp.token(&idp.kp, "alice", &["eng"], AUD, 600);
+    assert_eq!(raw_post(&stack, Some(&old)).await.status(), 200);
+
+    // The IdP rotates: a new key replaces the old one in the served JWKS.
+    let dir = tempfile::tempdir().unwrap();
+    let new_kp = issuer::load_or_create_key(&dir.path().join("k2.pem")).unwrap();
+    *idp.keys.write().unwrap() = issuer::jwks(&new_kp);
+    let new = idp.token(&new_kp, "alice", &["eng"], AUD, 600);
+    // The unknown kid makes the filter re-fetch while the request waits.
+    assert_eq!(raw_post(&stack, Some(&new)).await.status(), 200);
+    // The withdrawn key no longer verifies, even though its token was cached.
+    let r = raw_post(&stack, Some(&old)).await;
+    assert_eq!(r.status(), 401);
+    let recs = stack
+        .collector
+        .wait_for("the refusal of the old key", |r| {
+            r.iter().any(|x| x["kind"] == "auth.denied")
+        })
+        .await
+        .unwrap();
+    let d = recs.iter().find(|x| x["kind"] == "auth.denied").unwrap();
+    assert_eq!(d["auth"]["error"], "unknown_kid");
+    assert!(
+        stack.envoy.log().contains("JWKS loaded"),
+        "the fetch is logged"
+    );
+}
