@@ -164,7 +164,9 @@ async fn auth_outcomes_through_envoy() {
         .unwrap();
     assert_eq!(root_meta.status(), 200);
     // The official client sees the challenge too.
-    let err = client(&stack, None).await.err().expect("refused");
+    let Err(err) = client(&stack, None).await else {
+        panic!("a client without a token must be refused")
+    };
     assert!(
         err.contains("resource_metadata") || err.contains("401"),
         "{err}"
@@ -197,7 +199,10 @@ async fn auth_outcomes_through_envoy() {
                 .with_arguments(json!({"id": "c1"}).as_object().cloned().unwrap()),
         )
         .await;
-    let denied = format!("{:?}", denied.err().expect("denied by policy"));
+    let Err(denied) = denied else {
+        panic!("get_customer must be denied by policy")
+    };
+    let denied = format!("{denied:?}");
     assert!(
         denied.contains("-32003") || denied.contains("not allowed"),
         "{denied}"
