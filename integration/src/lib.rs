@@ -134,6 +134,98 @@ impl Drop for DemoServer {
     }
 }
 
+/// A development OIDC issuer in this process: an RS256 key, its JWKS served over HTTP (the
+/// key set can be replaced, for rotation), and tokens minted for it.
+pub struct DevIssuer {
+    pub issuer: String,
+    pub addr: SocketAddr,
+    pub keys: std::sync::Arc<std::sync::RwLock<Value>>,
+    pub key: jwt_simple::prelude::RS256KeyPair,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl DevIssuer {
+    /// Starts on `listen` with the key in `key_file` (a temporary one when `None`).
+    pub async fn start(listen: SocketAddr, key_file: Option<PathBuf>) -> anyhow::Result<DevIssuer> {
+        let (dir, path) = match key_file {
+            Some(p) => (None, p),
+            None => {
+                let d = tempfile::tempdir()?;
+                let p = d.path().join("issuer-key.pem");
+                (Some(d), p)
+            }
+        };
+        let key = mcptrail_cli::issuer::load_or_create_key(&path)?;
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let issuer = format!("http://{addr}");
+        let keys = std::sync::Arc::new(std::sync::RwLock::new(mcptrail_cli::issuer::jwks(&key)));
+        tokio::spawn(mcptrail_cli::issuer::serve_jwks(
+            listener,
+            std::sync::Arc::clone(&keys),
+            issuer.clone(),
+        ));
+        Ok(DevIssuer {
+            issuer,
+            addr,
+            keys,
+            key,
+            _dir: dir,
+        })
+    }
+
+    /// A token signed with `key` (the issuer's own unless rotating).
+    pub fn token_with(
+        &self,
+        key: &jwt_simple::prelude::RS256KeyPair,
+        sub: &str,
+        groups: &[&str],
+        audience: &str,
+        ttl_s: u64,
+    ) -> String {
+        mcptrail_cli::issuer::mint(
+            key,
+            &mcptrail_cli::issuer::TokenSpec {
+                issuer: self.issuer.clone(),
+                audience: audience.into(),
+                subject: sub.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                email: Some(format!("{sub}@example.com")),
+                client_id: Some("mcptrail-dev".into()),
+                ttl_s,
+            },
+        )
+        .unwrap_or_default()
+    }
+
+    /// A token for `sub` in `groups`, valid for an hour.
+    pub fn token(&self, sub: &str, groups: &[&str], audience: &str) -> String {
+        self.token_with(&self.key, sub, groups, audience, 3600)
+    }
+
+    /// The `auth` section trusting this issuer for `audience` (keys fetched via `cluster`).
+    pub fn auth_config(&self, audience: &str, cluster: &str) -> Value {
+        json!({
+            "mode": "required",
+            "providers": [{
+                "name": "dev",
+                "issuer": self.issuer,
+                "audiences": [audience],
+                "jwks_uri": format!("{}/.well-known/jwks.json", self.issuer),
+                "jwks_cluster": cluster,
+            }],
+        })
+    }
+
+    /// The Envoy cluster that reaches the JWKS.
+    pub fn cluster(&self, name: &str) -> Upstream {
+        Upstream {
+            name: name.into(),
+            endpoints: vec![self.addr],
+        }
+    }
+}
+
 /// The plugin configuration the tests start from.
 pub fn base_plugin_config() -> Value {
     json!({

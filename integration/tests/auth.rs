@@ -2,11 +2,10 @@
 //! the filter through an Envoy cluster), MCP authorization challenges, key rotation, and
 //! group policy, driven by the official Rust MCP client.
 
-use std::sync::{Arc, RwLock};
-
-use mcptrail_cli::issuer::{self, TokenSpec};
+use mcptrail_cli::issuer;
 use mcptrail_integration::demo::Mode;
-use mcptrail_integration::{base_plugin_config, Stack, Upstream};
+use mcptrail_integration::envoy::loopback;
+use mcptrail_integration::{base_plugin_config, DevIssuer, Stack};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
 };
@@ -15,73 +14,15 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
 
-struct Idp {
-    issuer: String,
-    keys: Arc<RwLock<Value>>,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-    kp: jwt_simple::prelude::RS256KeyPair,
-}
-
-impl Idp {
-    async fn start() -> Idp {
-        let dir = tempfile::tempdir().unwrap();
-        let kp = issuer::load_or_create_key(&dir.path().join("k1.pem")).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let iss = format!("http://{addr}");
-        let keys = Arc::new(RwLock::new(issuer::jwks(&kp)));
-        tokio::spawn(issuer::serve_jwks(listener, Arc::clone(&keys), iss.clone()));
-        Idp {
-            issuer: iss,
-            keys,
-            addr,
-            _dir: dir,
-            kp,
-        }
-    }
-
-    fn token(
-        &self,
-        kp: &jwt_simple::prelude::RS256KeyPair,
-        sub: &str,
-        groups: &[&str],
-        aud: &str,
-        ttl_s: u64,
-    ) -> String {
-        issuer::mint(
-            kp,
-            &TokenSpec {
-                issuer: self.issuer.clone(),
-                audience: aud.into(),
-                subject: sub.into(),
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                email: Some(format!("{sub}@example.com")),
-                client_id: Some("e2e-agent".into()),
-                ttl_s,
-            },
-        )
-        .unwrap()
-    }
-}
-
 const AUD: &str = "https://mcp.test/mcp";
 
-async fn stack(idp: &Idp) -> Stack {
+async fn stack(idp: &DevIssuer) -> Stack {
     let mut cfg = base_plugin_config();
-    cfg["auth"] = json!({
-        "mode": "required",
-        "providers": [{
-            "name": "dev",
-            "issuer": idp.issuer,
-            "audiences": [AUD],
-            "jwks_uri": format!("{}/.well-known/jwks.json", idp.issuer),
-            "jwks_cluster": "idp",
-            "jwks_refetch_min_s": 0,
-            "leeway_s": 0,
-        }],
-        "resource_metadata": { "resource": AUD, "authorization_servers": [idp.issuer] },
-    });
+    cfg["auth"] = idp.auth_config(AUD, "idp");
+    cfg["auth"]["providers"][0]["jwks_refetch_min_s"] = json!(0);
+    cfg["auth"]["providers"][0]["leeway_s"] = json!(0);
+    cfg["auth"]["resource_metadata"] =
+        json!({ "resource": AUD, "authorization_servers": [idp.issuer] });
     cfg["policy"] = json!({ "rules": [
         { "tools": ["get_customer"], "groups": ["support"], "action": "allow" },
         { "tools": ["get_customer"], "action": "deny" },
@@ -92,10 +33,7 @@ async fn stack(idp: &Idp) -> Stack {
             stateless: false,
         },
         Some(cfg),
-        vec![Upstream {
-            name: "idp".into(),
-            endpoints: vec![idp.addr],
-        }],
+        vec![idp.cluster("idp")],
     )
     .await
     .unwrap()
@@ -140,7 +78,7 @@ fn www(r: &reqwest::Response) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_outcomes_through_envoy() {
-    let idp = Idp::start().await;
+    let idp = DevIssuer::start(loopback(0), None).await.unwrap();
     let stack = stack(&idp).await;
     let base = stack.envoy.url();
 
@@ -173,8 +111,8 @@ async fn auth_outcomes_through_envoy() {
     );
 
     // Bad tokens: 401 invalid_token.
-    let expired = idp.token(&idp.kp, "alice", &["eng"], AUD, 0);
-    let wrong_aud = idp.token(&idp.kp, "alice", &["eng"], "https://elsewhere/mcp", 600);
+    let expired = idp.token_with(&idp.key, "alice", &["eng"], AUD, 0);
+    let wrong_aud = idp.token_with(&idp.key, "alice", &["eng"], "https://elsewhere/mcp", 600);
     for bad in [expired.as_str(), wrong_aud.as_str(), "not.a.jwt"] {
         let r = raw_post(&stack, Some(bad)).await;
         assert_eq!(r.status(), 401, "{bad}");
@@ -182,7 +120,7 @@ async fn auth_outcomes_through_envoy() {
     }
 
     // A good token: the official client works, records carry the identity.
-    let alice = idp.token(&idp.kp, "alice", &["eng"], AUD, 600);
+    let alice = idp.token_with(&idp.key, "alice", &["eng"], AUD, 600);
     let c = client(&stack, Some(&alice)).await.unwrap();
     let r = c
         .call_tool(
@@ -208,7 +146,7 @@ async fn auth_outcomes_through_envoy() {
         "{denied}"
     );
     c.cancel().await.unwrap();
-    let support = idp.token(&idp.kp, "sam", &["support"], AUD, 600);
+    let support = idp.token_with(&idp.key, "sam", &["support"], AUD, 600);
     let c = client(&stack, Some(&support)).await.unwrap();
     c.call_tool(
         CallToolRequestParams::new("get_customer")
@@ -263,16 +201,16 @@ async fn auth_outcomes_through_envoy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_rotation_end_to_end() {
-    let idp = Idp::start().await;
+    let idp = DevIssuer::start(loopback(0), None).await.unwrap();
     let stack = stack(&idp).await;
-    let old = idp.token(&idp.kp, "alice", &["eng"], AUD, 600);
+    let old = idp.token_with(&idp.key, "alice", &["eng"], AUD, 600);
     assert_eq!(raw_post(&stack, Some(&old)).await.status(), 200);
 
     // The IdP rotates: a new key replaces the old one in the served JWKS.
     let dir = tempfile::tempdir().unwrap();
     let new_kp = issuer::load_or_create_key(&dir.path().join("k2.pem")).unwrap();
     *idp.keys.write().unwrap() = issuer::jwks(&new_kp);
-    let new = idp.token(&new_kp, "alice", &["eng"], AUD, 600);
+    let new = idp.token_with(&new_kp, "alice", &["eng"], AUD, 600);
     // The unknown kid makes the filter re-fetch while the request waits.
     assert_eq!(raw_post(&stack, Some(&new)).await.status(), 200);
     // The withdrawn key no longer verifies, even though its token was cached.

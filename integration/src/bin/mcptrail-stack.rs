@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use mcptrail_integration::demo::Mode;
 use mcptrail_integration::envoy::{self, loopback, Envoy, EnvoySpec, Upstream};
-use mcptrail_integration::DemoServer;
+use mcptrail_integration::{DemoServer, DevIssuer};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -69,20 +69,13 @@ async fn main() -> anyhow::Result<()> {
     let audit_file = dir.join("audit.ndjson");
     let key_b64 = hmac_key(&dir)?;
 
-    // Dev token issuer.
-    let key_path = dir.join("issuer-key.pem");
-    let kp = mcptrail_cli::issuer::load_or_create_key(&key_path)?;
-    let issuer_listener = TcpListener::bind(loopback(issuer_port))
+    // Dev token issuer (its key is kept in .run/ so `mcptrail token` can mint for it).
+    let issuer = DevIssuer::start(loopback(issuer_port), Some(dir.join("issuer-key.pem")))
         .await
-        .with_context(|| format!("port {issuer_port} is taken (set MCPTRAIL_ISSUER_PORT)"))?;
-    let issuer = format!("http://{}", issuer_listener.local_addr()?);
-    {
-        let kp = kp.clone();
-        let issuer = issuer.clone();
-        tokio::spawn(
-            async move { mcptrail_cli::issuer::serve(issuer_listener, &kp, issuer).await },
-        );
-    }
+        .with_context(|| {
+            format!("cannot start the issuer on port {issuer_port} (set MCPTRAIL_ISSUER_PORT)")
+        })?;
+    let audience = format!("http://127.0.0.1:{mcp_port}/mcp");
 
     // Collector.
     let collector_listener = TcpListener::bind(loopback(0)).await?;
@@ -104,7 +97,13 @@ async fn main() -> anyhow::Result<()> {
             "flush_interval_ms": 500,
             "hmac_key": key_b64,
         },
-        "mcp": { "paths": ["/mcp"] }
+        "mcp": { "paths": ["/mcp"] },
+        "auth": issuer.auth_config(&audience, "dev_issuer"),
+        // A taste of policy: customer records are for the support group.
+        "policy": { "rules": [
+            { "tools": ["get_customer"], "groups": ["support"], "action": "allow" },
+            { "tools": ["get_customer"], "action": "deny" }
+        ]}
     });
     let mut spec = EnvoySpec::new(
         envoy::wasm_module(),
@@ -120,21 +119,11 @@ async fn main() -> anyhow::Result<()> {
         name: "audit_collector".into(),
         endpoints: vec![collector_addr],
     });
+    spec.clusters.push(issuer.cluster("dev_issuer"));
     std::fs::write(dir.join("envoy.yaml"), envoy::render(&spec))?;
     let mut envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 2))?;
     let url = format!("{}/mcp", envoy.url());
-    let token = mcptrail_cli::issuer::mint(
-        &kp,
-        &mcptrail_cli::issuer::TokenSpec {
-            issuer: issuer.clone(),
-            audience: url.clone(),
-            subject: "alice".into(),
-            groups: vec!["eng".into()],
-            email: Some("alice@example.com".into()),
-            client_id: Some("make-run".into()),
-            ttl_s: 8 * 3600,
-        },
-    )?;
+    let token = issuer.token("alice", &["eng"], &audience);
     std::fs::write(dir.join("token"), &token)?;
     println!(
         r#"
@@ -142,22 +131,24 @@ mcptrail local stack is up.
 
   MCP endpoint   {url}
   Envoy admin    http://{admin}/stats?filter=wasm
-  Token issuer   {issuer}/.well-known/jwks.json
+  Token issuer   {iss}/.well-known/jwks.json
   Audit file     {audit}
   Envoy config   {config}
 
-A token for alice (groups: eng), also in .run/token:
+Requests need a token. One for alice (groups: eng) is in .run/token:
   {token}
-Mint others with:  cargo run -q -p mcptrail-cli -- token --sub bob --groups ops
-(auth enforcement lands with the identity issue; this build records identity as null)
+Mint others:  cargo run -q -p mcptrail-cli -- token --sub sam --groups support
+(get_customer is allowed for the support group only)
 
 Try it:
-  .tools/venv/bin/python integration/py/client.py {url}
-  npx @modelcontextprotocol/inspector@2.12.0 --cli {url} --transport http --method tools/list
-  cargo run -q -p mcptrail-cli -- verify --hmac-key $(cat .run/hmac-key) {audit}
+  .tools/venv/bin/python integration/py/client.py {url} --token "$(cat .run/token)"
+  .tools/bin/mcp-inspector --cli {url} --transport http --header "Authorization: Bearer $(cat .run/token)" --method tools/list
+  curl -i {url}     # 401 with the MCP challenge
+  cargo run -q -p mcptrail-cli -- verify --hmac-key "$(cat .run/hmac-key)" {audit}
 
 Following the audit file (Ctrl-C stops everything):"#,
         admin = envoy.admin,
+        iss = issuer.issuer,
         audit = audit_file.display(),
         config = dir.join("envoy.yaml").display(),
     );
