@@ -30,8 +30,8 @@ fmt: ## Format the code
 lint: ## rustfmt check and clippy (native, wasm32-wasip1, wasm32-unknown-unknown), warnings denied
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p mcptrail-filter --target wasm32-wasip1 --all-targets -- -D warnings
-	cargo clippy -p mcptrail-filter --target wasm32-unknown-unknown --all-targets -- -D warnings
+	cargo clippy -p mcptrail-filter --target wasm32-wasip1 --lib --tests -- -D warnings
+	cargo clippy -p mcptrail-filter --target wasm32-unknown-unknown --lib --tests -- -D warnings
 
 unit: ## Unit tests, native (filter logic and CLI)
 	cargo test -p mcptrail-filter -p mcptrail-cli

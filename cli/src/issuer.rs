@@ -122,7 +122,10 @@ pub async fn serve_jwks(
     let app = Router::new()
         .route(
             "/.well-known/jwks.json",
-            get(move || async move { Json(keys) }),
+            get(move || {
+                let doc = keys.read().map(|k| k.clone()).unwrap_or(Value::Null);
+                async move { Json(doc) }
+            }),
         )
         .route(
             "/.well-known/openid-configuration",

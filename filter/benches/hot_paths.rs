@@ -1,6 +1,12 @@
 //! Criterion micro-benches for the filter's hot paths (native; the wasm cost in V8 is
 //! measured through Envoy by `make bench`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
 use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider};
