@@ -1,0 +1,294 @@
+//! Incremental `text/event-stream` parser (WHATWG HTML "server-sent events").
+//!
+//! Chunks may split anywhere: inside a line, between `\r` and `\n`, inside a UTF-8
+//! character. Only the current incomplete line is kept, and an event larger than the bound is
+//! reported as oversized instead of being buffered.
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// The `id` field of this event, if it had one.
+    pub id: Option<String>,
+    /// The `event` field (`message` when absent).
+    pub event: String,
+    /// The `data` lines joined with `\n`.
+    pub data: String,
+    pub retry: Option<u64>,
+    /// The event exceeded the bound; `data` is empty.
+    pub oversized: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Parser {
+    line: Vec<u8>,
+    after_cr: bool,
+    started: bool,
+    data: String,
+    has_data: bool,
+    event: Option<String>,
+    id: Option<String>,
+    retry: Option<u64>,
+    size: usize,
+    oversized: bool,
+    max_event_bytes: usize,
+    /// The last event id seen on the stream (what a client would send as `Last-Event-ID`).
+    pub last_event_id: Option<String>,
+}
+
+impl Parser {
+    pub fn new(max_event_bytes: usize) -> Self {
+        Self {
+            line: Vec::new(),
+            after_cr: false,
+            started: false,
+            data: String::new(),
+            has_data: false,
+            event: None,
+            id: None,
+            retry: None,
+            size: 0,
+            oversized: false,
+            max_event_bytes,
+            last_event_id: None,
+        }
+    }
+
+    /// Bytes held for the incomplete line (bounded by the event bound).
+    pub fn buffered(&self) -> usize {
+        self.line.len() + self.data.len()
+    }
+
+    /// Feeds a chunk; complete events are appended to `out`.
+    pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<Event>) {
+        if !self.started && !chunk.is_empty() {
+            // A UTF-8 BOM may open the stream (it may itself be split; rare enough to accept
+            // only whole).
+            if let Some(rest) = chunk.strip_prefix(b"\xEF\xBB\xBF") {
+                chunk = rest;
+            }
+            self.started = true;
+        }
+        let mut start = 0;
+        for (i, &b) in chunk.iter().enumerate() {
+            match b {
+                b'\n' if self.after_cr => {
+                    // Second half of a `\r\n` split across chunks, or right after `\r`.
+                    self.after_cr = false;
+                    start = i + 1;
+                }
+                b'\n' | b'\r' => {
+                    if let Some(part) = chunk.get(start..i) {
+                        self.push_line_bytes(part);
+                    }
+                    self.end_line(out);
+                    self.after_cr = b == b'\r';
+                    start = i + 1;
+                }
+                _ => {
+                    self.after_cr = false;
+                }
+            }
+        }
+        if let Some(rest) = chunk.get(start..) {
+            self.push_line_bytes(rest);
+        }
+    }
+
+    fn push_line_bytes(&mut self, part: &[u8]) {
+        if part.is_empty() {
+            return;
+        }
+        self.size = self.size.saturating_add(part.len());
+        if self.size > self.max_event_bytes {
+            self.oversized = true;
+            self.line.clear();
+            self.data.clear();
+            return;
+        }
+        self.line.extend_from_slice(part);
+    }
+
+    fn end_line(&mut self, out: &mut Vec<Event>) {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        if self.oversized {
+            return;
+        }
+        if line.first() == Some(&b':') {
+            return; // comment
+        }
+        let text = String::from_utf8_lossy(&line);
+        let (field, value) = match text.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (text.as_ref(), ""),
+        };
+        match field {
+            "data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
+            "event" => self.event = Some(value.to_string()),
+            "id" if !value.contains('\0') => self.id = Some(value.to_string()),
+            "retry" if !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()) => {
+                self.retry = value.parse().ok();
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<Event>) {
+        let id = self.id.take();
+        if id.is_some() {
+            self.last_event_id.clone_from(&id);
+        }
+        let event = self.event.take();
+        let retry = self.retry.take();
+        let data = std::mem::take(&mut self.data);
+        let has_data = std::mem::replace(&mut self.has_data, false);
+        let oversized = std::mem::replace(&mut self.oversized, false);
+        self.size = 0;
+        if oversized {
+            out.push(Event {
+                id,
+                event: event.unwrap_or_else(|| "message".into()),
+                data: String::new(),
+                retry,
+                oversized: true,
+            });
+        } else if has_data {
+            out.push(Event {
+                id,
+                event: event.unwrap_or_else(|| "message".into()),
+                data,
+                retry,
+                oversized: false,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::ids::IdGen;
+
+    fn parse_chunks(chunks: &[&[u8]]) -> Vec<Event> {
+        let mut p = Parser::new(1 << 20);
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c, &mut out);
+        }
+        out
+    }
+
+    fn parse(s: &str) -> Vec<Event> {
+        parse_chunks(&[s.as_bytes()])
+    }
+
+    #[test]
+    fn fields_comments_and_multiline_data() {
+        let ev =
+            parse(": keep-alive\n\nid: 7\nevent: message\ndata: {\"a\":\ndata:1}\nretry: 3000\n\n");
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].id.as_deref(), Some("7"));
+        assert_eq!(ev[0].data, "{\"a\":\n1}");
+        assert_eq!(ev[0].retry, Some(3000));
+        assert_eq!(ev[0].event, "message");
+    }
+
+    #[test]
+    fn line_endings_and_edge_cases() {
+        assert_eq!(parse("data: a\r\n\r\n")[0].data, "a");
+        assert_eq!(parse("data: a\r\rdata: b\n\n").len(), 2);
+        assert_eq!(parse("data\n\n")[0].data, "");
+        assert_eq!(parse("data:  two spaces\n\n")[0].data, " two spaces");
+        assert!(parse("id: 1\n\n").is_empty(), "no data, no event");
+        assert!(
+            parse("data: incomplete").is_empty(),
+            "not dispatched without a blank line"
+        );
+        assert_eq!(parse("\u{feff}data: x\n\n")[0].data, "x");
+        assert_eq!(parse("retry: soon\ndata: x\n\n")[0].retry, None);
+        let mut p = Parser::new(100);
+        let mut out = Vec::new();
+        p.feed(b"id: 5\ndata: x\n\nid: 6\ndata: y\n\n", &mut out);
+        assert_eq!(p.last_event_id.as_deref(), Some("6"));
+    }
+
+    #[test]
+    fn oversized_events_are_reported_not_buffered() {
+        let mut p = Parser::new(64);
+        let mut out = Vec::new();
+        let big = format!("data: {}\n", "x".repeat(1000));
+        for c in big.as_bytes().chunks(7) {
+            p.feed(c, &mut out);
+            assert!(p.buffered() <= 64);
+        }
+        p.feed(b"\ndata: small\n\n", &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].oversized);
+        assert_eq!(out[1].data, "small");
+    }
+
+    fn random_stream(g: &mut IdGen) -> (String, Vec<String>) {
+        let eols = ["\n", "\r\n", "\r"];
+        let mut s = String::new();
+        let mut datas = Vec::new();
+        for i in 0..(1 + g.next_u64() % 6) {
+            let eol = eols[(g.next_u64() % 3) as usize];
+            if g.next_u64() % 3 == 0 {
+                s.push_str(&format!(": comment {i}{eol}"));
+            }
+            s.push_str(&format!("id: {i}{eol}"));
+            let lines = 1 + g.next_u64() % 3;
+            let mut data = Vec::new();
+            for l in 0..lines {
+                // Multi-byte characters so that splits land inside them.
+                let v = format!("{{\"n\":{i},\"l\":{l},\"t\":\"héllo ✓ 🎉\"}}");
+                s.push_str(&format!("data: {v}{eol}"));
+                data.push(v);
+            }
+            s.push_str(eol);
+            datas.push(data.join("\n"));
+        }
+        (s, datas)
+    }
+
+    /// Splitting any stream at any byte position (and into many random pieces) yields the
+    /// same events as parsing it whole.
+    #[test]
+    fn split_anywhere_gives_the_same_events() {
+        let mut g = IdGen::new(99);
+        for _ in 0..40 {
+            let (s, datas) = random_stream(&mut g);
+            let b = s.as_bytes();
+            let whole = parse_chunks(&[b]);
+            assert_eq!(
+                whole.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+                datas
+            );
+            for cut in 0..=b.len() {
+                let (x, y) = b.split_at(cut);
+                assert_eq!(parse_chunks(&[x, y]), whole, "cut at {cut}");
+            }
+            let mut pieces = Vec::new();
+            let mut rest = b;
+            while !rest.is_empty() {
+                let n = 1 + (g.next_u64() as usize % 5).min(rest.len() - 1);
+                let (a, r) = rest.split_at(n);
+                pieces.push(a);
+                rest = r;
+            }
+            assert_eq!(parse_chunks(&pieces), whole);
+        }
+    }
+}
