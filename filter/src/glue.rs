@@ -623,6 +623,9 @@ pub struct Stream {
     response_done: bool,
     /// Answered locally without a record (metadata, buffer-full 503).
     silent: bool,
+    resp: Option<response::Responses>,
+    /// Ids (keys) of `tools/list` requests whose replies are filtered by policy.
+    filter_ids: Vec<String>,
 }
 
 impl Stream {
@@ -645,6 +648,8 @@ impl Stream {
             response_bytes: 0,
             response_done: false,
             silent: false,
+            resp: None,
+            filter_ids: Vec::new(),
         }
     }
 
@@ -822,6 +827,7 @@ impl Stream {
             self.copy_chunk(host, size);
             if end_of_stream {
                 self.request_done = true;
+                self.decode_request_copy();
             }
             return Action::Continue;
         }
@@ -843,9 +849,20 @@ impl Stream {
         };
         if !held {
             self.request_done = true;
+            self.decode_request_copy();
             return Action::Continue;
         }
         self.finish_held_body(host, usize::MAX)
+    }
+
+    /// Decodes the copied request body once complete, so replies can be matched as they come.
+    fn decode_request_copy(&mut self) {
+        if let Some(body) = self.body.as_ref() {
+            self.slot.borrow_mut().messages = Some(match jsonrpc::decode_body(body) {
+                Ok(items) => items,
+                Err(e) => vec![Err(e)],
+            });
+        }
     }
 
     fn copy_chunk(&mut self, host: &dyn Host, size: usize) {
@@ -916,20 +933,139 @@ impl Stream {
             self.session = host.header(Headers::Response, "mcp-session-id");
         }
         self.response_done = end_of_stream;
+        let content_type = host
+            .header(Headers::Response, "content-type")
+            .unwrap_or_default();
+        let mut resp =
+            response::Responses::new(&content_type, self.shared.config.mcp.max_body_bytes);
+        if host
+            .header(Headers::Response, "content-encoding")
+            .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
+        {
+            resp.kind = response::BodyKind::Other;
+            resp.problem = Some("compressed response: not decoded".into());
+        }
+        if self.shared.config.policy.can_deny() && resp.kind != response::BodyKind::Other {
+            let slot = self.slot.borrow();
+            self.filter_ids = slot
+                .messages
+                .iter()
+                .flatten()
+                .filter_map(|m| m.as_ref().ok())
+                .filter(|m| {
+                    m.kind == jsonrpc::Kind::Request && m.method.as_deref() == Some("tools/list")
+                })
+                .filter_map(|m| m.id.as_ref().map(response::id_key))
+                .collect();
+        }
+        if !self.filter_ids.is_empty() {
+            // The body will change length.
+            host.set_header(Headers::Response, "content-length", None);
+        }
+        self.resp = Some(resp);
         Action::Continue
+    }
+
+    /// Drops the tools a caller may not call from `tools/list` replies.
+    fn tools_filter(&self) -> impl Fn(&mut Value) -> bool + '_ {
+        move |reply: &mut Value| {
+            let is_target = reply
+                .get("id")
+                .is_some_and(|id| self.filter_ids.contains(&response::id_key(id)));
+            if !is_target {
+                return false;
+            }
+            let slot = self.slot.borrow();
+            let groups: &[String] = slot.identity.as_ref().map_or(&[], |i| i.groups.as_slice());
+            let Some(tools) = reply
+                .pointer_mut("/result/tools")
+                .and_then(Value::as_array_mut)
+            else {
+                return false;
+            };
+            let before = tools.len();
+            tools.retain(|t| {
+                let name = t.get("name").and_then(Value::as_str);
+                self.shared
+                    .config
+                    .policy
+                    .decide("tools/call", name, groups)
+                    .effect
+                    == Effect::Allow
+            });
+            tools.len() != before
+        }
     }
 
     pub fn on_response_body(
         &mut self,
-        _host: &dyn Host,
+        host: &dyn Host,
         size: usize,
         end_of_stream: bool,
     ) -> Action {
-        if self.in_scope {
-            self.response_bytes = self.response_bytes.saturating_add(size as u64);
-            self.response_done |= end_of_stream;
+        if !self.in_scope {
+            return Action::Continue;
         }
-        Action::Continue
+        self.response_done |= end_of_stream;
+        let Some(mut resp) = self.resp.take() else {
+            self.response_bytes = self.response_bytes.saturating_add(size as u64);
+            return Action::Continue;
+        };
+        let rewriting = !self.filter_ids.is_empty();
+        let mut bytes = self.response_bytes;
+        let filter = self.tools_filter();
+        let mut action = Action::Continue;
+        let mut replacement = None;
+        match resp.kind {
+            response::BodyKind::Json if rewriting => {
+                if end_of_stream {
+                    // Held until complete: `size` is the whole body.
+                    let whole = host.body(Body::Response, 0, size).unwrap_or_default();
+                    bytes = size as u64;
+                    replacement = resp.json_end(Some(&whole), Some(&filter));
+                } else {
+                    action = Action::Pause;
+                }
+            }
+            response::BodyKind::Json => {
+                bytes = bytes.saturating_add(size as u64);
+                if size > 0 {
+                    if let Some(chunk) = host.body(Body::Response, 0, size) {
+                        resp.json_chunk(&chunk);
+                    }
+                }
+                if end_of_stream {
+                    resp.json_end(None, None);
+                }
+            }
+            response::BodyKind::Sse => {
+                bytes = bytes.saturating_add(size as u64);
+                let chunk = if size > 0 {
+                    host.body(Body::Response, 0, size).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                replacement = resp.sse_chunk(
+                    &chunk,
+                    rewriting.then_some(&filter as response::Rewrite<'_>),
+                );
+            }
+            response::BodyKind::Other => {
+                bytes = bytes.saturating_add(size as u64);
+            }
+        }
+        drop(filter);
+        self.response_bytes = bytes;
+        if let Some(new_body) = replacement {
+            if let Err(e) = host.set_body(Body::Response, &new_body) {
+                host.log(
+                    Level::Warn,
+                    &format!("mcptrail: cannot rewrite the response: {}", e.0),
+                );
+            }
+        }
+        self.resp = Some(resp);
+        action
     }
 
     /// Stream end (always called, also on resets): build the records and hand them over.
@@ -1090,18 +1226,62 @@ impl Stream {
         r
     }
 
+    /// The outcome of one request: its reply when one was seen, else the HTTP exchange's.
+    fn outcome_of(&self, m: &Message, mut outcome: Outcome) -> Outcome {
+        if m.kind != jsonrpc::Kind::Request || outcome.status == Status::Denied {
+            return outcome;
+        }
+        let reply =
+            m.id.as_ref()
+                .and_then(|id| self.resp.as_ref()?.replies.get(&response::id_key(id)));
+        match reply {
+            Some(r) if r.error.is_some() => {
+                outcome.status = Status::Error;
+                outcome.error = r.error.clone();
+            }
+            Some(r) if r.is_error => {
+                outcome.status = Status::Error;
+                outcome.is_error = true;
+            }
+            Some(_) => outcome.status = Status::Ok,
+            // A 2xx answer that ended without this request's reply was cut short.
+            None if outcome.status == Status::Ok
+                && self
+                    .resp
+                    .as_ref()
+                    .is_some_and(|r| r.kind != response::BodyKind::Other) =>
+            {
+                outcome.status = Status::Aborted;
+            }
+            None => {}
+        }
+        outcome
+    }
+
     fn message_record(&self, m: &Message, now: u64, outcome: Outcome) -> Record {
         let kind = match m.kind {
             jsonrpc::Kind::Notification => Kind::Notification,
             jsonrpc::Kind::Request | jsonrpc::Kind::Response => Kind::Command,
         };
         let mut r = self.base(kind, now);
+        let outcome = self.outcome_of(m, outcome);
         let protocol_version = if m.method.as_deref() == Some("initialize") {
-            m.params
-                .as_ref()
-                .and_then(|p| p.get("protocolVersion"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
+            // The negotiated version is the server's answer; the request's is the offer.
+            let negotiated = m.id.as_ref().and_then(|id| {
+                self.resp
+                    .as_ref()?
+                    .replies
+                    .get(&response::id_key(id))?
+                    .protocol_version
+                    .clone()
+            });
+            negotiated.or_else(|| {
+                m.params
+                    .as_ref()
+                    .and_then(|p| p.get("protocolVersion"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
         } else {
             self.protocol_version.clone()
         };
@@ -1116,6 +1296,8 @@ impl Stream {
         r
     }
 }
+
+pub mod response;
 
 #[cfg(test)]
 pub mod fake;

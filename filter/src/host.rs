@@ -67,6 +67,8 @@ pub trait Host {
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError>;
     /// Sets (or with `None` removes) a header of the current stream.
     fn set_header(&self, map: Headers, name: &str, value: Option<&str>);
+    /// Replaces the current chunk of a stream body.
+    fn set_body(&self, which: Body, data: &[u8]) -> Result<(), HostError>;
     /// Resumes the current stream's paused request.
     fn resume_request(&self) -> Result<(), HostError>;
     /// Makes a stream current (from the root context), for the calls above.

@@ -106,6 +106,11 @@ impl Host for ProxyHost {
         let _ = hostcalls::set_map_value(map(m), name, value);
     }
 
+    fn set_body(&self, which: Body, data: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_buffer(buffer(which), 0, usize::MAX, data)
+            .map_err(|s| HostError(format!("{s:?}")))
+    }
+
     fn resume_request(&self) -> Result<(), HostError> {
         hostcalls::resume_http_request().map_err(|s| HostError(format!("{s:?}")))
     }

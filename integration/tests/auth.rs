@@ -17,6 +17,17 @@ use serde_json::{json, Value};
 const AUD: &str = "https://mcp.test/mcp";
 
 async fn stack(idp: &DevIssuer) -> Stack {
+    stack_in(
+        idp,
+        Mode {
+            json: true,
+            stateless: false,
+        },
+    )
+    .await
+}
+
+async fn stack_in(idp: &DevIssuer, mode: Mode) -> Stack {
     let mut cfg = base_plugin_config();
     cfg["auth"] = idp.auth_config(AUD, "idp");
     cfg["auth"]["providers"][0]["jwks_refetch_min_s"] = json!(0);
@@ -27,16 +38,9 @@ async fn stack(idp: &DevIssuer) -> Stack {
         { "tools": ["get_customer"], "groups": ["support"], "action": "allow" },
         { "tools": ["get_customer"], "action": "deny" },
     ]});
-    Stack::start_with(
-        Mode {
-            json: true,
-            stateless: false,
-        },
-        Some(cfg),
-        vec![idp.cluster("idp")],
-    )
-    .await
-    .unwrap()
+    Stack::start_with(mode, Some(cfg), vec![idp.cluster("idp")])
+        .await
+        .unwrap()
 }
 
 async fn client(
@@ -122,6 +126,16 @@ async fn auth_outcomes_through_envoy() {
     // A good token: the official client works, records carry the identity.
     let alice = idp.token_with(&idp.key, "alice", &["eng"], AUD, 600);
     let c = client(&stack, Some(&alice)).await.unwrap();
+    // tools/list only shows what the caller may call.
+    let names: Vec<String> = c
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"echo".to_string()), "{names:?}");
+    assert!(!names.contains(&"get_customer".to_string()), "{names:?}");
     let r = c
         .call_tool(
             CallToolRequestParams::new("echo")
@@ -148,6 +162,14 @@ async fn auth_outcomes_through_envoy() {
     c.cancel().await.unwrap();
     let support = idp.token_with(&idp.key, "sam", &["support"], AUD, 600);
     let c = client(&stack, Some(&support)).await.unwrap();
+    let names: Vec<String> = c
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"get_customer".to_string()), "{names:?}");
     c.call_tool(
         CallToolRequestParams::new("get_customer")
             .with_arguments(json!({"id": "c1"}).as_object().cloned().unwrap()),
@@ -229,4 +251,50 @@ async fn jwks_rotation_end_to_end() {
         stack.envoy.log().contains("JWKS loaded"),
         "the fetch is logged"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_is_filtered_in_sse_responses_too() {
+    let idp = DevIssuer::start(loopback(0), None).await.unwrap();
+    let stack = stack_in(
+        &idp,
+        Mode {
+            json: false,
+            stateless: false,
+        },
+    )
+    .await;
+    let alice = idp.token_with(&idp.key, "alice", &["eng"], AUD, 600);
+    let c = client(&stack, Some(&alice)).await.unwrap();
+    let names: Vec<String> = c
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"progress".to_string()), "{names:?}");
+    assert!(!names.contains(&"get_customer".to_string()), "{names:?}");
+    // Streaming still streams: progress notifications and the result come through the rewrite path.
+    let r = c
+        .call_tool(
+            CallToolRequestParams::new("progress")
+                .with_arguments(json!({"steps": 3}).as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert!(format!("{r:?}").contains("done after 3 steps"));
+    c.cancel().await.unwrap();
+    let recs = stack
+        .collector
+        .wait_for("the progress call", |r| {
+            r.iter().any(|x| x["mcp"]["tool"] == "progress")
+        })
+        .await
+        .unwrap();
+    let p = recs
+        .iter()
+        .find(|x| x["mcp"]["tool"] == "progress")
+        .unwrap();
+    assert_eq!(p["outcome"]["status"], "ok", "{p}");
 }

@@ -63,16 +63,17 @@ async fn python_sdk_client_both_protocol_modes() {
         assert_eq!(v["fail_is_error"], true);
         let recs = stack
             .collector
-            .wait_for("the python echo call", |r| {
+            .wait_for("the python echo and fail calls", |r| {
                 r.iter().any(|r| {
                     r["mcp"]["tool"] == "echo"
                         && r["mcp"]["arguments"]["text"] == "from python"
                         && r["identity"]["sub"] == "alice"
-                })
+                }) && r.iter().any(|r| r["mcp"]["tool"] == "fail")
             })
             .await
             .unwrap();
-        assert!(recs.iter().any(|r| r["mcp"]["tool"] == "fail"));
+        let fail = recs.iter().find(|r| r["mcp"]["tool"] == "fail").unwrap();
+        assert_eq!(fail["outcome"]["is_error"], true, "{fail}");
         assert!(stack.collector.verify().problems.is_empty());
     }
 }

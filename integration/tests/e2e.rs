@@ -69,6 +69,13 @@ async fn one_exchange(mode: Mode, version: ProtocolVersion) {
         .await
         .unwrap();
     let echo = commands(&recs, "echo")[0];
+    assert_eq!(echo["outcome"]["status"], "ok");
+    let fail = commands(&recs, "fail")[0];
+    assert_eq!(fail["outcome"]["status"], "error", "{fail}");
+    assert_eq!(fail["outcome"]["is_error"], true);
+    let divide = commands(&recs, "divide")[0];
+    assert_eq!(divide["outcome"]["status"], "error", "{divide}");
+    assert_eq!(divide["outcome"]["error"]["code"], -32602);
     assert_eq!(echo["v"], 1);
     assert_eq!(echo["mcp"]["method"], "tools/call");
     assert!(echo["mcp"]["id"].is_number() || echo["mcp"]["id"].is_string());

@@ -33,6 +33,8 @@ pub struct FakeHost {
     pub effective: Cell<u32>,
     /// Local replies by effective context id.
     pub replies_to: RefCell<Vec<u32>>,
+    /// Bodies written back with `set_body`.
+    pub rewritten: RefCell<Vec<Vec<u8>>>,
 }
 
 fn hkey(map: Headers) -> u8 {
@@ -166,6 +168,12 @@ impl Host for FakeHost {
                 self.headers.borrow_mut().remove(&key);
             }
         }
+    }
+
+    fn set_body(&self, which: Body, data: &[u8]) -> Result<(), HostError> {
+        self.rewritten.borrow_mut().push(data.to_vec());
+        self.bodies.borrow_mut().insert(bkey(which), data.to_vec());
+        Ok(())
     }
 
     fn resume_request(&self) -> Result<(), HostError> {

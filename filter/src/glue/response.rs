@@ -1,0 +1,290 @@
+//! What a stream learns from its response: JSON-RPC replies by id, notifications and
+//! server requests, for `application/json` (bounded copy) and `text/event-stream`
+//! (incremental, never buffered whole). Optionally rewrites replies as they pass.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::jsonrpc;
+use crate::sse;
+
+/// Response body kinds the decoder knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Sse,
+    Other,
+}
+
+/// A reply to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The JSON-RPC error object, if the reply is an error.
+    pub error: Option<Value>,
+    /// A tool result with `isError: true`.
+    pub is_error: bool,
+    /// `result.protocolVersion` (replies to `initialize`).
+    pub protocol_version: Option<String>,
+}
+
+/// A rewrite applied to each reply message before it reaches the client; returns whether
+/// it changed anything.
+pub type Rewrite<'a> = &'a dyn Fn(&mut Value) -> bool;
+
+/// Response decoding state.
+#[derive(Debug)]
+pub struct Responses {
+    pub kind: BodyKind,
+    json: Option<Vec<u8>>,
+    sse: Option<sse::Parser>,
+    max: usize,
+    pub replies: HashMap<String, Reply>,
+    pub notifications: u64,
+    pub server_requests: u64,
+    pub events: u64,
+    /// Why (part of) the response could not be decoded.
+    pub problem: Option<String>,
+}
+
+/// The key a JSON-RPC id is matched by.
+pub fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+impl Responses {
+    pub fn new(content_type: &str, max: usize) -> Self {
+        let ct = content_type.to_ascii_lowercase();
+        let kind = if ct.starts_with("text/event-stream") {
+            BodyKind::Sse
+        } else if ct.starts_with("application/json") {
+            BodyKind::Json
+        } else {
+            BodyKind::Other
+        };
+        Self {
+            kind,
+            json: (kind == BodyKind::Json).then(Vec::new),
+            sse: (kind == BodyKind::Sse).then(|| sse::Parser::new(max)),
+            max,
+            replies: HashMap::new(),
+            notifications: 0,
+            server_requests: 0,
+            events: 0,
+            problem: None,
+        }
+    }
+
+    /// Copies a JSON body chunk (up to the bound).
+    pub fn json_chunk(&mut self, data: &[u8]) {
+        if let Some(buf) = self.json.as_mut() {
+            if buf.len().saturating_add(data.len()) > self.max {
+                self.json = None;
+                self.problem = Some(format!(
+                    "JSON response larger than mcp.max_body_bytes ({} bytes); not decoded",
+                    self.max
+                ));
+            } else {
+                buf.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// The JSON body is complete: decode it (the copy, or `whole` when the body was held).
+    /// With a rewrite, returns the new body when anything changed.
+    pub fn json_end(
+        &mut self,
+        whole: Option<&[u8]>,
+        rewrite: Option<Rewrite<'_>>,
+    ) -> Option<Vec<u8>> {
+        let copy = self.json.take();
+        let body = whole.or(copy.as_deref())?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let mut value: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                self.problem = Some(format!("JSON response is not valid JSON: {e}"));
+                return None;
+            }
+        };
+        let changed = rewrite.is_some_and(|f| rewrite_all(&mut value, f));
+        self.absorb(value.clone());
+        changed.then(|| value.to_string().into_bytes())
+    }
+
+    /// Feeds an SSE chunk. With a rewrite, returns what should replace the chunk: the
+    /// complete events seen so far, re-serialised (the incomplete tail is carried over).
+    pub fn sse_chunk(&mut self, data: &[u8], rewrite: Option<Rewrite<'_>>) -> Option<Vec<u8>> {
+        let mut events = Vec::new();
+        self.sse.as_mut()?.feed(data, &mut events);
+        let mut out = rewrite.map(|_| Vec::with_capacity(data.len()));
+        for mut ev in events {
+            self.events += 1;
+            if ev.oversized {
+                self.problem = Some(format!(
+                    "an SSE event exceeded mcp.max_body_bytes ({} bytes); not decoded",
+                    self.max
+                ));
+            } else if !ev.data.trim().is_empty() {
+                match serde_json::from_str::<Value>(&ev.data) {
+                    Ok(mut v) => {
+                        if let Some(f) = rewrite {
+                            if rewrite_all(&mut v, f) {
+                                ev.data = v.to_string();
+                            }
+                        }
+                        self.absorb(v);
+                    }
+                    Err(e) => self.problem = Some(format!("SSE event data is not JSON: {e}")),
+                }
+            }
+            if let Some(out) = out.as_mut() {
+                serialize_event(&ev, out);
+            }
+        }
+        out
+    }
+
+    fn absorb(&mut self, value: Value) {
+        let items = match value {
+            Value::Array(a) => a,
+            v => vec![v],
+        };
+        for item in items {
+            match jsonrpc::decode_message(item) {
+                Ok(m) => match m.kind {
+                    jsonrpc::Kind::Response => {
+                        let Some(id) = m.id.as_ref() else { continue };
+                        let result = m.result.as_ref();
+                        self.replies.insert(
+                            id_key(id),
+                            Reply {
+                                error: m.error.clone(),
+                                is_error: result
+                                    .and_then(|r| r.get("isError"))
+                                    .and_then(Value::as_bool)
+                                    .unwrap_or(false),
+                                protocol_version: result
+                                    .and_then(|r| r.get("protocolVersion"))
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string),
+                            },
+                        );
+                    }
+                    jsonrpc::Kind::Notification => self.notifications += 1,
+                    jsonrpc::Kind::Request => self.server_requests += 1,
+                },
+                Err(e) => self.problem = Some(format!("response: {e}")),
+            }
+        }
+    }
+}
+
+fn rewrite_all(v: &mut Value, f: Rewrite<'_>) -> bool {
+    match v {
+        Value::Array(items) => items.iter_mut().fold(false, |acc, i| f(i) | acc),
+        other => f(other),
+    }
+}
+
+fn serialize_event(ev: &sse::Event, out: &mut Vec<u8>) {
+    if let Some(id) = &ev.id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+    }
+    if ev.event != "message" {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(ev.event.as_bytes());
+        out.push(b'\n');
+    }
+    if let Some(r) = ev.retry {
+        out.extend_from_slice(format!("retry: {r}\n").as_bytes());
+    }
+    for line in ev.data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_replies_errors_and_tool_errors() {
+        let mut r = Responses::new("application/json; charset=utf-8", 1 << 20);
+        let body = br#"[{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}},
+                        {"jsonrpc":"2.0","id":"b","error":{"code":-32602,"message":"bad"}},
+                        {"jsonrpc":"2.0","id":3,"result":{"protocolVersion":"2025-06-18"}}]"#;
+        r.json_chunk(&body[..10]);
+        r.json_chunk(&body[10..]);
+        assert!(r.json_end(None, None).is_none());
+        assert!(r.replies[&id_key(&json!(1))].is_error);
+        assert_eq!(
+            r.replies[&id_key(&json!("b"))].error.as_ref().unwrap()["code"],
+            -32602
+        );
+        assert_eq!(
+            r.replies[&id_key(&json!(3))].protocol_version.as_deref(),
+            Some("2025-06-18")
+        );
+        let mut bad = Responses::new("application/json", 1 << 20);
+        bad.json_chunk(b"{oops");
+        bad.json_end(None, None);
+        assert!(bad.problem.unwrap().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn sse_progress_then_result_split_anywhere() {
+        let stream = "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n\
+                      : ping\n\nid: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok ✓\"}]}}\n\n";
+        for cut in 0..stream.len() {
+            let mut r = Responses::new("text/event-stream", 1 << 20);
+            let (a, b) = stream.as_bytes().split_at(cut);
+            r.sse_chunk(a, None);
+            r.sse_chunk(b, None);
+            assert_eq!(r.notifications, 1);
+            assert!(r.replies.contains_key(&id_key(&json!(5))), "cut {cut}");
+            assert!(!r.replies[&id_key(&json!(5))].is_error);
+        }
+    }
+
+    #[test]
+    fn rewrites_replies_in_json_and_sse() {
+        let drop_b: &dyn Fn(&mut Value) -> bool = &|v| {
+            let Some(tools) = v.pointer_mut("/result/tools").and_then(Value::as_array_mut) else {
+                return false;
+            };
+            let before = tools.len();
+            tools.retain(|t| t["name"] != "b");
+            tools.len() != before
+        };
+        let reply = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"},{"name":"b"}]}}"#;
+        let mut j = Responses::new("application/json", 1 << 20);
+        let out = j.json_end(Some(reply.as_bytes()), Some(drop_b)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["result"]["tools"], json!([{"name":"a"}]));
+        let mut s = Responses::new("text/event-stream", 1 << 20);
+        let stream = format!("event: message\nid: 9\ndata: {reply}\n\n");
+        let (a, b) = stream.as_bytes().split_at(20);
+        assert_eq!(
+            s.sse_chunk(a, Some(drop_b)).unwrap(),
+            b"",
+            "incomplete: nothing yet"
+        );
+        let out = String::from_utf8(s.sse_chunk(b, Some(drop_b)).unwrap()).unwrap();
+        assert!(out.starts_with("id: 9\ndata: {"), "{out}");
+        assert!(!out.contains("\"b\""));
+        assert!(out.ends_with("\n\n"));
+    }
+}
