@@ -194,6 +194,14 @@ struct RawMcp {
     paths: Vec<String>,
     #[serde(default)]
     max_body_bytes: Option<usize>,
+    #[serde(default)]
+    reject_session_identity_mismatch: bool,
+    #[serde(default = "d_sessions")]
+    max_sessions: usize,
+}
+
+fn d_sessions() -> usize {
+    10_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +301,10 @@ pub struct McpSettings {
     pub paths: Vec<String>,
     /// Largest request or JSON response body decoded; larger ones pass with a `decode.error`.
     pub max_body_bytes: usize,
+    /// Refuse a request whose session was started by another identity.
+    pub reject_session_identity_mismatch: bool,
+    /// Sessions remembered per VM.
+    pub max_sessions: usize,
 }
 
 impl McpSettings {
@@ -632,6 +644,8 @@ impl RawMcp {
         Ok(McpSettings {
             paths: self.paths,
             max_body_bytes,
+            reject_session_identity_mismatch: self.reject_session_identity_mismatch,
+            max_sessions: self.max_sessions.max(1),
         })
     }
 }
@@ -867,6 +881,8 @@ mod tests {
         let m = McpSettings {
             paths: vec!["/mcp".into()],
             max_body_bytes: 1,
+            reject_session_identity_mismatch: false,
+            max_sessions: 1,
         };
         assert!(m.in_scope("/mcp"));
         assert!(m.in_scope("/mcp/"));
@@ -877,6 +893,8 @@ mod tests {
         let all = McpSettings {
             paths: vec![],
             max_body_bytes: 1,
+            reject_session_identity_mismatch: false,
+            max_sessions: 1,
         };
         assert!(all.in_scope("/anything"));
     }

@@ -12,13 +12,14 @@ use serde_json::{json, Value};
 
 use crate::audit::outbox::{Outbox, Pushed};
 use crate::audit::record::{
-    AuthInfo, Identity, Kind, Mcp, Outcome, PolicyInfo, Record, Source, Status,
+    AuthInfo, Identity, Kind, Mcp, Outcome, PolicyInfo, Record, SessionSummary, Source, Status,
 };
 use crate::auth::{self, Authenticator, DenyReason, Mode};
 use crate::config::Config;
 use crate::host::{Action, Body, Headers, Host, Level};
 use crate::jsonrpc::{self, DecodeError, Message};
 use crate::policy::Effect;
+use crate::sessions::Sessions;
 use crate::time::rfc3339_ms;
 
 /// Identity headers the filter sets upstream; client-sent copies are always removed.
@@ -42,6 +43,7 @@ pub struct Shared {
     pub config: Config,
     pub outbox: RefCell<Outbox>,
     pub auth: RefCell<Authenticator>,
+    pub sessions: RefCell<Sessions>,
     waiters: RefCell<Vec<Waiter>>,
 }
 
@@ -129,6 +131,7 @@ impl Root {
         self.next_flush_ms = 0;
         self.shared = Some(Rc::new(Shared {
             auth: RefCell::new(Authenticator::new(&config.auth)),
+            sessions: RefCell::new(Sessions::new(config.mcp.max_sessions)),
             config,
             outbox: RefCell::new(outbox),
             waiters: RefCell::new(Vec::new()),
@@ -626,6 +629,12 @@ pub struct Stream {
     resp: Option<response::Responses>,
     /// Ids (keys) of `tools/list` requests whose replies are filtered by policy.
     filter_ids: Vec<String>,
+    /// The session id came from the response (a new session), not the request.
+    session_from_response: bool,
+    /// 2026-07-28 standard headers.
+    header_method: Option<String>,
+    header_name: Option<String>,
+    session_identity_mismatch: bool,
 }
 
 impl Stream {
@@ -650,6 +659,10 @@ impl Stream {
             silent: false,
             resp: None,
             filter_ids: Vec::new(),
+            session_from_response: false,
+            header_method: None,
+            header_name: None,
+            session_identity_mismatch: false,
         }
     }
 
@@ -729,6 +742,8 @@ impl Stream {
         self.request_id = host.header(Headers::Request, "x-request-id");
         self.session = host.header(Headers::Request, "mcp-session-id");
         self.protocol_version = host.header(Headers::Request, "mcp-protocol-version");
+        self.header_method = host.header(Headers::Request, "mcp-method");
+        self.header_name = host.header(Headers::Request, "mcp-name");
         self.source = host
             .property(&["source", "address"])
             .and_then(|b| String::from_utf8(b).ok());
@@ -799,6 +814,47 @@ impl Stream {
                             });
                             return Action::Pause;
                         }
+                    }
+                }
+            }
+        }
+        if let Some(session) = self.session.as_deref() {
+            let owner = self
+                .shared
+                .sessions
+                .borrow()
+                .get(session)
+                .map(|e| e.sub.clone());
+            let sub = self
+                .slot
+                .borrow()
+                .identity
+                .as_ref()
+                .and_then(|i| i.sub.clone());
+            if let Some(owner) = owner {
+                if owner.is_some() && owner != sub {
+                    self.session_identity_mismatch = true;
+                    if self.shared.config.mcp.reject_session_identity_mismatch {
+                        let mut slot = self.slot.borrow_mut();
+                        let info = AuthInfo {
+                            error: "session_identity_mismatch".into(),
+                            issuer: None,
+                            kid: None,
+                        };
+                        send(
+                            host,
+                            403,
+                            &[("content-type", "application/json")],
+                            br#"{"error":"forbidden","error_description":"the session belongs to another identity"}"#,
+                        );
+                        slot.gate = Gate::Refused(Refusal {
+                            kind: Kind::AuthDenied,
+                            status: 403,
+                            reason: "the session was started by another identity".into(),
+                            auth: Some(info),
+                            policy: Vec::new(),
+                        });
+                        return Action::Pause;
                     }
                 }
             }
@@ -931,6 +987,7 @@ impl Stream {
             .and_then(|s| s.parse().ok());
         if self.session.is_none() {
             self.session = host.header(Headers::Response, "mcp-session-id");
+            self.session_from_response = self.session.is_some();
         }
         self.response_done = end_of_stream;
         let content_type = host
@@ -1150,7 +1207,9 @@ impl Stream {
             return vec![r];
         }
         let Some(messages) = messages else {
-            return Vec::new();
+            let mut out = Vec::new();
+            self.session_records(&mut out, now, &outcome);
+            return out;
         };
         if !self.request_done && self.response_status.is_none() {
             // The client went away before its request was complete.
@@ -1159,13 +1218,61 @@ impl Stream {
             r.outcome = Some(outcome);
             return vec![r];
         }
-        messages
+        let mut out: Vec<Record> = messages
             .iter()
             .map(|item| match item {
                 Ok(m) => self.message_record(m, now, outcome.clone()),
                 Err(e) => self.decode_error(e, now, outcome.clone()),
             })
-            .collect()
+            .collect();
+        self.session_records(&mut out, now, &outcome);
+        out
+    }
+
+    /// `session.start` after a successful `initialize` that opened a session;
+    /// `session.end` on `DELETE`, or on a 404 for a session this VM saw start.
+    fn session_records(&self, out: &mut Vec<Record>, now: u64, outcome: &Outcome) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        let mut sessions = self.shared.sessions.borrow_mut();
+        let started = out
+            .iter()
+            .find(|r| {
+                r.kind == Kind::Command
+                    && r.mcp.as_ref().and_then(|m| m.method.as_deref()) == Some("initialize")
+                    && r.outcome.as_ref().is_some_and(|o| o.status == Status::Ok)
+            })
+            .cloned();
+        if let Some(mut start) = started.filter(|_| self.session_from_response) {
+            start.kind = Kind::SessionStart;
+            let sub = start.identity.as_ref().and_then(|i| i.sub.clone());
+            sessions.start(session, self.started_ms, sub);
+            out.insert(0, start);
+            return;
+        }
+        for _ in out.iter().filter(|r| r.kind == Kind::Command) {
+            sessions.touch(session);
+        }
+        let ended_by_client = self.method == "DELETE";
+        let gone = self.response_status == Some(404) && sessions.get(session).is_some();
+        if !(ended_by_client || gone) {
+            return;
+        }
+        let known = sessions.end(session);
+        let mut r = self.base(Kind::SessionEnd, now);
+        r.outcome = Some(outcome.clone());
+        r.reason = Some(if ended_by_client {
+            "closed by the client (DELETE)".into()
+        } else {
+            "unknown or expired at the server (404)".into()
+        });
+        r.session_summary = Some(SessionSummary {
+            started: known.as_ref().map(|e| rfc3339_ms(e.started_ms)),
+            duration_ms: known.as_ref().map(|e| now.saturating_sub(e.started_ms)),
+            commands: known.map_or(0, |e| e.commands),
+        });
+        out.push(r);
     }
 
     fn refusal_records(
@@ -1285,12 +1392,25 @@ impl Stream {
         } else {
             self.protocol_version.clone()
         };
+        let header_mismatch = self
+            .header_method
+            .as_deref()
+            .is_some_and(|h| Some(h) != m.method.as_deref())
+            || self
+                .header_name
+                .as_deref()
+                .is_some_and(|h| Some(h) != m.name_for_header());
         r.mcp = Some(Mcp {
             method: m.method.clone(),
             id: m.id.clone(),
             tool: m.tool().map(str::to_string),
             arguments: m.arguments().cloned(),
             protocol_version,
+            prompt: m.prompt().map(str::to_string),
+            resource: m.resource().map(str::to_string),
+            client: m.client_info().cloned(),
+            header_mismatch,
+            session_identity_mismatch: self.session_identity_mismatch,
         });
         r.outcome = Some(outcome);
         r

@@ -33,12 +33,58 @@ impl Message {
         }
     }
 
-    /// `params.arguments` of a `tools/call`.
+    /// `params.arguments` of a `tools/call` or `prompts/get`.
     pub fn arguments(&self) -> Option<&Value> {
         match self.method.as_deref() {
-            Some("tools/call") => self.params.as_ref()?.get("arguments"),
+            Some("tools/call" | "prompts/get") => self.params.as_ref()?.get("arguments"),
+            Some("completion/complete") => self.params.as_ref()?.get("argument"),
             _ => None,
         }
+    }
+
+    /// The prompt a `prompts/get` or `completion/complete` names.
+    pub fn prompt(&self) -> Option<&str> {
+        let p = self.params.as_ref()?;
+        match self.method.as_deref() {
+            Some("prompts/get") => p.get("name")?.as_str(),
+            Some("completion/complete")
+                if p.pointer("/ref/type")?.as_str() == Some("ref/prompt") =>
+            {
+                p.pointer("/ref/name")?.as_str()
+            }
+            _ => None,
+        }
+    }
+
+    /// The resource a `resources/read`, `resources/subscribe` or `completion/complete` names.
+    pub fn resource(&self) -> Option<&str> {
+        let p = self.params.as_ref()?;
+        match self.method.as_deref() {
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
+                p.get("uri")?.as_str()
+            }
+            Some("completion/complete")
+                if p.pointer("/ref/type")?.as_str() == Some("ref/resource") =>
+            {
+                p.pointer("/ref/uri")?.as_str()
+            }
+            _ => None,
+        }
+    }
+
+    /// Who the client says it is: `clientInfo` of `initialize`, or the per-request
+    /// `_meta` of the stateless 2026-07-28 protocol.
+    pub fn client_info(&self) -> Option<&Value> {
+        let p = self.params.as_ref()?;
+        p.get("clientInfo")
+            .or_else(|| p.pointer("/_meta/io.modelcontextprotocol~1clientInfo"))
+    }
+
+    /// What `Mcp-Name` should carry for this message (2026-07-28 standard headers).
+    pub fn name_for_header(&self) -> Option<&str> {
+        self.tool()
+            .or_else(|| self.prompt())
+            .or_else(|| self.resource())
     }
 }
 
@@ -152,6 +198,25 @@ mod tests {
         assert_eq!(m.id, Some(json!(7)));
         assert_eq!(m.tool(), Some("query_db"));
         assert_eq!(m.arguments(), Some(&json!({"sql":"select 1"})));
+    }
+
+    #[test]
+    fn fields_of_the_main_methods() {
+        let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"greet","arguments":{"who":"x"}}}"#).unwrap();
+        assert_eq!(m.prompt(), Some("greet"));
+        assert_eq!(m.arguments(), Some(&json!({"who":"x"})));
+        let m = one(
+            r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a"}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.resource(), Some("file:///a"));
+        assert_eq!(m.name_for_header(), Some("file:///a"));
+        let m = one(r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"who","value":"a"}}}"#).unwrap();
+        assert_eq!(m.prompt(), Some("greet"));
+        let m = one(r#"{"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}"#).unwrap();
+        assert_eq!(m.client_info(), Some(&json!({"name":"c","version":"1"})));
+        let m = one(r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"t","_meta":{"io.modelcontextprotocol/clientInfo":{"name":"s"}}}}"#).unwrap();
+        assert_eq!(m.client_info(), Some(&json!({"name":"s"})));
     }
 
     #[test]

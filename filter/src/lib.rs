@@ -22,6 +22,7 @@ pub mod ids;
 pub mod jsonrpc;
 pub mod jwt;
 pub mod policy;
+pub mod sessions;
 pub mod sse;
 pub mod time;
 

@@ -66,6 +66,21 @@ pub struct Mcp {
     pub tool: Option<String>,
     pub arguments: Option<Value>,
     pub protocol_version: Option<String>,
+    /// `prompts/get` / `completion/complete` prompt name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// `resources/read` (and friends) URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `clientInfo` (`initialize`, or the stateless protocol's per-request `_meta`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Value>,
+    /// The `Mcp-Method` / `Mcp-Name` headers disagree with the body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub header_mismatch: bool,
+    /// The session was started by a different identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub session_identity_mismatch: bool,
 }
 
 /// Outcome status.
@@ -128,9 +143,20 @@ pub struct Record {
     /// What is known of a refused token (`auth.denied`): never the token itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthInfo>,
+    /// On `session.end`: what this VM saw of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_summary: Option<SessionSummary>,
     /// Which policy rule decided (`policy.denied`): its index, or null for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyInfo>,
+}
+
+/// Session facts on `session.end` (as seen by this VM: sessions may span workers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub started: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub commands: u64,
 }
 
 /// Token facts on `auth.denied`.
@@ -167,6 +193,7 @@ impl Record {
             dropped: None,
             auth: None,
             policy: None,
+            session_summary: None,
         }
     }
 }

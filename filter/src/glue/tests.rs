@@ -603,3 +603,141 @@ mod auth_and_policy {
         assert_eq!(host.responses.borrow()[0].0, 503);
     }
 }
+
+mod sessions_and_headers {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::super::fake::FakeHost;
+    use super::super::*;
+    use super::{root, shipped};
+
+    /// The response side of an exchange: status, new session id, body.
+    type Resp<'a> = (&'a str, Option<&'a str>, &'a str);
+
+    fn exchange(
+        host: &FakeHost,
+        r: &Root,
+        method: &str,
+        session: Option<&str>,
+        body: &str,
+        resp: Resp<'_>,
+    ) {
+        let (status, resp_session, resp_body) = resp;
+        host.clear_headers(Headers::Request);
+        host.clear_headers(Headers::Response);
+        host.set_header(Headers::Request, ":path", "/mcp");
+        host.set_header(Headers::Request, ":method", method);
+        if let Some(s) = session {
+            host.set_header(Headers::Request, "mcp-session-id", s);
+        }
+        let mut s = r.new_stream(1).unwrap();
+        s.on_request_headers(host, body.is_empty());
+        if !body.is_empty() {
+            host.set_body(Body::Request, body.as_bytes());
+            s.on_request_body(host, body.len(), true);
+        }
+        host.set_header(Headers::Response, ":status", status);
+        host.set_header(Headers::Response, "content-type", "application/json");
+        if let Some(rs) = resp_session {
+            host.set_header(Headers::Response, "mcp-session-id", rs);
+        }
+        s.on_response_headers(host, false);
+        host.set_body(Body::Response, resp_body.as_bytes());
+        s.on_response_body(host, resp_body.len(), true);
+        s.on_log(host);
+    }
+
+    const CFG: &str = r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"]}}"#;
+    const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"agent","version":"2"}}}"#;
+    const INIT_OK: &str = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"1"}}}"#;
+
+    #[test]
+    fn session_lifecycle_records() {
+        let host = FakeHost::default();
+        let mut r = root(&host, CFG);
+        exchange(&host, &r, "POST", None, INIT, ("200", Some("S1"), INIT_OK));
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+        exchange(
+            &host,
+            &r,
+            "POST",
+            Some("S1"),
+            call,
+            (
+                "200",
+                None,
+                r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+            ),
+        );
+        exchange(
+            &host,
+            &r,
+            "POST",
+            Some("S1"),
+            call,
+            (
+                "200",
+                None,
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#,
+            ),
+        );
+        host.advance(250);
+        exchange(&host, &r, "DELETE", Some("S1"), "", ("200", None, ""));
+        r.on_tick(&host);
+        let recs = shipped(&host);
+        let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "session.start",
+                "command",
+                "command",
+                "command",
+                "session.end"
+            ]
+        );
+        assert_eq!(
+            recs[0]["mcp"]["protocol_version"], "2025-06-18",
+            "negotiated, not offered"
+        );
+        assert_eq!(recs[0]["mcp"]["client"]["name"], "agent");
+        assert_eq!(recs[2]["outcome"]["status"], "ok");
+        assert_eq!(recs[3]["outcome"]["status"], "error");
+        assert_eq!(recs[3]["outcome"]["error"]["code"], -32601);
+        assert_eq!(recs[4]["session_summary"]["commands"], 2);
+        assert_eq!(recs[4]["session_summary"]["duration_ms"], 250);
+        host.set_header(Headers::CallResponse, ":status", "200");
+        r.on_http_call_response(&host, 1, 1, 0);
+        // A 404 for a known session ends it too.
+        exchange(&host, &r, "POST", None, INIT, ("200", Some("S2"), INIT_OK));
+        exchange(&host, &r, "POST", Some("S2"), call, ("404", None, ""));
+        host.advance(2000);
+        r.on_tick(&host);
+        let recs = shipped(&host);
+        let last = recs.last().unwrap();
+        assert_eq!(last["kind"], "session.end");
+        assert!(last["reason"].as_str().unwrap().contains("404"));
+    }
+
+    #[test]
+    fn standard_headers_that_disagree_are_flagged() {
+        let host = FakeHost::default();
+        let mut r = root(&host, CFG);
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all","arguments":{}}}"#;
+        host.clear_headers(Headers::Request);
+        host.set_header(Headers::Request, ":path", "/mcp");
+        host.set_header(Headers::Request, ":method", "POST");
+        host.set_header(Headers::Request, "mcp-method", "tools/call");
+        host.set_header(Headers::Request, "mcp-name", "echo");
+        let mut s = r.new_stream(1).unwrap();
+        s.on_request_headers(&host, false);
+        host.set_body(Body::Request, call.as_bytes());
+        s.on_request_body(&host, call.len(), true);
+        host.set_header(Headers::Response, ":status", "200");
+        s.on_response_headers(&host, true);
+        s.on_log(&host);
+        r.on_tick(&host);
+        assert_eq!(shipped(&host)[0]["mcp"]["header_mismatch"], true);
+    }
+}
