@@ -73,6 +73,18 @@ async fn raw_post(stack: &Stack, token: Option<&str>) -> reqwest::Response {
     req.send().await.unwrap()
 }
 
+/// The tools a client is shown.
+async fn tool_names(
+    c: &rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>,
+) -> Vec<String> {
+    c.list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
 fn www(r: &reqwest::Response) -> String {
     r.headers()
         .get("www-authenticate")
@@ -127,13 +139,7 @@ async fn auth_outcomes_through_envoy() {
     let alice = idp.token_with(&idp.key, "alice", &["eng"], AUD, 600);
     let c = client(&stack, Some(&alice)).await.unwrap();
     // tools/list only shows what the caller may call.
-    let names: Vec<String> = c
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&c).await;
     assert!(names.contains(&"echo".to_string()), "{names:?}");
     assert!(!names.contains(&"get_customer".to_string()), "{names:?}");
     let r = c
@@ -162,13 +168,7 @@ async fn auth_outcomes_through_envoy() {
     c.cancel().await.unwrap();
     let support = idp.token_with(&idp.key, "sam", &["support"], AUD, 600);
     let c = client(&stack, Some(&support)).await.unwrap();
-    let names: Vec<String> = c
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&c).await;
     assert!(names.contains(&"get_customer".to_string()), "{names:?}");
     c.call_tool(
         CallToolRequestParams::new("get_customer")
@@ -266,13 +266,7 @@ async fn tools_list_is_filtered_in_sse_responses_too() {
     .await;
     let alice = idp.token_with(&idp.key, "alice", &["eng"], AUD, 600);
     let c = client(&stack, Some(&alice)).await.unwrap();
-    let names: Vec<String> = c
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&c).await;
     assert!(names.contains(&"progress".to_string()), "{names:?}");
     assert!(!names.contains(&"get_customer".to_string()), "{names:?}");
     // Streaming still streams: progress notifications and the result come through the rewrite path.
