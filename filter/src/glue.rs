@@ -94,6 +94,8 @@ struct Slot {
 /// Per-VM state.
 #[derive(Debug, Default)]
 pub struct Root {
+    /// The root context's own id, made current again after acting for held streams.
+    pub context_id: u32,
     shared: Option<Rc<Shared>>,
     inflight_token: Option<u32>,
     jwks_calls: HashMap<u32, usize>,
@@ -216,6 +218,9 @@ impl Root {
             *w = keep;
             ready
         };
+        if ready.is_empty() {
+            return;
+        }
         for waiter in ready {
             if host.set_effective_context(waiter.context_id).is_err() {
                 continue; // the stream is gone
@@ -246,7 +251,7 @@ impl Root {
                 }
             }
         }
-        let _ = host.set_effective_context(0);
+        let _ = host.set_effective_context(self.context_id);
     }
 
     fn ship(&mut self, host: &dyn Host, force: bool) {
@@ -378,27 +383,28 @@ fn send(host: &dyn Host, status: u32, headers: &[(&str, &str)], body: &[u8]) {
 }
 
 /// Refuses the current stream with an auth error and records why in the slot.
+/// Refuses the current stream for an auth reason (`info.error` is the code) and records why
+/// in the slot. `www` is the `WWW-Authenticate` challenge, when one applies.
 fn refuse_auth(
     host: &dyn Host,
     slot: &mut Slot,
     status: u32,
-    error: &str,
     info: AuthInfo,
     detail: String,
+    www: Option<String>,
 ) {
-    let www = match status {
-        401 if error == "missing_token" => challenge(slot, None),
-        401 => challenge(slot, Some(("invalid_token", None))),
-        _ => String::new(),
+    let code = if status == 503 {
+        "temporarily_unavailable"
+    } else {
+        info.error.as_str()
     };
-    let body = json!({"error": if status == 503 { "temporarily_unavailable" } else { error }, "error_description": detail});
-    let body = body.to_string();
+    let body = json!({"error": code, "error_description": detail}).to_string();
     let mut headers = vec![
         ("content-type", "application/json"),
         ("cache-control", "no-store"),
     ];
-    if !www.is_empty() {
-        headers.push(("www-authenticate", www.as_str()));
+    if let Some(www) = www.as_deref() {
+        headers.push(("www-authenticate", www));
     }
     if status == 503 {
         headers.push(("retry-after", "1"));
@@ -433,7 +439,8 @@ fn admit(host: &dyn Host, shared: &Shared, slot: &mut Slot, outcome: auth::Outco
                 kid: d.kid,
             };
             let detail = d.error.to_string();
-            refuse_auth(host, slot, status, d.error.reason(), info, detail);
+            let www = (status == 401).then(|| challenge(slot, Some(("invalid_token", None))));
+            refuse_auth(host, slot, status, info, detail, www);
             Admit::Refused
         }
         auth::Outcome::Verified(v) => {
@@ -446,27 +453,13 @@ fn admit(host: &dyn Host, shared: &Shared, slot: &mut Slot, outcome: auth::Outco
             if !missing.is_empty() {
                 let scope = settings.required_scopes.join(" ");
                 let www = challenge(slot, Some(("insufficient_scope", Some(&scope))));
-                let body = json!({"error": "insufficient_scope", "error_description": format!("missing scopes: {}", missing.join(" "))}).to_string();
-                send(
-                    host,
-                    403,
-                    &[
-                        ("content-type", "application/json"),
-                        ("www-authenticate", &www),
-                    ],
-                    body.as_bytes(),
-                );
-                slot.gate = Gate::Refused(Refusal {
-                    kind: Kind::AuthDenied,
-                    status: 403,
-                    reason: format!("missing scopes: {}", missing.join(" ")),
-                    auth: Some(AuthInfo {
-                        error: "insufficient_scope".into(),
-                        issuer: v.identity.iss.clone(),
-                        kid: None,
-                    }),
-                    policy: Vec::new(),
-                });
+                let info = AuthInfo {
+                    error: "insufficient_scope".into(),
+                    issuer: v.identity.iss.clone(),
+                    kid: None,
+                };
+                let detail = format!("missing scopes: {}", missing.join(" "));
+                refuse_auth(host, slot, 403, info, detail, Some(www));
                 slot.identity = Some(v.identity);
                 return Admit::Refused;
             }
@@ -554,44 +547,27 @@ fn enforce_policy(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
         })
         .collect();
     let reason = "denied by policy".to_string();
-    match (messages.len(), replies.first()) {
-        (1, Some(one)) => send(
-            host,
-            200,
-            &[("content-type", "application/json")],
-            one.to_string().as_bytes(),
-        ),
-        (_, Some(_)) => send(
-            host,
-            200,
-            &[("content-type", "application/json")],
-            Value::Array(replies).to_string().as_bytes(),
-        ),
-        (_, None) => send(
-            host,
-            403,
-            &[("content-type", "application/json")],
-            br#"{"error":"forbidden","error_description":"denied by policy"}"#,
-        ),
-    }
+    // Only notifications were denied: there is no id to answer, so the refusal is HTTP 403.
+    let status = if replies.is_empty() { 403 } else { 200 };
+    let body = match (messages.len(), replies.first()) {
+        (1, Some(one)) => one.to_string(),
+        (_, Some(_)) => Value::Array(replies).to_string(),
+        (_, None) => r#"{"error":"forbidden","error_description":"denied by policy"}"#.to_string(),
+    };
+    send(
+        host,
+        status,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
     slot.gate = Gate::Refused(Refusal {
         kind: Kind::PolicyDenied,
-        status: if replies_is_http_error(messages) {
-            403
-        } else {
-            200
-        },
+        status,
         reason,
         auth: None,
         policy: denied,
     });
     true
-}
-
-fn replies_is_http_error(messages: &[Result<Message, DecodeError>]) -> bool {
-    !messages
-        .iter()
-        .any(|m| m.as_ref().is_ok_and(|m| m.kind == jsonrpc::Kind::Request))
 }
 
 /// The bearer token of an `Authorization` header (scheme case-insensitive).
@@ -730,7 +706,9 @@ impl Stream {
         self.method = host.header(Headers::Request, ":method").unwrap_or_default();
         if auth_on
             && (self.method == "GET" || self.method == "HEAD")
-            && (path == METADATA_PATH || path.starts_with(&format!("{METADATA_PATH}/")))
+            && path
+                .strip_prefix(METADATA_PATH)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         {
             return self.serve_metadata(host, &path, &origin);
         }
@@ -781,13 +759,14 @@ impl Stream {
                         issuer: None,
                         kid: None,
                     };
+                    let www = challenge(&slot, None);
                     refuse_auth(
                         host,
                         &mut slot,
                         401,
-                        "missing_token",
                         info,
                         "no bearer token".into(),
+                        Some(www),
                     );
                     return Action::Pause;
                 }
@@ -835,25 +814,13 @@ impl Stream {
                 if owner.is_some() && owner != sub {
                     self.session_identity_mismatch = true;
                     if self.shared.config.mcp.reject_session_identity_mismatch {
-                        let mut slot = self.slot.borrow_mut();
                         let info = AuthInfo {
                             error: "session_identity_mismatch".into(),
                             issuer: None,
                             kid: None,
                         };
-                        send(
-                            host,
-                            403,
-                            &[("content-type", "application/json")],
-                            br#"{"error":"forbidden","error_description":"the session belongs to another identity"}"#,
-                        );
-                        slot.gate = Gate::Refused(Refusal {
-                            kind: Kind::AuthDenied,
-                            status: 403,
-                            reason: "the session was started by another identity".into(),
-                            auth: Some(info),
-                            policy: Vec::new(),
-                        });
+                        let detail = "the session was started by another identity".to_string();
+                        refuse_auth(host, &mut self.slot.borrow_mut(), 403, info, detail, None);
                         return Action::Pause;
                     }
                 }
@@ -869,14 +836,8 @@ impl Stream {
         if !self.in_scope {
             return Action::Continue;
         }
-        let (held, refused) = {
-            let slot = self.slot.borrow();
-            (
-                slot.hold_body || slot.gate == Gate::WaitingAuth,
-                matches!(slot.gate, Gate::Refused(_)),
-            )
-        };
-        if refused || self.silent {
+        let held = self.held();
+        if self.silent || matches!(self.slot.borrow().gate, Gate::Refused(_)) {
             return Action::Pause;
         }
         if !held {
@@ -899,11 +860,7 @@ impl Stream {
         if !self.in_scope || self.request_done {
             return Action::Continue;
         }
-        let held = {
-            let slot = self.slot.borrow();
-            slot.hold_body || slot.gate == Gate::WaitingAuth
-        };
-        if !held {
+        if !self.held() {
             self.request_done = true;
             self.decode_request_copy();
             return Action::Continue;
@@ -911,10 +868,17 @@ impl Stream {
         self.finish_held_body(host, usize::MAX)
     }
 
-    /// Decodes the copied request body once complete, so replies can be matched as they come.
+    /// Whether the request body is held back (policy needs it, or auth is pending).
+    fn held(&self) -> bool {
+        let slot = self.slot.borrow();
+        slot.hold_body || slot.gate == Gate::WaitingAuth
+    }
+
+    /// Decodes the copied request body once complete, so replies can be matched as they
+    /// come; the copy is not needed after that.
     fn decode_request_copy(&mut self) {
-        if let Some(body) = self.body.as_ref() {
-            self.slot.borrow_mut().messages = Some(match jsonrpc::decode_body(body) {
+        if let Some(body) = self.body.take() {
+            self.slot.borrow_mut().messages = Some(match jsonrpc::decode_body(&body) {
                 Ok(items) => items,
                 Err(e) => vec![Err(e)],
             });
@@ -967,7 +931,6 @@ impl Stream {
                 Ok(items) => items,
                 Err(e) => vec![Err(e)],
             });
-            self.body = Some(body);
         }
         if slot.gate == Gate::WaitingAuth {
             return Action::Pause; // the root finishes once the keys arrive

@@ -11,7 +11,11 @@ use crate::host::{Action, Body, Headers, Host, HostError, Level};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ProxyRoot::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        let mut root = ProxyRoot::default();
+        root.root.context_id = context_id;
+        Box::new(root)
+    });
 }}
 
 /// The host as proxy-wasm exposes it.

@@ -110,8 +110,9 @@ impl Responses {
             }
         };
         let changed = rewrite.is_some_and(|f| rewrite_all(&mut value, f));
-        self.absorb(value.clone());
-        changed.then(|| value.to_string().into_bytes())
+        let new_body = changed.then(|| value.to_string().into_bytes());
+        self.absorb(value);
+        new_body
     }
 
     /// Feeds an SSE chunk. With a rewrite, returns what should replace the chunk: the

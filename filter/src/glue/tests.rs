@@ -321,6 +321,16 @@ mod auth_and_policy {
         }
     }
 
+    /// Status and `WWW-Authenticate` of the first local reply.
+    fn first_reply(host: &FakeHost) -> (u32, Option<String>) {
+        let (status, headers, _) = host.responses.borrow()[0].clone();
+        let www = headers
+            .into_iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .map(|(_, v)| v);
+        (status, www)
+    }
+
     fn body(host: &FakeHost, s: &mut Stream, body: &str) -> Action {
         host.set_body(Body::Request, body.as_bytes());
         s.on_request_body(host, body.len(), true)
@@ -378,13 +388,9 @@ mod auth_and_policy {
         request(&host, Some(&forged), "POST");
         let mut s = r.new_stream(3).unwrap();
         assert_eq!(s.on_request_headers(&host, false), Action::Pause);
-        let (status, headers, _) = host.responses.borrow()[0].clone();
+        let (status, www) = first_reply(&host);
         assert_eq!(status, 401);
-        let www = &headers
-            .iter()
-            .find(|(k, _)| k == "www-authenticate")
-            .unwrap()
-            .1;
+        let www = www.unwrap();
         assert!(www.ends_with(", error=\"invalid_token\""), "{www}");
         finish(&host, &mut s, "401");
         r.on_tick(&host);
@@ -479,13 +485,9 @@ mod auth_and_policy {
         request(&host, Some(&sign("EdDSA", &claims("bob"))), "POST");
         let mut s = r.new_stream(1).unwrap();
         assert_eq!(s.on_request_headers(&host, false), Action::Pause);
-        let (status, headers, _) = host.responses.borrow()[0].clone();
+        let (status, www) = first_reply(&host);
         assert_eq!(status, 403);
-        let www = &headers
-            .iter()
-            .find(|(k, _)| k == "www-authenticate")
-            .unwrap()
-            .1;
+        let www = www.unwrap();
         assert!(
             www.contains("error=\"insufficient_scope\", scope=\"mcp:tools\""),
             "{www}"
@@ -543,6 +545,25 @@ mod auth_and_policy {
         assert_eq!(recs[1]["identity"]["sub"], "root");
     }
 
+    #[test]
+    fn a_denied_notification_gets_403() {
+        let host = host_at_now();
+        let mut r = Root::default();
+        let policy = r#","policy":{"rules":[{"methods":["notifications/*"],"action":"deny"}]}"#;
+        assert!(r.configure(&host, config("", policy).as_bytes()));
+        request(&host, Some(&sign("RS256", &claims("alice"))), "POST");
+        let mut s = r.new_stream(1).unwrap();
+        assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        assert_eq!(body(&host, &mut s, note), Action::Pause);
+        assert_eq!(first_reply(&host).0, 403);
+        s.on_log(&host);
+        r.on_tick(&host);
+        let rec = &shipped(&host)[0];
+        assert_eq!(rec["kind"], "policy.denied");
+        assert_eq!(rec["outcome"]["http_status"], 403);
+    }
+
     fn fetch_config() -> String {
         format!(
             r#"{{"audit":{{"cluster":"audit","flush_interval_ms":1000}},"mcp":{{"paths":["/mcp"]}},
@@ -554,7 +575,10 @@ mod auth_and_policy {
     #[test]
     fn requests_wait_for_the_first_jwks_fetch_then_resume() {
         let host = host_at_now();
-        let mut r = Root::default();
+        let mut r = Root {
+            context_id: 1,
+            ..Root::default()
+        };
         assert!(r.configure(&host, fetch_config().as_bytes()));
         assert_eq!(host.tick_ms.get(), FAST_TICK_MS);
         request(&host, Some(&sign("RS256", &claims("alice"))), "POST");
@@ -577,6 +601,11 @@ mod auth_and_policy {
         host.set_body(Body::CallResponse, doc.as_bytes());
         r.on_http_call_response(&host, 1, 3, doc.len());
         assert_eq!(*host.resumed.borrow(), vec![42]);
+        assert_eq!(
+            host.effective.get(),
+            1,
+            "the root's own context is current again"
+        );
         assert!(host.logged("JWKS loaded, 4 keys"));
         finish(&host, &mut s, "200");
         host.advance(1000);
@@ -615,24 +644,25 @@ mod sessions_and_headers {
     /// The response side of an exchange: status, new session id, body.
     type Resp<'a> = (&'a str, Option<&'a str>, &'a str);
 
+    /// One request/response through a stream; `headers` are extra request headers.
     fn exchange(
         host: &FakeHost,
         r: &Root,
         method: &str,
-        session: Option<&str>,
+        headers: &[(&str, &str)],
         body: &str,
         resp: Resp<'_>,
-    ) {
+    ) -> Action {
         let (status, resp_session, resp_body) = resp;
         host.clear_headers(Headers::Request);
         host.clear_headers(Headers::Response);
         host.set_header(Headers::Request, ":path", "/mcp");
         host.set_header(Headers::Request, ":method", method);
-        if let Some(s) = session {
-            host.set_header(Headers::Request, "mcp-session-id", s);
+        for (k, v) in headers {
+            host.set_header(Headers::Request, k, v);
         }
         let mut s = r.new_stream(1).unwrap();
-        s.on_request_headers(host, body.is_empty());
+        let action = s.on_request_headers(host, body.is_empty());
         if !body.is_empty() {
             host.set_body(Body::Request, body.as_bytes());
             s.on_request_body(host, body.len(), true);
@@ -646,6 +676,7 @@ mod sessions_and_headers {
         host.set_body(Body::Response, resp_body.as_bytes());
         s.on_response_body(host, resp_body.len(), true);
         s.on_log(host);
+        action
     }
 
     const CFG: &str = r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"]}}"#;
@@ -656,13 +687,13 @@ mod sessions_and_headers {
     fn session_lifecycle_records() {
         let host = FakeHost::default();
         let mut r = root(&host, CFG);
-        exchange(&host, &r, "POST", None, INIT, ("200", Some("S1"), INIT_OK));
+        exchange(&host, &r, "POST", &[], INIT, ("200", Some("S1"), INIT_OK));
         let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
         exchange(
             &host,
             &r,
             "POST",
-            Some("S1"),
+            &[("mcp-session-id", "S1")],
             call,
             (
                 "200",
@@ -674,7 +705,7 @@ mod sessions_and_headers {
             &host,
             &r,
             "POST",
-            Some("S1"),
+            &[("mcp-session-id", "S1")],
             call,
             (
                 "200",
@@ -683,7 +714,14 @@ mod sessions_and_headers {
             ),
         );
         host.advance(250);
-        exchange(&host, &r, "DELETE", Some("S1"), "", ("200", None, ""));
+        exchange(
+            &host,
+            &r,
+            "DELETE",
+            &[("mcp-session-id", "S1")],
+            "",
+            ("200", None, ""),
+        );
         r.on_tick(&host);
         let recs = shipped(&host);
         let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
@@ -710,14 +748,76 @@ mod sessions_and_headers {
         host.set_header(Headers::CallResponse, ":status", "200");
         r.on_http_call_response(&host, 1, 1, 0);
         // A 404 for a known session ends it too.
-        exchange(&host, &r, "POST", None, INIT, ("200", Some("S2"), INIT_OK));
-        exchange(&host, &r, "POST", Some("S2"), call, ("404", None, ""));
+        exchange(&host, &r, "POST", &[], INIT, ("200", Some("S2"), INIT_OK));
+        exchange(
+            &host,
+            &r,
+            "POST",
+            &[("mcp-session-id", "S2")],
+            call,
+            ("404", None, ""),
+        );
         host.advance(2000);
         r.on_tick(&host);
         let recs = shipped(&host);
         let last = recs.last().unwrap();
         assert_eq!(last["kind"], "session.end");
         assert!(last["reason"].as_str().unwrap().contains("404"));
+    }
+
+    #[test]
+    fn a_session_is_bound_to_the_identity_that_started_it() {
+        use crate::jwt::testkit::*;
+        let host = FakeHost::default();
+        host.now.set(NOW as u64 * 1000);
+        let cfg = |reject: bool| {
+            format!(
+                r#"{{"audit":{{"cluster":"c"}},"mcp":{{"paths":["/mcp"],"reject_session_identity_mismatch":{reject}}},
+                "auth":{{"mode":"required","providers":[{{"issuer":"{ISS}","audiences":["{AUD}"],"jwks":{}}}]}}}}"#,
+                jwks()
+            )
+        };
+        for reject in [false, true] {
+            host.calls.borrow_mut().clear();
+            host.responses.borrow_mut().clear();
+            let mut r = root(&host, &cfg(reject));
+            let as_user = |sub: &str| format!("Bearer {}", sign("ES256", &claims(sub)));
+            let alice = as_user("alice");
+            let ok = exchange(
+                &host,
+                &r,
+                "POST",
+                &[("authorization", &alice)],
+                INIT,
+                ("200", Some("S9"), INIT_OK),
+            );
+            assert_eq!(ok, Action::Continue);
+            let mallory = as_user("mallory");
+            let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+            let headers = [
+                ("authorization", mallory.as_str()),
+                ("mcp-session-id", "S9"),
+            ];
+            let reply = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+            let action = exchange(&host, &r, "POST", &headers, call, ("200", None, reply));
+            if reject {
+                assert_eq!(action, Action::Pause);
+                assert_eq!(host.responses.borrow()[0].0, 403);
+            } else {
+                assert_eq!(action, Action::Continue);
+            }
+            r.on_tick(&host);
+            let recs = shipped(&host);
+            let last = recs.last().unwrap();
+            assert_eq!(last["identity"]["sub"], "mallory");
+            if reject {
+                assert_eq!(last["kind"], "auth.denied");
+                assert_eq!(last["auth"]["error"], "session_identity_mismatch");
+            } else {
+                assert_eq!(last["kind"], "command");
+                assert_eq!(last["mcp"]["session_identity_mismatch"], true);
+            }
+        }
     }
 
     #[test]
