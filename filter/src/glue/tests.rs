@@ -689,30 +689,14 @@ mod sessions_and_headers {
         let mut r = root(&host, CFG);
         exchange(&host, &r, "POST", &[], INIT, ("200", Some("S1"), INIT_OK));
         let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
-        exchange(
-            &host,
-            &r,
-            "POST",
-            &[("mcp-session-id", "S1")],
-            call,
-            (
-                "200",
-                None,
-                r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
-            ),
-        );
-        exchange(
-            &host,
-            &r,
-            "POST",
-            &[("mcp-session-id", "S1")],
-            call,
-            (
-                "200",
-                None,
-                r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#,
-            ),
-        );
+        let in_s1 = [("mcp-session-id", "S1")];
+        // The same call answered once with a result, once with a JSON-RPC error.
+        for reply in [
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#,
+        ] {
+            exchange(&host, &r, "POST", &in_s1, call, ("200", None, reply));
+        }
         host.advance(250);
         exchange(
             &host,
