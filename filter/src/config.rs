@@ -198,6 +198,8 @@ struct RawMcp {
     reject_session_identity_mismatch: bool,
     #[serde(default = "d_sessions")]
     max_sessions: usize,
+    #[serde(default)]
+    record_notifications: bool,
 }
 
 fn d_sessions() -> usize {
@@ -305,6 +307,8 @@ pub struct McpSettings {
     pub reject_session_identity_mismatch: bool,
     /// Sessions remembered per VM.
     pub max_sessions: usize,
+    /// Record server notifications and server-to-client requests (else only counted).
+    pub record_notifications: bool,
 }
 
 impl McpSettings {
@@ -646,6 +650,7 @@ impl RawMcp {
             max_body_bytes,
             reject_session_identity_mismatch: self.reject_session_identity_mismatch,
             max_sessions: self.max_sessions.max(1),
+            record_notifications: self.record_notifications,
         })
     }
 }
@@ -883,6 +888,7 @@ mod tests {
             max_body_bytes: 1,
             reject_session_identity_mismatch: false,
             max_sessions: 1,
+            record_notifications: false,
         };
         assert!(m.in_scope("/mcp"));
         assert!(m.in_scope("/mcp/"));
@@ -895,6 +901,7 @@ mod tests {
             max_body_bytes: 1,
             reject_session_identity_mismatch: false,
             max_sessions: 1,
+            record_notifications: false,
         };
         assert!(all.in_scope("/anything"));
     }

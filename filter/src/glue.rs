@@ -15,6 +15,7 @@ use crate::audit::record::{
     AuthInfo, Identity, Kind, Mcp, Outcome, PolicyInfo, Record, SessionSummary, Source, Status,
 };
 use crate::auth::{self, Authenticator, DenyReason, Mode};
+use crate::bounded::Bounded;
 use crate::config::Config;
 use crate::host::{Action, Body, Headers, Host, Level};
 use crate::jsonrpc::{self, DecodeError, Message};
@@ -45,6 +46,29 @@ pub struct Shared {
     pub auth: RefCell<Authenticator>,
     pub sessions: RefCell<Sessions>,
     waiters: RefCell<Vec<Waiter>>,
+    /// SSE events already recorded (by session and event id), so a redelivery on a
+    /// resumed stream is not recorded twice.
+    seen_events: RefCell<Bounded<()>>,
+    /// Requests whose stream was cut before their reply: a resumed stream may still
+    /// deliver it.
+    owed: RefCell<Bounded<Owed>>,
+}
+
+/// A request still owed its reply.
+#[derive(Debug)]
+struct Owed {
+    record: Record,
+    started_ms: u64,
+}
+
+/// SSE event ids remembered per VM.
+const SEEN_EVENTS_MAX: usize = 4096;
+/// Replies still owed, remembered per VM.
+const OWED_MAX: usize = 1024;
+
+/// Key of an SSE event or a JSON-RPC id within a session.
+fn session_key(session: Option<&str>, what: &str) -> String {
+    format!("{}\u{1f}{what}", session.unwrap_or(""))
 }
 
 /// A request held until its provider's keys arrive.
@@ -137,6 +161,8 @@ impl Root {
             config,
             outbox: RefCell::new(outbox),
             waiters: RefCell::new(Vec::new()),
+            seen_events: RefCell::new(Bounded::new(SEEN_EVENTS_MAX)),
+            owed: RefCell::new(Bounded::new(OWED_MAX)),
         }));
         true
     }
@@ -611,6 +637,10 @@ pub struct Stream {
     header_method: Option<String>,
     header_name: Option<String>,
     session_identity_mismatch: bool,
+    /// `Last-Event-ID` of a resumed stream.
+    last_event_id: Option<String>,
+    /// Events of a resumed stream that were recorded before (not recorded again).
+    redelivered: u64,
 }
 
 impl Stream {
@@ -639,6 +669,8 @@ impl Stream {
             header_method: None,
             header_name: None,
             session_identity_mismatch: false,
+            last_event_id: None,
+            redelivered: 0,
         }
     }
 
@@ -722,6 +754,7 @@ impl Stream {
         self.protocol_version = host.header(Headers::Request, "mcp-protocol-version");
         self.header_method = host.header(Headers::Request, "mcp-method");
         self.header_name = host.header(Headers::Request, "mcp-name");
+        self.last_event_id = host.header(Headers::Request, "last-event-id");
         self.source = host
             .property(&["source", "address"])
             .and_then(|b| String::from_utf8(b).ok());
@@ -958,6 +991,8 @@ impl Stream {
             .unwrap_or_default();
         let mut resp =
             response::Responses::new(&content_type, self.shared.config.mcp.max_body_bytes);
+        resp.collect_server = self.shared.config.mcp.record_notifications;
+        resp.collect_replies = self.method == "GET";
         if host
             .header(Headers::Response, "content-encoding")
             .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
@@ -1075,6 +1110,9 @@ impl Stream {
             }
         }
         drop(filter);
+        if end_of_stream {
+            resp.finish();
+        }
         self.response_bytes = bytes;
         if let Some(new_body) = replacement {
             if let Err(e) = host.set_body(Body::Response, &new_body) {
@@ -1085,7 +1123,137 @@ impl Stream {
             }
         }
         self.resp = Some(resp);
+        self.record_delivered(host);
         action
+    }
+
+    /// HTTP/2 responses may end in trailers: finish what the body callbacks left open.
+    pub fn on_response_trailers(&mut self, host: &dyn Host) -> Action {
+        if !self.in_scope || self.response_done {
+            return Action::Continue;
+        }
+        self.response_done = true;
+        let Some(mut resp) = self.resp.take() else {
+            return Action::Continue;
+        };
+        match resp.kind {
+            response::BodyKind::Json if !self.filter_ids.is_empty() => {
+                // The body was held for rewriting: it is all buffered now.
+                let max = self.shared.config.mcp.max_body_bytes;
+                let whole = host
+                    .body(Body::Response, 0, max.saturating_add(1))
+                    .unwrap_or_default();
+                self.response_bytes = whole.len() as u64;
+                let filter = self.tools_filter();
+                let replacement = resp.json_end(Some(&whole), Some(&filter));
+                drop(filter);
+                if let Some(new_body) = replacement {
+                    if let Err(e) = host.set_body(Body::Response, &new_body) {
+                        host.log(
+                            Level::Warn,
+                            &format!("mcptrail: cannot rewrite the response: {}", e.0),
+                        );
+                    }
+                }
+            }
+            response::BodyKind::Json => {
+                resp.json_end(None, None);
+            }
+            response::BodyKind::Sse | response::BodyKind::Other => resp.finish(),
+        }
+        self.resp = Some(resp);
+        self.record_delivered(host);
+        Action::Continue
+    }
+
+    /// Records what arrived on the stream that deserves its own record, as it arrives (a
+    /// `GET` stream may stay open for hours): server notifications and requests when
+    /// `mcp.record_notifications` is on, and replies owed to earlier, cut streams. An event
+    /// recorded before (redelivered after `Last-Event-ID`) is skipped.
+    fn record_delivered(&mut self, host: &dyn Host) {
+        let delivered = match self.resp.as_mut() {
+            Some(r) if !r.delivered.is_empty() => std::mem::take(&mut r.delivered),
+            _ => return,
+        };
+        let now = host.now_ms();
+        let mut records = Vec::with_capacity(delivered.len());
+        for d in delivered {
+            if let Some(event_id) = d.event_id.as_deref() {
+                let key = session_key(self.session.as_deref(), event_id);
+                let mut seen = self.shared.seen_events.borrow_mut();
+                if seen.contains(&key) {
+                    self.redelivered += 1;
+                    continue;
+                }
+                seen.insert(&key, ());
+            }
+            records.push(self.delivered_record(&d, now));
+        }
+        self.push_records(host, records, now);
+    }
+
+    fn delivered_record(&self, d: &response::Delivered, now: u64) -> Record {
+        let m = &d.message;
+        if m.kind != jsonrpc::Kind::Response {
+            let mut r = self.base(Kind::Notification, now);
+            r.mcp = Some(Mcp {
+                method: m.method.clone(),
+                id: m.id.clone(),
+                protocol_version: self.protocol_version.clone(),
+                direction: Some("server_to_client".into()),
+                event_id: d.event_id.clone(),
+                last_event_id: self.last_event_id.clone(),
+                ..Mcp::default()
+            });
+            return r;
+        }
+        let owed = m.id.as_ref().and_then(|id| {
+            let key = session_key(self.session.as_deref(), &response::id_key(id));
+            self.shared.owed.borrow_mut().remove(&key)
+        });
+        let mut outcome = self.outcome(now);
+        outcome.response_bytes = None;
+        let mut r = match owed {
+            Some(owed) => {
+                let mut r = owed.record;
+                r.ts = rfc3339_ms(now);
+                r.reason = Some("reply delivered on a resumed stream (Last-Event-ID)".into());
+                outcome.duration_ms = Some(now.saturating_sub(owed.started_ms));
+                r
+            }
+            None => {
+                let mut r = self.base(Kind::Command, now);
+                r.mcp = Some(Mcp {
+                    id: m.id.clone(),
+                    protocol_version: self.protocol_version.clone(),
+                    ..Mcp::default()
+                });
+                r.reason = Some("reply to a request this VM did not see (resumed stream)".into());
+                outcome.duration_ms = None;
+                r
+            }
+        };
+        response::Reply::of(m, d.event_id.as_deref()).settle(&mut outcome);
+        if let Some(mcp) = r.mcp.as_mut() {
+            mcp.event_id = d.event_id.clone();
+            mcp.last_event_id = self.last_event_id.clone();
+        }
+        r.outcome = Some(outcome);
+        r
+    }
+
+    /// Hands records to the root's outbox.
+    fn push_records(&self, host: &dyn Host, records: Vec<Record>, now: u64) {
+        let mut outbox = self.shared.outbox.borrow_mut();
+        for mut r in records {
+            r.id = outbox.next_id();
+            if outbox.push(&r, now) == Pushed::Dropped {
+                host.log(
+                    Level::Warn,
+                    "mcptrail: audit buffer full, record dropped (counted)",
+                );
+            }
+        }
     }
 
     /// Stream end (always called, also on resets): build the records and hand them over.
@@ -1098,14 +1266,41 @@ impl Stream {
             return;
         }
         let now = host.now_ms();
+        self.record_delivered(host);
         let records = self.records(now);
-        let mut outbox = self.shared.outbox.borrow_mut();
-        for mut r in records {
-            r.id = outbox.next_id();
-            if outbox.push(&r, now) == Pushed::Dropped {
-                host.log(
-                    Level::Warn,
-                    "mcptrail: audit buffer full, record dropped (counted)",
+        self.remember_owed(&records);
+        self.push_records(host, records, now);
+    }
+
+    /// Remembers the requests cut short before their reply (the reply may come on a
+    /// resumed stream), and the events already recorded with their replies.
+    fn remember_owed(&self, records: &[Record]) {
+        let session = self.session.as_deref();
+        if let Some(resp) = self.resp.as_ref() {
+            let mut seen = self.shared.seen_events.borrow_mut();
+            for event_id in resp.replies.values().filter_map(|r| r.event_id.as_deref()) {
+                seen.insert(&session_key(session, event_id), ());
+            }
+        }
+        if session.is_none() {
+            return;
+        }
+        let mut owed = self.shared.owed.borrow_mut();
+        for r in records {
+            let Some(mcp) = r.mcp.as_ref() else { continue };
+            let cut = r.kind == Kind::Command
+                && mcp.method.is_some()
+                && r.outcome
+                    .as_ref()
+                    .is_some_and(|o| o.status == Status::Aborted);
+            if let (true, Some(id)) = (cut, mcp.id.as_ref()) {
+                let key = session_key(session, &response::id_key(id));
+                owed.insert(
+                    &key,
+                    Owed {
+                        record: r.clone(),
+                        started_ms: self.started_ms,
+                    },
                 );
             }
         }
@@ -1128,6 +1323,8 @@ impl Stream {
             error: None,
             duration_ms: Some(now.saturating_sub(self.started_ms)),
             response_bytes: Some(self.response_bytes),
+            notifications: self.resp.as_ref().map_or(0, |r| r.notifications),
+            server_requests: self.resp.as_ref().map_or(0, |r| r.server_requests),
         }
     }
 
@@ -1171,6 +1368,12 @@ impl Stream {
         }
         let Some(messages) = messages else {
             let mut out = Vec::new();
+            if let Some(p) = self.resp.as_ref().and_then(|r| r.problem.as_ref()) {
+                let mut r = self.base(Kind::DecodeError, now);
+                r.reason = Some(format!("response: {p}"));
+                r.outcome = Some(outcome.clone());
+                out.push(r);
+            }
             self.session_records(&mut out, now, &outcome);
             return out;
         };
@@ -1188,8 +1391,44 @@ impl Stream {
                 Err(e) => self.decode_error(e, now, outcome.clone()),
             })
             .collect();
+        if let Some(problem) = self.response_problem(&messages) {
+            let mut r = self.base(Kind::DecodeError, now);
+            r.reason = Some(problem);
+            r.outcome = Some(outcome.clone());
+            out.push(r);
+        }
         self.session_records(&mut out, now, &outcome);
         out
+    }
+
+    /// A successful answer with a body MCP never uses (an HTML error page, say).
+    fn unexpected_content_type(&self) -> bool {
+        let status = self.response_status.unwrap_or(0);
+        self.resp.as_ref().is_some_and(|r| {
+            r.kind == response::BodyKind::Other
+                && r.problem.is_none()
+                && (200..300).contains(&status)
+                && status != 202
+                && status != 204
+                && self.response_bytes > 0
+        })
+    }
+
+    /// Why the answer to decoded requests could not be decoded, if it could not.
+    fn response_problem(&self, messages: &[Result<Message, DecodeError>]) -> Option<String> {
+        let resp = self.resp.as_ref()?;
+        if let Some(p) = resp.problem.as_ref() {
+            return Some(format!("response: {p}"));
+        }
+        let asked = messages
+            .iter()
+            .any(|m| m.as_ref().is_ok_and(|m| m.kind == jsonrpc::Kind::Request));
+        (asked && self.unexpected_content_type()).then(|| {
+                format!(
+                    "response: content-type `{}` is neither application/json nor text/event-stream; not decoded",
+                    resp.content_type
+                )
+            })
     }
 
     /// `session.start` after a successful `initialize` that opened a session;
@@ -1305,15 +1544,9 @@ impl Stream {
             m.id.as_ref()
                 .and_then(|id| self.resp.as_ref()?.replies.get(&response::id_key(id)));
         match reply {
-            Some(r) if r.error.is_some() => {
-                outcome.status = Status::Error;
-                outcome.error = r.error.clone();
-            }
-            Some(r) if r.is_error => {
-                outcome.status = Status::Error;
-                outcome.is_error = true;
-            }
-            Some(_) => outcome.status = Status::Ok,
+            Some(r) => r.settle(&mut outcome),
+            // Not an MCP answer at all: the upstream failed the protocol.
+            None if self.unexpected_content_type() => outcome.status = Status::UpstreamError,
             // A 2xx answer that ended without this request's reply was cut short.
             None if outcome.status == Status::Ok
                 && self
@@ -1374,6 +1607,7 @@ impl Stream {
             client: m.client_info().cloned(),
             header_mismatch,
             session_identity_mismatch: self.session_identity_mismatch,
+            ..Mcp::default()
         });
         r.outcome = Some(outcome);
         r
@@ -1387,3 +1621,6 @@ pub mod fake;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stream_tests;

@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bounded;
 pub mod config;
 pub mod glue;
 pub mod host;

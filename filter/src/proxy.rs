@@ -214,6 +214,12 @@ impl HttpContext for ProxyStream {
         })
     }
 
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> PwAction {
+        self.stream.as_mut().map_or(PwAction::Continue, |s| {
+            action(s.on_response_trailers(&ProxyHost))
+        })
+    }
+
     fn on_log(&mut self) {
         if let Some(s) = self.stream.as_mut() {
             s.on_log(&ProxyHost);

@@ -1,6 +1,6 @@
 //! Sessions this VM has seen start: who started them, when, and how many commands followed.
 
-use std::collections::{HashMap, VecDeque};
+use crate::bounded::Bounded;
 
 /// One session as seen by this VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,64 +12,44 @@ pub struct Entry {
 
 /// A bounded table of sessions (oldest forgotten first).
 #[derive(Debug)]
-pub struct Sessions {
-    map: HashMap<String, Entry>,
-    order: VecDeque<String>,
-    cap: usize,
-}
+pub struct Sessions(Bounded<Entry>);
 
 impl Sessions {
     pub fn new(cap: usize) -> Self {
-        Self {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            cap: cap.max(1),
-        }
+        Self(Bounded::new(cap))
     }
 
     pub fn start(&mut self, id: &str, now_ms: u64, sub: Option<String>) {
-        while self.map.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
         let fresh = Entry {
             started_ms: now_ms,
             sub,
             commands: 0,
         };
-        if self.map.insert(id.to_string(), fresh).is_none() {
-            self.order.push_back(id.to_string());
-        }
+        self.0.insert(id, fresh);
     }
 
     pub fn get(&self, id: &str) -> Option<&Entry> {
-        self.map.get(id)
+        self.0.get(id)
     }
 
     /// Counts a command in the session, if known.
     pub fn touch(&mut self, id: &str) {
-        if let Some(e) = self.map.get_mut(id) {
+        if let Some(e) = self.0.get_mut(id) {
             e.commands += 1;
         }
     }
 
     /// Forgets a session, returning what was known of it.
     pub fn end(&mut self, id: &str) -> Option<Entry> {
-        let e = self.map.remove(id)?;
-        self.order.retain(|x| x != id);
-        Some(e)
+        self.0.remove(id)
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.0.is_empty()
     }
 }
 

@@ -81,6 +81,16 @@ pub struct Mcp {
     /// The session was started by a different identity.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub session_identity_mismatch: bool,
+    /// `server_to_client` on messages the server sent (notifications, requests); absent on
+    /// what the client sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// The SSE event id that carried the message (server messages, resumed replies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The `Last-Event-ID` the client resumed from, when the message came on a resumed stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_id: Option<String>,
 }
 
 /// Outcome status.
@@ -103,6 +113,16 @@ pub struct Outcome {
     pub error: Option<Value>,
     pub duration_ms: Option<u64>,
     pub response_bytes: Option<u64>,
+    /// Server notifications (progress, logging, ...) seen in the answer before it closed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notifications: u64,
+    /// Server-to-client requests (sampling, elicitation, roots) seen in the answer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub server_requests: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why records were lost (only on `audit.dropped`).

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::audit::record::{Outcome, Status};
 use crate::jsonrpc;
 use crate::sse;
 
@@ -26,6 +27,48 @@ pub struct Reply {
     pub is_error: bool,
     /// `result.protocolVersion` (replies to `initialize`).
     pub protocol_version: Option<String>,
+    /// The SSE event that carried it.
+    pub event_id: Option<String>,
+}
+
+impl Reply {
+    /// What a reply message says about its request.
+    pub fn of(m: &jsonrpc::Message, event_id: Option<&str>) -> Self {
+        let result = m.result.as_ref();
+        Reply {
+            error: m.error.clone(),
+            is_error: result
+                .and_then(|r| r.get("isError"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            protocol_version: result
+                .and_then(|r| r.get("protocolVersion"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            event_id: event_id.map(str::to_string),
+        }
+    }
+
+    /// Settles an outcome by this reply: a JSON-RPC error or `isError: true` is `error`.
+    pub fn settle(&self, outcome: &mut Outcome) {
+        if self.error.is_some() {
+            outcome.status = Status::Error;
+            outcome.error = self.error.clone();
+        } else if self.is_error {
+            outcome.status = Status::Error;
+            outcome.is_error = true;
+        } else {
+            outcome.status = Status::Ok;
+        }
+    }
+}
+
+/// A message worth its own record, as it arrived: a server notification or request, or
+/// (on a `GET` stream) a reply to a request made on an earlier stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    pub event_id: Option<String>,
+    pub message: jsonrpc::Message,
 }
 
 /// A rewrite applied to each reply message before it reaches the client; returns whether
@@ -45,6 +88,15 @@ pub struct Responses {
     pub events: u64,
     /// Why (part of) the response could not be decoded.
     pub problem: Option<String>,
+    /// The response's `content-type`, for the record when it is not one MCP uses.
+    pub content_type: String,
+    /// Collect server notifications and requests into `delivered`.
+    pub collect_server: bool,
+    /// Collect replies into `delivered` instead of `replies` (a `GET` stream has no
+    /// requests of its own: its replies belong to earlier streams).
+    pub collect_replies: bool,
+    /// Drained by the stream after each callback.
+    pub delivered: Vec<Delivered>,
 }
 
 /// The key a JSON-RPC id is matched by.
@@ -72,6 +124,10 @@ impl Responses {
             server_requests: 0,
             events: 0,
             problem: None,
+            content_type: content_type.to_string(),
+            collect_server: false,
+            collect_replies: false,
+            delivered: Vec::new(),
         }
     }
 
@@ -111,7 +167,7 @@ impl Responses {
         };
         let changed = rewrite.is_some_and(|f| rewrite_all(&mut value, f));
         let new_body = changed.then(|| value.to_string().into_bytes());
-        self.absorb(value);
+        self.absorb(value, None);
         new_body
     }
 
@@ -136,7 +192,7 @@ impl Responses {
                                 ev.data = v.to_string();
                             }
                         }
-                        self.absorb(v);
+                        self.absorb(v, ev.id.as_deref());
                     }
                     Err(e) => self.problem = Some(format!("SSE event data is not JSON: {e}")),
                 }
@@ -148,7 +204,14 @@ impl Responses {
         out
     }
 
-    fn absorb(&mut self, value: Value) {
+    /// The response ended: an SSE stream that stops inside an event was cut short.
+    pub fn finish(&mut self) {
+        if self.sse.as_ref().is_some_and(|p| p.buffered() > 0) && self.problem.is_none() {
+            self.problem = Some("SSE stream ended inside an event (truncated)".into());
+        }
+    }
+
+    fn absorb(&mut self, value: Value, event_id: Option<&str>) {
         let items = match value {
             Value::Array(a) => a,
             v => vec![v],
@@ -156,26 +219,29 @@ impl Responses {
         for item in items {
             match jsonrpc::decode_message(item) {
                 Ok(m) => match m.kind {
+                    jsonrpc::Kind::Response if self.collect_replies => {
+                        self.delivered.push(Delivered {
+                            event_id: event_id.map(str::to_string),
+                            message: m,
+                        });
+                    }
                     jsonrpc::Kind::Response => {
                         let Some(id) = m.id.as_ref() else { continue };
-                        let result = m.result.as_ref();
-                        self.replies.insert(
-                            id_key(id),
-                            Reply {
-                                error: m.error.clone(),
-                                is_error: result
-                                    .and_then(|r| r.get("isError"))
-                                    .and_then(Value::as_bool)
-                                    .unwrap_or(false),
-                                protocol_version: result
-                                    .and_then(|r| r.get("protocolVersion"))
-                                    .and_then(Value::as_str)
-                                    .map(str::to_string),
-                            },
-                        );
+                        self.replies.insert(id_key(id), Reply::of(&m, event_id));
                     }
-                    jsonrpc::Kind::Notification => self.notifications += 1,
-                    jsonrpc::Kind::Request => self.server_requests += 1,
+                    jsonrpc::Kind::Notification | jsonrpc::Kind::Request => {
+                        if m.kind == jsonrpc::Kind::Notification {
+                            self.notifications += 1;
+                        } else {
+                            self.server_requests += 1;
+                        }
+                        if self.collect_server {
+                            self.delivered.push(Delivered {
+                                event_id: event_id.map(str::to_string),
+                                message: m,
+                            });
+                        }
+                    }
                 },
                 Err(e) => self.problem = Some(format!("response: {e}")),
             }

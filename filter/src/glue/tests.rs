@@ -36,7 +36,7 @@ fn post(host: &FakeHost, root: &Root, body: &str, status: Option<&str>) {
     if let Some(st) = status {
         host.set_header(Headers::Response, ":status", st);
         s.on_response_headers(host, false);
-        s.on_response_body(host, 40, true);
+        s.on_response_body(host, 0, true);
     }
     s.on_log(host);
 }
