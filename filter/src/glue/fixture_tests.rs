@@ -1,0 +1,203 @@
+//! Real exchanges recorded from official MCP servers (`make fixtures`,
+//! `filter/testdata/exchanges/`), replayed through a stream with the answer cut into chunks
+//! of several sizes. The records must agree with what an independent reading of the same
+//! bytes expects (computed by `scripts/capture_fixtures.py` when it recorded them).
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use serde_json::Value;
+
+use super::fake::FakeHost;
+use super::*;
+
+const FIXTURES: [(&str, &str); 6] = [
+    (
+        "server-everything",
+        include_str!("../../testdata/exchanges/server-everything.json"),
+    ),
+    (
+        "python-sdk-sse",
+        include_str!("../../testdata/exchanges/python-sdk-sse.json"),
+    ),
+    (
+        "python-sdk-json",
+        include_str!("../../testdata/exchanges/python-sdk-json.json"),
+    ),
+    (
+        "python-sdk-stateless",
+        include_str!("../../testdata/exchanges/python-sdk-stateless.json"),
+    ),
+    (
+        "rmcp-sse",
+        include_str!("../../testdata/exchanges/rmcp-sse.json"),
+    ),
+    (
+        "rmcp-json",
+        include_str!("../../testdata/exchanges/rmcp-json.json"),
+    ),
+];
+
+const CFG: &str = r#"{"audit":{"cluster":"c","batch_max_records":1000,"batch_max_bytes":10000000},"mcp":{"record_notifications":true}}"#;
+
+/// Runs one recorded exchange, its answer delivered in `chunk`-byte pieces.
+fn replay(host: &FakeHost, r: &Root, ex: &Value, chunk: usize) {
+    host.clear_headers(Headers::Request);
+    host.clear_headers(Headers::Response);
+    let req = &ex["request"];
+    host.set_header(Headers::Request, ":path", "/mcp");
+    host.set_header(Headers::Request, ":method", req["method"].as_str().unwrap());
+    for (k, v) in req["headers"].as_object().unwrap() {
+        host.set_header(Headers::Request, k, v.as_str().unwrap());
+    }
+    let body = req["body"].as_str().unwrap();
+    let mut s = r.new_stream(1).unwrap();
+    s.on_request_headers(host, body.is_empty());
+    if !body.is_empty() {
+        host.set_body(Body::Request, body.as_bytes());
+        s.on_request_body(host, body.len(), true);
+    }
+    let resp = &ex["response"];
+    let status = resp["status"].as_u64().unwrap().to_string();
+    host.set_header(Headers::Response, ":status", &status);
+    for (k, v) in resp["headers"].as_object().unwrap() {
+        host.set_header(Headers::Response, k, v.as_str().unwrap());
+    }
+    let bytes = resp["body"].as_str().unwrap().as_bytes();
+    s.on_response_headers(host, bytes.is_empty());
+    let pieces: Vec<&[u8]> = bytes.chunks(chunk.max(1)).collect();
+    for (i, p) in pieces.iter().enumerate() {
+        host.set_body(Body::Response, p);
+        s.on_response_body(host, p.len(), i + 1 == pieces.len());
+    }
+    s.on_log(host);
+}
+
+/// Ships what the outbox holds and returns it (acknowledging the batch).
+fn drain(host: &FakeHost, r: &mut Root) -> Vec<Value> {
+    host.advance(10_000);
+    let before = host.calls.borrow().len();
+    r.on_tick(host);
+    let calls = host.calls.borrow().clone();
+    let Some(call) = calls.get(before) else {
+        return Vec::new();
+    };
+    host.set_header(Headers::CallResponse, ":status", "200");
+    r.on_http_call_response(host, calls.len() as u32, 1, 0);
+    String::from_utf8(call.body.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn check(file: &str, chunk: usize) {
+    let doc: Value = serde_json::from_str(
+        FIXTURES
+            .iter()
+            .find(|(n, _)| *n == file)
+            .map(|(_, d)| *d)
+            .unwrap(),
+    )
+    .unwrap();
+    let host = FakeHost::default();
+    let mut r = Root::default();
+    assert!(r.configure(&host, CFG.as_bytes()));
+    for ex in doc["exchanges"].as_array().unwrap() {
+        replay(&host, &r, ex, chunk);
+        let recs = drain(&host, &mut r);
+        let name = format!("{file} / {} (chunks of {chunk})", ex["name"]);
+        let expect = &ex["expect"];
+        let calls = expect["calls"].as_array().unwrap();
+        for call in calls {
+            let rec = recs
+                .iter()
+                .find(|rec| {
+                    matches!(rec["kind"].as_str(), Some("command" | "session.start"))
+                        && rec["mcp"]["id"] == call["id"]
+                })
+                .unwrap_or_else(|| panic!("{name}: no record for {call}: {recs:#?}"));
+            assert_eq!(rec["mcp"]["method"], call["method"], "{name}");
+            assert_eq!(rec["outcome"]["status"], call["status"], "{name}");
+            let count = |k: &str| rec["outcome"][k].as_u64().unwrap_or(0);
+            assert_eq!(
+                count("notifications"),
+                expect["notifications"].as_u64().unwrap(),
+                "{name}"
+            );
+            assert_eq!(
+                count("server_requests"),
+                expect["server_requests"].as_u64().unwrap(),
+                "{name}"
+            );
+        }
+        let server_msgs = recs
+            .iter()
+            .filter(|rec| rec["mcp"]["direction"] == "server_to_client")
+            .count() as u64;
+        assert_eq!(
+            server_msgs,
+            expect["notifications"].as_u64().unwrap() + expect["server_requests"].as_u64().unwrap(),
+            "{name}: server messages recorded as they came"
+        );
+        let decode_errors = recs.iter().filter(|r| r["kind"] == "decode.error").count();
+        let want = usize::from(expect["decode_error"].as_bool().unwrap_or(false));
+        assert_eq!(decode_errors, want, "{name}: {recs:#?}");
+        if ex["name"] == "initialize" && ex["response"]["headers"]["mcp-session-id"].is_string() {
+            assert_eq!(recs[0]["kind"], "session.start", "{name}");
+            assert_eq!(recs[0]["mcp"]["client"]["name"], "mcptrail-fixtures");
+        }
+        if ex["request"]["method"] == "DELETE" {
+            assert_eq!(recs.last().unwrap()["kind"], "session.end", "{name}");
+            let commands = recs.last().unwrap()["session_summary"]["commands"]
+                .as_u64()
+                .unwrap();
+            assert!(commands >= calls.len() as u64, "{name}");
+        }
+    }
+}
+
+#[test]
+fn recorded_exchanges_decode_as_an_independent_reading_says() {
+    for (file, _) in FIXTURES {
+        for chunk in [1, 7, 64, 1 << 20] {
+            check(file, chunk);
+        }
+    }
+}
+
+#[test]
+fn fixtures_cover_what_the_decoder_must_see() {
+    let all: Vec<Value> = FIXTURES
+        .iter()
+        .flat_map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["exchanges"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    let has = |f: &dyn Fn(&Value) -> bool| all.iter().any(f);
+    let ct = |e: &Value| {
+        e["response"]["headers"]["content-type"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(has(&|e| ct(e).starts_with("text/event-stream")));
+    assert!(has(
+        &|e| ct(e).starts_with("application/json") && e["response"]["status"] == 200
+    ));
+    assert!(has(&|e| e["expect"]["notifications"].as_u64() > Some(0)));
+    assert!(has(&|e| e["expect"]["server_requests"].as_u64() > Some(0)));
+    assert!(has(&|e| e["request"]["method"] == "DELETE"));
+    assert!(has(&|e| e["request"]["body"]
+        .as_str()
+        .unwrap()
+        .starts_with('[')));
+    assert!(has(&|e| e["expect"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["status"] == "error")));
+}
