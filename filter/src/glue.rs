@@ -52,6 +52,8 @@ pub struct Shared {
     /// Requests whose stream was cut before their reply: a resumed stream may still
     /// deliver it.
     owed: RefCell<Bounded<Owed>>,
+    /// Counted here, published as metrics on the root's tick.
+    pub counters: RefCell<metrics::Counters>,
 }
 
 /// A request still owed its reply.
@@ -124,6 +126,7 @@ pub struct Root {
     inflight_token: Option<u32>,
     jwks_calls: HashMap<u32, usize>,
     next_flush_ms: u64,
+    metrics: metrics::Metrics,
 }
 
 /// Root tick period when keys are fetched or requests may be held (ms).
@@ -163,6 +166,7 @@ impl Root {
             waiters: RefCell::new(Vec::new()),
             seen_events: RefCell::new(Bounded::new(SEEN_EVENTS_MAX)),
             owed: RefCell::new(Bounded::new(OWED_MAX)),
+            counters: RefCell::new(metrics::Counters::default()),
         }));
         true
     }
@@ -190,7 +194,25 @@ impl Root {
         if now >= self.next_flush_ms {
             self.next_flush_ms = now + flush;
             self.ship(host, true);
+            self.publish_metrics(host);
         }
+    }
+
+    fn publish_metrics(&mut self, host: &dyn Host) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let samples = {
+            let outbox = shared.outbox.borrow();
+            metrics::samples(
+                &outbox.stats(),
+                outbox.buffered(),
+                shared.sessions.borrow().len(),
+                host.memory_bytes(),
+                &shared.counters.borrow(),
+            )
+        };
+        self.metrics.publish(host, samples);
     }
 
     fn fetch_keys(&mut self, host: &dyn Host, now: u64) {
@@ -313,6 +335,7 @@ impl Root {
                     ),
                 );
                 outbox.dispatch_failed(now);
+                shared.counters.borrow_mut().callout_failures += 1;
             }
         }
     }
@@ -371,6 +394,7 @@ impl Root {
                     shared.config.audit.cluster
                 ),
             );
+            shared.counters.borrow_mut().callout_failures += 1;
         }
         shared.outbox.borrow_mut().on_result(ok, host.now_ms());
         // Keep a busy outbox moving without waiting for the next tick.
@@ -748,6 +772,7 @@ impl Stream {
             return Action::Continue;
         }
         self.in_scope = true;
+        self.shared.counters.borrow_mut().requests += 1;
         self.started_ms = host.now_ms();
         self.request_id = host.header(Headers::Request, "x-request-id");
         self.session = host.header(Headers::Request, "mcp-session-id");
@@ -1183,6 +1208,7 @@ impl Stream {
                 let mut seen = self.shared.seen_events.borrow_mut();
                 if seen.contains(&key) {
                     self.redelivered += 1;
+                    self.shared.counters.borrow_mut().redelivered_skipped += 1;
                     continue;
                 }
                 seen.insert(&key, ());
@@ -1245,7 +1271,22 @@ impl Stream {
     /// Hands records to the root's outbox.
     fn push_records(&self, host: &dyn Host, records: Vec<Record>, now: u64) {
         let mut outbox = self.shared.outbox.borrow_mut();
+        let mut counters = self.shared.counters.borrow_mut();
         for mut r in records {
+            match r.kind {
+                Kind::AuthDenied => {
+                    let code = r.auth.as_ref().map_or("unknown", |a| a.error.as_str());
+                    match counters.auth_denied.get_mut(code) {
+                        Some(n) => *n += 1,
+                        None => {
+                            counters.auth_denied.insert(code.to_string(), 1);
+                        }
+                    }
+                }
+                Kind::PolicyDenied => counters.policy_denied += 1,
+                Kind::DecodeError => counters.decode_errors += 1,
+                _ => {}
+            }
             r.id = outbox.next_id();
             if outbox.push(&r, now) == Pushed::Dropped {
                 host.log(
@@ -1614,6 +1655,7 @@ impl Stream {
     }
 }
 
+pub mod metrics;
 pub mod response;
 
 #[cfg(test)]

@@ -36,6 +36,13 @@ pub enum Action {
     Pause,
 }
 
+/// Metric kinds (Envoy stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
 /// A host call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostError(pub String);
@@ -73,4 +80,10 @@ pub trait Host {
     fn resume_request(&self) -> Result<(), HostError>;
     /// Makes a stream current (from the root context), for the calls above.
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
+    /// Defines (or finds) a metric by name; returns its id.
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError>;
+    /// Adds `delta` to a counter or gauge.
+    fn increment_metric(&self, id: u32, delta: i64) -> Result<(), HostError>;
+    /// The VM's linear memory size in bytes (it only grows: this is its peak).
+    fn memory_bytes(&self) -> u64;
 }

@@ -4,10 +4,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action as PwAction, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{
+    Action as PwAction, BufferType, ContextType, LogLevel, MapType, MetricType,
+};
 
 use crate::glue::{Root, Stream};
-use crate::host::{Action, Body, Headers, Host, HostError, Level};
+use crate::host::{Action, Body, Headers, Host, HostError, Level, MetricKind};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -126,6 +128,22 @@ impl Host for ProxyHost {
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
         hostcalls::set_tick_period(Duration::from_millis(ms))
             .map_err(|s| HostError(format!("{s:?}")))
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError> {
+        let t = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        hostcalls::define_metric(t, name).map_err(|s| HostError(format!("{s:?}")))
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) -> Result<(), HostError> {
+        hostcalls::increment_metric(id, delta).map_err(|s| HostError(format!("{s:?}")))
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        (core::arch::wasm32::memory_size(0) as u64).saturating_mul(65536)
     }
 }
 

@@ -107,4 +107,29 @@ async fn reference_server_through_envoy() {
     assert_eq!(end["session"], start["session"]);
     let report = collector.verify();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // Metrics reach Envoy's stats (published on the root's tick) and Prometheus.
+    let shipped = |envoy: &Envoy| {
+        envoy
+            .stat("wasmcustom.mcptrail.records_shipped")
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while shipped(&envoy) < recs.len() as u64 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        shipped(&envoy) >= recs.len() as u64,
+        "{}",
+        envoy.admin_get("/stats?filter=mcptrail").unwrap()
+    );
+    assert!(envoy.stat("wasmcustom.mcptrail.requests").unwrap_or(0) >= 6);
+    assert!(
+        envoy
+            .stat("wasmcustom.mcptrail.vm_memory_bytes")
+            .unwrap_or(0)
+            > 0
+    );
+    let prom = envoy.admin_get("/stats/prometheus").unwrap();
+    assert!(prom.contains("mcptrail_records_emitted"), "{prom}");
 }

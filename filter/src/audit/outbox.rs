@@ -111,7 +111,8 @@ impl Outbox {
         self.ids.uuid()
     }
 
-    fn buffered(&self) -> usize {
+    /// Records held: queued plus the batch in flight.
+    pub fn buffered(&self) -> usize {
         self.queue.len() + self.inflight.as_ref().map_or(0, |f| f.records)
     }
 

@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use crate::host::{Body, Headers, Host, HostError, Level};
+use crate::host::{Body, Headers, Host, HostError, Level, MetricKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
@@ -35,6 +35,9 @@ pub struct FakeHost {
     pub replies_to: RefCell<Vec<u32>>,
     /// Bodies written back with `set_body`.
     pub rewritten: RefCell<Vec<Vec<u8>>>,
+    /// Metrics by id: (name, value).
+    pub metrics: RefCell<Vec<(String, i64)>>,
+    pub metric_calls: Cell<u64>,
 }
 
 fn hkey(map: Headers) -> u8 {
@@ -73,6 +76,15 @@ impl FakeHost {
 
     pub fn advance(&self, ms: u64) {
         self.now.set(self.now.get() + ms);
+    }
+
+    /// A metric's value by name.
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        self.metrics
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 
     pub fn logged(&self, needle: &str) -> bool {
@@ -156,6 +168,29 @@ impl Host for FakeHost {
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
         self.tick_ms.set(ms);
         Ok(())
+    }
+
+    fn define_metric(&self, _kind: MetricKind, name: &str) -> Result<u32, HostError> {
+        let mut m = self.metrics.borrow_mut();
+        if let Some(i) = m.iter().position(|(n, _)| n == name) {
+            return Ok(i as u32);
+        }
+        m.push((name.to_string(), 0));
+        Ok(m.len() as u32 - 1)
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) -> Result<(), HostError> {
+        self.metric_calls.set(self.metric_calls.get() + 1);
+        let mut m = self.metrics.borrow_mut();
+        let slot = m
+            .get_mut(id as usize)
+            .ok_or_else(|| HostError("NotFound".into()))?;
+        slot.1 += delta;
+        Ok(())
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        1 << 20
     }
 
     fn set_header(&self, map: Headers, name: &str, value: Option<&str>) {
