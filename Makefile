@@ -9,7 +9,7 @@ export MCPTRAIL_TOOLS := $(TOOLS)
 # Logic tests compiled to wasm run under Node through wasm-bindgen's runner.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
-.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench-micro bench-auth clean
+.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench-micro bench-auth bench-sse clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,9 @@ bench-micro: ## Criterion micro-benches of the hot paths (JWT verify cold and ca
 
 bench-auth: setup build ## Token verification cost inside Envoy: auth off vs cached vs cold
 	cargo run -q -p mcptrail-integration --bin auth-bench 300
+
+bench-sse: setup build ## Streaming through the filter: time to first SSE event, a 100 MB SSE answer (memory, throughput)
+	cargo run -q --release -p mcptrail-integration --bin sse-bench 100
 
 clean: ## Remove build outputs and the local run state (keeps .tools/)
 	cargo clean

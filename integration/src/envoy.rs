@@ -306,6 +306,11 @@ impl Envoy {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The Envoy process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.listen)
