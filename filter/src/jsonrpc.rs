@@ -1,5 +1,7 @@
 //! JSON-RPC 2.0 message classification for MCP request bodies.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// What a JSON-RPC message is.
@@ -165,6 +167,109 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
     })
 }
 
+/// The top-level members of a message, borrowed unparsed from the input.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// A member that is present, `null` included (serde's `Option` would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// What a reply's `result` says that the audit trail uses.
+#[derive(Deserialize)]
+struct ResultPeek {
+    #[serde(rename = "isError", default)]
+    is_error: Option<Value>,
+    #[serde(rename = "protocolVersion", default)]
+    protocol_version: Option<Value>,
+}
+
+/// Classifies a response message or batch (an SSE event's data, a JSON answer) without
+/// building its `params` or `result` trees: they can be megabytes the audit trail does not
+/// keep. The messages carry no `params`, and a `result` reduced to `isError` and
+/// `protocolVersion`. Classification is exactly [`decode_message`]'s.
+pub fn peek_body(text: &str) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
+    let json = |e: serde_json::Error| DecodeError::Json(e.to_string());
+    if text.trim_start().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(json)?;
+        if items.is_empty() {
+            return Err(DecodeError::NotJsonRpc("empty batch".into()));
+        }
+        return Ok(items.iter().map(|raw| peek_message(raw.get())).collect());
+    }
+    match peek_message(text) {
+        Err(e @ DecodeError::Json(_)) => Err(e),
+        other => Ok(vec![other]),
+    }
+}
+
+fn peek_message(text: &str) -> Result<Message, DecodeError> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        let v: Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+        return decode_message(v);
+    }
+    let p: Peek<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let small = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null);
+    let mut obj = Map::new();
+    for (k, v) in [
+        ("jsonrpc", p.jsonrpc),
+        ("id", p.id),
+        ("method", p.method),
+        ("error", p.error),
+    ] {
+        if let Some(raw) = v {
+            obj.insert(k.into(), small(raw));
+        }
+    }
+    if let Some(raw) = p.params {
+        // Only its kind matters here.
+        let v = match raw.get().trim_start().as_bytes().first() {
+            Some(b'{') => Value::Object(Map::new()),
+            Some(b'[') => Value::Array(Vec::new()),
+            _ => small(raw),
+        };
+        obj.insert("params".into(), v);
+    }
+    if let Some(raw) = p.result {
+        // (serde would also read a struct from an array, positionally: objects only.)
+        let peeked = if raw.get().trim_start().starts_with('{') {
+            serde_json::from_str::<ResultPeek>(raw.get()).ok()
+        } else {
+            None
+        };
+        let v = match peeked {
+            Some(r) => {
+                let mut m = Map::new();
+                if let Some(e) = r.is_error {
+                    m.insert("isError".into(), e);
+                }
+                if let Some(pv) = r.protocol_version {
+                    m.insert("protocolVersion".into(), pv);
+                }
+                Value::Object(m)
+            }
+            None => small(raw),
+        };
+        obj.insert("result".into(), v);
+    }
+    decode_message(Value::Object(obj))
+}
+
 fn take_id(obj: &mut Map<String, Value>) -> Result<Option<Value>, DecodeError> {
     match obj.remove("id") {
         None => Ok(None),
@@ -189,6 +294,60 @@ mod tests {
         let mut v = decode_body(body.as_bytes())?;
         assert_eq!(v.len(), 1);
         v.remove(0)
+    }
+
+    #[test]
+    fn peek_classifies_like_the_full_decoder() {
+        let cases = [
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"x"}],"isError":true}}"#,
+            r#"{"jsonrpc":"2.0","id":"a","result":{"protocolVersion":"2025-06-18","capabilities":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"messages":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":[1,2]}"#,
+            r#"{"jsonrpc":"1.0","id":3,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":{},"result":{}}"#,
+            r#"{"jsonrpc":"2.0","method":"x","params":3}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","method":"m"},7]"#,
+            r#"[]"#,
+            r#"42"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{}"#,
+        ];
+        for c in cases {
+            let full = decode_body(c.as_bytes());
+            let peek = peek_body(c);
+            match (&full, &peek) {
+                (Ok(f), Ok(p)) => {
+                    assert_eq!(f.len(), p.len(), "{c}");
+                    for (f, p) in f.iter().zip(p) {
+                        match (f, p) {
+                            (Ok(f), Ok(p)) => {
+                                assert_eq!(
+                                    (f.kind, &f.id, &f.method, &f.error),
+                                    (p.kind, &p.id, &p.method, &p.error),
+                                    "{c}"
+                                );
+                                let flag = |m: &Message, k: &str| {
+                                    m.result.as_ref().and_then(|r| r.get(k)).cloned()
+                                };
+                                assert_eq!(flag(f, "isError"), flag(p, "isError"), "{c}");
+                                assert_eq!(
+                                    flag(f, "protocolVersion"),
+                                    flag(p, "protocolVersion"),
+                                    "{c}"
+                                );
+                            }
+                            (Err(_), Err(_)) => {}
+                            _ => panic!("{c}: {f:?} vs {p:?}"),
+                        }
+                    }
+                }
+                (Err(_), Err(_)) => {}
+                _ => panic!("{c}: {full:?} vs {peek:?}"),
+            }
+        }
     }
 
     #[test]

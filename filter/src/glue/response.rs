@@ -158,6 +158,13 @@ impl Responses {
         if body.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
+        let Some(rewrite) = rewrite else {
+            match std::str::from_utf8(body) {
+                Ok(text) => self.absorb_peeked(text, None, "JSON response is not valid JSON"),
+                Err(e) => self.problem = Some(format!("JSON response is not valid JSON: {e}")),
+            }
+            return None;
+        };
         let mut value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {
@@ -165,10 +172,19 @@ impl Responses {
                 return None;
             }
         };
-        let changed = rewrite.is_some_and(|f| rewrite_all(&mut value, f));
+        let changed = rewrite_all(&mut value, rewrite);
         let new_body = changed.then(|| value.to_string().into_bytes());
         self.absorb(value, None);
         new_body
+    }
+
+    /// Decodes what only needs reading (no rewrite) without building the whole tree.
+    fn absorb_peeked(&mut self, text: &str, event_id: Option<&str>, what: &str) {
+        match jsonrpc::peek_body(text) {
+            Ok(items) => self.absorb_messages(items, event_id),
+            Err(jsonrpc::DecodeError::Json(e)) => self.problem = Some(format!("{what}: {e}")),
+            Err(e) => self.problem = Some(format!("response: {e}")),
+        }
     }
 
     /// Feeds an SSE chunk. With a rewrite, returns what should replace the chunk: the
@@ -185,16 +201,19 @@ impl Responses {
                     self.max
                 ));
             } else if !ev.data.trim().is_empty() {
-                match serde_json::from_str::<Value>(&ev.data) {
-                    Ok(mut v) => {
-                        if let Some(f) = rewrite {
+                match rewrite {
+                    None => {
+                        self.absorb_peeked(&ev.data, ev.id.as_deref(), "SSE event data is not JSON")
+                    }
+                    Some(f) => match serde_json::from_str::<Value>(&ev.data) {
+                        Ok(mut v) => {
                             if rewrite_all(&mut v, f) {
                                 ev.data = v.to_string();
                             }
+                            self.absorb(v, ev.id.as_deref());
                         }
-                        self.absorb(v, ev.id.as_deref());
-                    }
-                    Err(e) => self.problem = Some(format!("SSE event data is not JSON: {e}")),
+                        Err(e) => self.problem = Some(format!("SSE event data is not JSON: {e}")),
+                    },
                 }
             }
             if let Some(out) = out.as_mut() {
@@ -216,8 +235,17 @@ impl Responses {
             Value::Array(a) => a,
             v => vec![v],
         };
-        for item in items {
-            match jsonrpc::decode_message(item) {
+        let messages = items.into_iter().map(jsonrpc::decode_message).collect();
+        self.absorb_messages(messages, event_id);
+    }
+
+    fn absorb_messages(
+        &mut self,
+        messages: Vec<Result<jsonrpc::Message, jsonrpc::DecodeError>>,
+        event_id: Option<&str>,
+    ) {
+        for item in messages {
+            match item {
                 Ok(m) => match m.kind {
                     jsonrpc::Kind::Response if self.collect_replies => {
                         self.delivered.push(Delivered {
