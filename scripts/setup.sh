@@ -6,6 +6,8 @@
 #   - the MCP Inspector CLI (npm), in .tools/node
 #   - deployment validators: check-jsonschema (PyPI, ships the compose-spec schema) in
 #     .tools/venv; @kubernetes-models/istio (Istio CRD schemas) and yaml (npm) in .tools/node
+#   - the MCP reference server (npm @modelcontextprotocol/server-everything), the compose
+#     stack's MCP server, so tests can run the compose Envoy config against it
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
@@ -14,6 +16,7 @@ INSPECTOR_VERSION=2.12.0
 CHECK_JSONSCHEMA_VERSION=0.39.0
 ISTIO_MODELS_VERSION=3.0.1
 YAML_JS_VERSION=2.9.1
+EVERYTHING_VERSION=2026.8.31
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="${MCPTRAIL_TOOLS:-$root/.tools}"
@@ -79,11 +82,13 @@ npm_has() { # name version: installed at exactly that version?
   node -e 'process.exit(require(process.argv[1] + "/package.json").version === process.argv[2] ? 0 : 1)' \
     "$tools/node/node_modules/$1" "$2" 2>/dev/null
 }
-if ! npm_has @kubernetes-models/istio "$ISTIO_MODELS_VERSION" || ! npm_has yaml "$YAML_JS_VERSION"; then
-  say "installing @kubernetes-models/istio@$ISTIO_MODELS_VERSION and yaml@$YAML_JS_VERSION"
+if ! npm_has @kubernetes-models/istio "$ISTIO_MODELS_VERSION" || ! npm_has yaml "$YAML_JS_VERSION" \
+  || ! npm_has @modelcontextprotocol/server-everything "$EVERYTHING_VERSION"; then
+  say "installing @kubernetes-models/istio@$ISTIO_MODELS_VERSION, yaml@$YAML_JS_VERSION, server-everything@$EVERYTHING_VERSION"
   mkdir -p "$tools/node"
   (cd "$tools/node" && npm install --silent --no-audit --no-fund --ignore-scripts --save-exact \
-    "@kubernetes-models/istio@$ISTIO_MODELS_VERSION" "yaml@$YAML_JS_VERSION" >/dev/null)
+    "@kubernetes-models/istio@$ISTIO_MODELS_VERSION" "yaml@$YAML_JS_VERSION" \
+    "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION" >/dev/null)
 fi
 
 say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION"

@@ -38,7 +38,10 @@ const HCM: &str = "envoy.filters.network.http_connection_manager";
 /// FAIL_CLOSED, so a VM crash fails them loudly).
 const DEPLOY_FAILURE_POLICY: &str = "FAIL_RELOAD";
 /// Istio-side paths of the plugin configuration's clusters.
-const ISTIO_MANIFESTS: [&str; 2] = ["envoy/istio/wasmplugin.yaml", "envoy/istio/envoyfilter.yaml"];
+const ISTIO_MANIFESTS: [&str; 2] = [
+    "envoy/istio/wasmplugin.yaml",
+    "envoy/istio/envoyfilter.yaml",
+];
 
 fn repo(rel: &str) -> PathBuf {
     envoy::repo_root().join(rel)
@@ -159,8 +162,7 @@ fn filter_shape(config: &Value) -> Value {
 /// The plugin configuration (JSON) of a filter `config`.
 fn plugin_config(what: &str, config: &Value) -> Value {
     assert_eq!(
-        config["configuration"]["@type"],
-        "type.googleapis.com/google.protobuf.StringValue",
+        config["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue",
         "{what}"
     );
     let s = config["configuration"]["value"].as_str().expect("value");
@@ -204,10 +206,7 @@ fn spec_for(plugin_config: Value) -> EnvoySpec {
 fn rendered_filter_shape() -> Value {
     let mut spec = spec_for(mcptrail_integration::base_plugin_config());
     spec.failure_policy = DEPLOY_FAILURE_POLICY.into();
-    filter_shape(&mcptrail_filter(
-        "rendered",
-        &yaml(&envoy::render(&spec)),
-    ))
+    filter_shape(&mcptrail_filter("rendered", &yaml(&envoy::render(&spec))))
 }
 
 fn istio_docs(file: &str, kind: &str) -> Vec<Value> {
@@ -273,7 +272,9 @@ fn standalone_envoy_config_validates() {
 fn compose_envoy_config_validates() {
     module_built();
     let s = Subst::new();
-    let out = s.validate("compose.yaml", &read("envoy/compose.yaml")).unwrap();
+    let out = s
+        .validate("compose.yaml", &read("envoy/compose.yaml"))
+        .unwrap();
     assert!(out.contains("OK"), "{out}");
 }
 
@@ -297,10 +298,13 @@ fn deployment_filter_blocks_match_the_rendered_one() {
     assert_eq!(reference["allow_on_headers_stop_iteration"], true);
     for file in ["envoy/envoy.yaml", "envoy/compose.yaml"] {
         let config = mcptrail_filter(file, &yaml(&read(file)));
-        assert_eq!(filter_shape(&config), reference, "{file} drifted from render()");
         assert_eq!(
-            config["vm_config"]["code"]["local"]["filename"],
-            "/etc/envoy/mcptrail.wasm",
+            filter_shape(&config),
+            reference,
+            "{file} drifted from render()"
+        );
+        assert_eq!(
+            config["vm_config"]["code"]["local"]["filename"], "/etc/envoy/mcptrail.wasm",
             "{file}"
         );
     }
@@ -348,10 +352,18 @@ fn istio_manifests_match_the_crd_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     for (file, from, to) in [
-        (ISTIO_MANIFESTS[0], "failStrategy: FAIL_RELOAD", "failStrategy: FAIL_CLOSED"),
+        (
+            ISTIO_MANIFESTS[0],
+            "failStrategy: FAIL_RELOAD",
+            "failStrategy: FAIL_CLOSED",
+        ),
         (ISTIO_MANIFESTS[0], "phase: AUTHN", "phase: AUTHENTICATION"),
         (ISTIO_MANIFESTS[0], "sha256: \"0000", "sha256: \"AAAA"),
-        (ISTIO_MANIFESTS[1], "operation: INSERT_BEFORE", "operation: INSERT_BEFOR"),
+        (
+            ISTIO_MANIFESTS[1],
+            "operation: INSERT_BEFORE",
+            "operation: INSERT_BEFOR",
+        ),
     ] {
         let text = read(file);
         assert!(text.contains(from), "{file}: {from}");
@@ -382,10 +394,7 @@ fn istio_plugin_configs_are_accepted_by_the_filter() {
             "{name}: Istio cluster names are outbound|PORT||HOST: {audit_cluster}"
         );
         let out = s
-            .validate(
-                &format!("{name}.yaml"),
-                &envoy::render(&spec_for(config)),
-            )
+            .validate(&format!("{name}.yaml"), &envoy::render(&spec_for(config)))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(out.contains("OK"), "{out}");
     }
@@ -393,7 +402,10 @@ fn istio_plugin_configs_are_accepted_by_the_filter() {
         .iter()
         .find(|p| p["spec"]["url"].as_str().unwrap().starts_with("https://"))
         .expect("an https WasmPlugin");
-    assert!(https["spec"]["sha256"].is_string(), "https url needs sha256");
+    assert!(
+        https["spec"]["sha256"].is_string(),
+        "https url needs sha256"
+    );
 
     // The EnvoyFilter's patches, in a bootstrap as Istio would place them: as they are (the
     // remote code source included), then with the module made local so `on_configure` runs.
@@ -504,7 +516,10 @@ fn compose_stack_is_wired_together() {
         format!("envoyproxy/envoy:v{}", envoy_version())
     );
     let m = mounts(envoy_svc);
-    assert!(m.contains(&("./envoy/compose.yaml".into(), "/etc/envoy/envoy.yaml".into())));
+    assert!(m.contains(&(
+        "./envoy/compose.yaml".into(),
+        "/etc/envoy/envoy.yaml".into()
+    )));
     assert!(m.contains(&(
         "./target/wasm32-wasip1/release/mcptrail.wasm".into(),
         "/etc/envoy/mcptrail.wasm".into()
@@ -520,11 +535,18 @@ fn compose_stack_is_wired_together() {
     // Every upstream of the compose Envoy is a compose service, on a port it serves.
     let envoy_cfg = yaml(&read("envoy/compose.yaml"));
     let mut upstreams = std::collections::HashMap::new();
-    for c in envoy_cfg["static_resources"]["clusters"].as_array().unwrap() {
+    for c in envoy_cfg["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+    {
         let sa = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
             ["socket_address"];
         let host = sa["address"].as_str().unwrap().to_string();
-        assert!(services.contains_key(&host), "cluster {}: {host}", c["name"]);
+        assert!(
+            services.contains_key(&host),
+            "cluster {}: {host}",
+            c["name"]
+        );
         assert_eq!(c["type"], "STRICT_DNS", "{}", c["name"]);
         upstreams.insert(
             c["name"].as_str().unwrap().to_string(),
@@ -549,8 +571,14 @@ fn compose_stack_is_wired_together() {
         .unwrap();
     assert_eq!(endpoint, format!("0.0.0.0:{port}"));
     let logs = &otel["service"]["pipelines"]["logs"];
-    assert!(logs["receivers"].as_array().unwrap().contains(&json!("otlp")));
-    assert!(logs["exporters"].as_array().unwrap().contains(&json!("file")));
+    assert!(logs["receivers"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("otlp")));
+    assert!(logs["exporters"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("file")));
     let file = otel["exporters"]["file"]["path"].as_str().unwrap();
     let collector = &services["otel-collector"];
     assert!(
@@ -585,11 +613,11 @@ fn compose_stack_is_wired_together() {
         realm["realm"].as_str().unwrap()
     );
     assert_eq!(provider["issuer"], issuer);
-    assert!(provider["jwks_uri"]
-        .as_str()
-        .unwrap()
-        .starts_with(&issuer));
-    assert_eq!(upstreams[provider["jwks_cluster"].as_str().unwrap()].0, "keycloak");
+    assert!(provider["jwks_uri"].as_str().unwrap().starts_with(&issuer));
+    assert_eq!(
+        upstreams[provider["jwks_cluster"].as_str().unwrap()].0,
+        "keycloak"
+    );
     let client = &realm["clients"][0];
     let audience = client["protocolMappers"]
         .as_array()
@@ -632,7 +660,11 @@ fn blob(layout: &Path, desc: &Value) -> Vec<u8> {
     let digest = desc["digest"].as_str().expect("digest");
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
     let data = std::fs::read(layout.join("blobs/sha256").join(hex)).expect("blob");
-    assert_eq!(sha256_hex(&data), hex, "blob content does not match {digest}");
+    assert_eq!(
+        sha256_hex(&data),
+        hex,
+        "blob content does not match {digest}"
+    );
     assert_eq!(desc["size"], data.len(), "size of {digest}");
     data
 }
@@ -663,7 +695,10 @@ fn oci_image_layout_is_well_formed() {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["schemaVersion"], 2);
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let manifests = index["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1);
     let desc = &manifests[0];
@@ -692,10 +727,18 @@ fn oci_image_layout_is_well_formed() {
         layers[0]["mediaType"],
         "application/vnd.module.wasm.content.layer.v1+wasm"
     );
-    assert!(blob(&layout, &layers[0]) == module, "the layer is the module");
-    let blobs = std::fs::read_dir(layout.join("blobs/sha256")).unwrap().count();
+    assert!(
+        blob(&layout, &layers[0]) == module,
+        "the layer is the module"
+    );
+    let blobs = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(blobs, 3, "manifest, config and layer, nothing else");
-    assert!(printed.contains(desc["digest"].as_str().unwrap()), "{printed}");
+    assert!(
+        printed.contains(desc["digest"].as_str().unwrap()),
+        "{printed}"
+    );
     assert!(printed.contains(&sha256_hex(&module)), "{printed}");
 
     // The archive holds the same files.
@@ -717,4 +760,270 @@ fn oci_image_layout_is_well_formed() {
         serde_json::from_slice::<Value>(&index2).unwrap()["manifests"][0]["digest"],
         desc["digest"]
     );
+}
+
+// ---------------------------------------------------------------- compose Envoy, for real
+
+/// The compose stack's MCP server (`@modelcontextprotocol/server-everything`, installed into
+/// `.tools/node` by `make setup`), on a loopback port; stopped on drop.
+struct Everything {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Everything {
+    fn start() -> Everything {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let script = envoy::tools_dir()
+            .join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        assert!(
+            script.exists(),
+            "{} missing: run `make setup`",
+            script.display()
+        );
+        let child = Command::new(node_bin())
+            .arg(&script)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server-everything did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Everything { child, port }
+    }
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON-RPC POST through Envoy; returns the session id header and the body (JSON or SSE).
+async fn mcp_post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, String) {
+    let mut req = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let resp = req.send().await.expect("request through Envoy");
+    let status = resp.status().as_u16();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, sid, resp.text().await.unwrap_or_default())
+}
+
+/// `envoy/compose.yaml` as it is (plugin configuration untouched), with only the compose
+/// service addresses pointed at local stand-ins: the real MCP server of the stack, the
+/// project's collector in place of the OpenTelemetry Collector (it takes the same OTLP/HTTP
+/// JSON), and a JWKS served where Keycloak serves it, for tokens shaped like Keycloak's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
+    module_built();
+    let text = read("envoy/compose.yaml");
+    let envoy_cfg = yaml(&text);
+    let plugin = plugin_config(
+        "envoy/compose.yaml",
+        &mcptrail_filter("envoy/compose.yaml", &envoy_cfg),
+    );
+    let hmac_key =
+        mcptrail_cli::verify::decode_key(plugin["audit"]["hmac_key"].as_str().unwrap()).unwrap();
+    let provider = &plugin["auth"]["providers"][0];
+
+    let server = Everything::start();
+
+    let dir = tempfile::tempdir().unwrap();
+    let audit_file = dir.path().join("audit.ndjson");
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_port = collector.local_addr().unwrap().port();
+    let app = mcptrail_cli::collector::router(&mcptrail_cli::collector::Options {
+        out: audit_file.clone(),
+        hmac_key: Some(hmac_key.clone()),
+        echo: false,
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { axum::serve(collector, app).await });
+
+    // Keycloak's JWKS path on a local listener, and a token with Keycloak's claims.
+    let idp = mcptrail_integration::DevIssuer::start(loopback(0), None)
+        .await
+        .unwrap();
+    let jwks = mcptrail_cli::issuer::jwks(&idp.key);
+    let jwks_path = provider["jwks_uri"]
+        .as_str()
+        .unwrap()
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .unwrap();
+    let kc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kc_port = kc.local_addr().unwrap().port();
+    let kc_app = axum::Router::new().route(
+        &jwks_path,
+        axum::routing::get(move || {
+            let j = jwks.clone();
+            async move { axum::Json(j) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(kc, kc_app).await });
+    let token = {
+        use jwt_simple::prelude::*;
+        let claims = Claims::with_custom_claims(
+            json!({
+                "preferred_username": "alice",
+                "email": "alice@example.com",
+                "groups": ["eng"],
+                "azp": "mcp-cli",
+            }),
+            Duration::from_secs(600),
+        )
+        .with_issuer(provider["issuer"].as_str().unwrap())
+        .with_audience(provider["audiences"][0].as_str().unwrap())
+        .with_subject("0b7c5e5a-user-id");
+        idp.key.sign(claims).unwrap()
+    };
+
+    let local = text
+        .replace(
+            "{ address: mcp-server, port_value: 3001 }",
+            &format!("{{ address: 127.0.0.1, port_value: {} }}", server.port),
+        )
+        .replace(
+            "{ address: otel-collector, port_value: 4318 }",
+            &format!("{{ address: 127.0.0.1, port_value: {collector_port} }}"),
+        )
+        .replace(
+            "{ address: keycloak, port_value: 8080 }",
+            &format!("{{ address: 127.0.0.1, port_value: {kc_port} }}"),
+        )
+        .replace(
+            "{ address: 0.0.0.0, port_value: 10000 }",
+            "{ address: 127.0.0.1, port_value: 0 }",
+        )
+        .replace(
+            "{ address: 0.0.0.0, port_value: 9901 }",
+            "{ address: 127.0.0.1, port_value: 0 }",
+        );
+    assert!(
+        !local.contains("0.0.0.0"),
+        "every compose address was replaced"
+    );
+    let s = Subst::new();
+    let envoy = tokio::task::block_in_place(|| {
+        mcptrail_integration::Envoy::start_yaml(&s.apply(&local), 1)
+    })
+    .unwrap();
+    let url = format!("{}/mcp", envoy.url());
+    let client = reqwest::Client::new();
+
+    // No token: the MCP challenge.
+    let r = client.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let (status, sid, body) = mcp_post(
+        &client,
+        &url,
+        &token,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "deploy-test", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}\n{}", envoy.log());
+    let sid = sid.expect("a session id from server-everything");
+    let sid = Some(sid.as_str());
+    let (status, _, _) = mcp_post(
+        &client,
+        &url,
+        &token,
+        sid,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert!(status == 202 || status == 200, "{status}");
+    let (status, _, body) = mcp_post(
+        &client,
+        &url,
+        &token,
+        sid,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"message": "hello from compose"}}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("hello from compose"), "{body}");
+    // The compose policy keeps get-env (it prints the server's environment) for admins.
+    let (_, _, body) = mcp_post(
+        &client,
+        &url,
+        &token,
+        sid,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "get-env", "arguments": {}}}),
+    )
+    .await;
+    assert!(body.contains("-32003"), "get-env must be refused: {body}");
+
+    // The records arrive (OTLP/HTTP, as the compose collector would get them) and verify.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let records = loop {
+        let recs: Vec<Value> = std::fs::read_to_string(&audit_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let echo = recs.iter().any(|r| {
+            r["kind"] == "command" && r["mcp"]["tool"] == "echo" && r["outcome"]["status"] == "ok"
+        });
+        let denied = recs
+            .iter()
+            .any(|r| r["kind"] == "policy.denied" && r["mcp"]["tool"] == "get-env");
+        if echo && denied {
+            break recs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records missing; got {recs:#?}\n{}",
+            envoy.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let echo = records
+        .iter()
+        .find(|r| r["kind"] == "command" && r["mcp"]["tool"] == "echo")
+        .unwrap();
+    assert_eq!(echo["identity"]["sub"], "alice", "{echo}");
+    assert_eq!(echo["identity"]["groups"], json!(["eng"]), "{echo}");
+    assert_eq!(echo["mcp"]["arguments"]["message"], "hello from compose");
+    let report = mcptrail_cli::verify::verify_files(Some(hmac_key), &[&audit_file]).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
