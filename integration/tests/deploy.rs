@@ -37,7 +37,7 @@ const HCM: &str = "envoy.filters.network.http_connection_manager";
 /// The failure policy every deployment file uses (tests and `make run` keep Envoy's default,
 /// FAIL_CLOSED, so a VM crash fails them loudly).
 const DEPLOY_FAILURE_POLICY: &str = "FAIL_RELOAD";
-/// Istio-side paths of the plugin configuration's clusters.
+/// The Istio manifests.
 const ISTIO_MANIFESTS: [&str; 2] = [
     "envoy/istio/wasmplugin.yaml",
     "envoy/istio/envoyfilter.yaml",
