@@ -4,15 +4,19 @@ SHELL := /bin/bash
 
 TOOLS      ?= $(CURDIR)/.tools
 WASM       := target/wasm32-wasip1/release/mcptrail.wasm
+# docker-compose targets; e.g. COMPOSE="podman compose".
+COMPOSE    ?= docker compose
+TOKEN_USER ?= alice
 export PATH := $(TOOLS)/bin:$(HOME)/.cargo/bin:$(PATH)
 export MCPTRAIL_TOOLS := $(TOOLS)
 # Logic tests compiled to wasm run under Node through wasm-bindgen's runner.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
-.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench-micro bench-auth bench-sse clean
+.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench-micro bench-auth \
+	bench-sse clean image validate-deploy compose-up compose-down compose-token compose-audit
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: ## Install the toolchain targets, Envoy, MCP SDK peers, test runners into .tools/
 	@bash scripts/setup.sh
@@ -39,7 +43,7 @@ unit: ## Unit tests, native (filter logic and CLI)
 test-wasm: setup ## The filter's logic tests compiled to wasm, run under Node (wasm-bindgen-test)
 	cargo test -p mcptrail-filter --lib --target wasm32-unknown-unknown
 
-e2e: setup build ## End-to-end tests: real Envoy, rmcp/Python/Inspector clients, collector
+e2e: setup build ## End-to-end tests: real Envoy, clients, collector; deployment files (tests/deploy.rs)
 	cargo test -p mcptrail-integration
 
 test: setup lint unit test-wasm e2e ## Everything CI runs (sets up what it needs first)
@@ -67,6 +71,25 @@ bench-auth: setup build ## Token verification cost inside Envoy: auth off vs cac
 
 bench-sse: setup build ## Streaming through the filter: time to first SSE event, a 100 MB SSE answer (memory, throughput)
 	cargo run -q --release -p mcptrail-integration --bin sse-bench 100
+
+image: build ## Wasm OCI image (layout + archive in target/oci/) for Istio's WasmPlugin; no Docker needed
+	python3 scripts/oci-image.py
+
+validate-deploy: setup build ## Check envoy/, Istio manifests, docker-compose.yml and the OCI image (also in make test)
+	cargo test -p mcptrail-integration --test deploy
+
+compose-up: build ## Start the docker-compose stack (Envoy + filter, MCP server, Keycloak, OTel Collector)
+	$(COMPOSE) up -d
+	@echo "MCP endpoint: http://localhost:10000/mcp   token: make -s compose-token   audit: make compose-audit"
+
+compose-down: ## Stop the docker-compose stack (keeps the audit volume; add -v by hand to drop it)
+	$(COMPOSE) down
+
+compose-token: ## Print a token from the compose stack's Keycloak (alice; TOKEN_USER=bob: admins)
+	@bash scripts/compose-token.sh $(TOKEN_USER)
+
+compose-audit: ## Copy the compose stack's audit file out (.run/) and verify its chains
+	@COMPOSE="$(COMPOSE)" bash scripts/compose-audit.sh
 
 clean: ## Remove build outputs and the local run state (keeps .tools/)
 	cargo clean

