@@ -196,15 +196,16 @@ struct RawMcp {
     max_body_bytes: Option<usize>,
     #[serde(default)]
     reject_session_identity_mismatch: bool,
-    #[serde(default = "d_sessions")]
-    max_sessions: usize,
+    #[serde(default)]
+    max_sessions: Option<usize>,
     #[serde(default)]
     record_notifications: bool,
+    #[serde(default)]
+    decode: Option<bool>,
 }
 
-fn d_sessions() -> usize {
-    10_000
-}
+/// Sessions remembered per VM unless `mcp.max_sessions` says otherwise.
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,6 +310,8 @@ pub struct McpSettings {
     pub max_sessions: usize,
     /// Record server notifications and server-to-client requests (else only counted).
     pub record_notifications: bool,
+    /// Decode and record MCP traffic; `false` keeps only authentication (and its refusals).
+    pub decode: bool,
 }
 
 impl McpSettings {
@@ -368,7 +371,7 @@ impl RawConfig {
                 "masking is not available in this build yet; remove the section",
             ));
         }
-        Ok(Config {
+        let config = Config {
             audit: self.audit.compile()?,
             mcp: self.mcp.compile()?,
             auth: match self.auth {
@@ -379,7 +382,14 @@ impl RawConfig {
                 Some(p) => p.compile()?,
                 None => Policy::allow_all(),
             },
-        })
+        };
+        if !config.mcp.decode && config.policy.can_deny() {
+            return Err(ConfigError::new(
+                "mcp.decode",
+                "policy rules need the request decoded; `decode: false` cannot enforce them",
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -649,8 +659,10 @@ impl RawMcp {
             paths: self.paths,
             max_body_bytes,
             reject_session_identity_mismatch: self.reject_session_identity_mismatch,
-            max_sessions: self.max_sessions.max(1),
+            // (Option, not a serde default: a missing `mcp` section is `RawMcp::default()`.)
+            max_sessions: self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS).max(1),
             record_notifications: self.record_notifications,
+            decode: self.decode.unwrap_or(true),
         })
     }
 }
@@ -882,6 +894,14 @@ mod tests {
     }
 
     #[test]
+    fn mcp_defaults_hold_without_the_section() {
+        let c = Config::parse(br#"{"audit":{"cluster":"c"}}"#).unwrap();
+        assert_eq!(c.mcp.max_sessions, DEFAULT_MAX_SESSIONS);
+        assert!(c.mcp.decode);
+        assert_eq!(c.mcp.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
     fn scope_by_prefix() {
         let m = McpSettings {
             paths: vec!["/mcp".into()],
@@ -889,6 +909,7 @@ mod tests {
             reject_session_identity_mismatch: false,
             max_sessions: 1,
             record_notifications: false,
+            decode: true,
         };
         assert!(m.in_scope("/mcp"));
         assert!(m.in_scope("/mcp/"));
@@ -902,6 +923,7 @@ mod tests {
             reject_session_identity_mismatch: false,
             max_sessions: 1,
             record_notifications: false,
+            decode: true,
         };
         assert!(all.in_scope("/anything"));
     }

@@ -791,7 +791,7 @@ impl Stream {
             slot.hold_body =
                 self.method == "POST" && !end_of_stream && self.shared.config.policy.can_deny();
         }
-        if self.method == "POST" && !end_of_stream {
+        if self.method == "POST" && !end_of_stream && self.shared.config.mcp.decode {
             self.body = Some(Vec::new());
         }
         if self.shared.outbox.borrow().must_reject() {
@@ -1000,7 +1000,7 @@ impl Stream {
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
-        if !self.in_scope {
+        if !self.in_scope || !self.shared.config.mcp.decode {
             return Action::Continue;
         }
         self.response_status = host
@@ -1305,6 +1305,10 @@ impl Stream {
             .retain(|w| w.context_id != self.context_id);
         if !self.in_scope || self.silent {
             return;
+        }
+        let refused = matches!(self.slot.borrow().gate, Gate::Refused(_));
+        if !self.shared.config.mcp.decode && !refused {
+            return; // authentication only: nothing to record for admitted requests
         }
         let now = host.now_ms();
         self.record_delivered(host);

@@ -314,3 +314,28 @@ fn answers_that_end_in_trailers_are_complete() {
     assert_eq!(recs[0]["outcome"]["is_error"], true);
     assert_eq!(recs[1]["outcome"]["status"], "ok");
 }
+
+#[test]
+fn decode_off_keeps_authentication_only() {
+    let host = FakeHost::default();
+    let mut r = Root::default();
+    let cfg = r#"{"audit":{"cluster":"c"},"mcp":{"decode":false}}"#;
+    assert!(r.configure(&host, cfg.as_bytes()));
+    run(
+        &host,
+        &r,
+        &Ex {
+            body: CALL,
+            chunks: &[PROGRESS_1, RESULT],
+            ..Ex::default()
+        },
+    );
+    assert!(
+        records(&host, &mut r).is_empty(),
+        "nothing decoded, nothing recorded"
+    );
+    let bad = r#"{"audit":{"cluster":"c"},"mcp":{"decode":false},"policy":{"rules":[{"tools":["x"],"action":"deny"}]}}"#;
+    let mut r2 = Root::default();
+    assert!(!r2.configure(&host, bad.as_bytes()));
+    assert!(host.logged("mcp.decode"));
+}
