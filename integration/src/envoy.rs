@@ -66,6 +66,17 @@ pub struct EnvoySpec {
     pub failure_policy: String,
     /// Without the filter at all (plain Envoy, for comparisons).
     pub without_filter: bool,
+    /// Paths Envoy answers itself (`direct_response`), before the upstream route: a fast
+    /// upstream for benchmarks, so the filter's cost is not hidden behind a server's.
+    pub direct: Vec<Direct>,
+}
+
+/// A `direct_response` route.
+#[derive(Debug, Clone)]
+pub struct Direct {
+    pub path: String,
+    pub content_type: String,
+    pub body: String,
 }
 
 impl EnvoySpec {
@@ -80,6 +91,7 @@ impl EnvoySpec {
             extra_filters_yaml: String::new(),
             failure_policy: "FAIL_CLOSED".into(),
             without_filter: false,
+            direct: Vec::new(),
         }
     }
 }
@@ -102,6 +114,21 @@ fn cluster_yaml(u: &Upstream) -> String {
         "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n{eps}",
         name = u.name
     )
+}
+
+fn direct_routes(direct: &[Direct]) -> String {
+    let mut out = String::new();
+    for d in direct {
+        // JSON strings are valid YAML scalars, so quoting stays exact.
+        let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
+        out.push_str(&format!(
+            "              - match: {{ path: {path} }}\n                direct_response:\n                  status: 200\n                  body: {{ inline_string: {body} }}\n                response_headers_to_add:\n                - header: {{ key: content-type, value: {ct} }}\n",
+            path = q(&d.path),
+            body = q(&d.body),
+            ct = q(&d.content_type),
+        ));
+    }
+    out
 }
 
 /// Renders an Envoy bootstrap (YAML).
@@ -160,11 +187,13 @@ static_resources:
           stream_idle_timeout: 300s
           route_config:
             name: mcp
+            # Benchmarks answer bodies up to 1 MiB from Envoy itself (direct_response).
+            max_direct_response_body_size_bytes: 1048576
             virtual_hosts:
             - name: mcp
               domains: ["*"]
               routes:
-              - match: {{ prefix: "/" }}
+{direct}              - match: {{ prefix: "/" }}
                 route:
                   cluster: {mcp_cluster}
                   timeout: 0s
@@ -180,6 +209,7 @@ static_resources:
         port = spec.listen.port(),
         mcp_cluster = spec.mcp_upstream.name,
         extra = spec.extra_filters_yaml,
+        direct = direct_routes(&spec.direct),
     )
 }
 
