@@ -44,22 +44,31 @@ pub fn verify_files(key: Option<Vec<u8>>, files: &[impl AsRef<Path>]) -> anyhow:
     })
 }
 
-/// Prints a report; returns whether it was clean.
-pub fn print_report(r: &Report) -> bool {
+/// The report as printed: each problem with its file and line, per-stream counts, and a
+/// verdict; with whether it was clean.
+pub fn render_report(r: &Report) -> (String, bool) {
+    let mut out = String::new();
     for (file, p) in &r.problems {
-        println!("{file}:{}: {}", p.line, p.message);
+        out.push_str(&format!("{file}:{}: {}\n", p.line, p.message));
     }
     for s in &r.streams {
-        println!(
-            "stream {}: {} records, last seq {}, {} reported dropped",
+        out.push_str(&format!(
+            "stream {}: {} records, last seq {}, {} reported dropped\n",
             s.stream, s.records, s.last_seq, s.dropped_reported
-        );
+        ));
     }
-    if r.problems.is_empty() {
-        println!("ok: {} streams verified", r.streams.len());
-        true
+    let clean = r.problems.is_empty();
+    if clean {
+        out.push_str(&format!("ok: {} streams verified\n", r.streams.len()));
     } else {
-        println!("FAILED: {} problems", r.problems.len());
-        false
+        out.push_str(&format!("FAILED: {} problems\n", r.problems.len()));
     }
+    (out, clean)
+}
+
+/// Prints a report; returns whether it was clean.
+pub fn print_report(r: &Report) -> bool {
+    let (text, clean) = render_report(r);
+    print!("{text}");
+    clean
 }
