@@ -301,7 +301,7 @@ impl Collector {
                         message: e.to_string(),
                     },
                 )],
-                streams: vec![],
+                ..Default::default()
             },
         }
     }
