@@ -43,6 +43,9 @@ pub struct Counters {
     pub duplicates: AtomicU64,
 }
 
+/// A stored line's `((chain.stream, chain.seq), sha256)`.
+type Stored = ((String, u64), String);
+
 /// Lines remembered per stream to recognise a re-sent batch.
 const SEEN_PER_STREAM: usize = 100_000;
 
@@ -141,7 +144,7 @@ async fn ingest(
     };
     let mut s = sink.lock().await;
     // Drop what is already stored (a batch sent again after a lost answer).
-    let mut fresh: Vec<(String, Option<((String, u64), String)>)> = Vec::with_capacity(lines.len());
+    let mut fresh: Vec<(String, Option<Stored>)> = Vec::with_capacity(lines.len());
     let mut duplicates = 0u64;
     for l in lines {
         let key = position(&l).map(|p| (p, sha256_hex(l.as_bytes())));
