@@ -8,6 +8,7 @@
 #     opentelemetry-proto (the OTLP messages, to parse what the filter ships) in .tools/venv; @kubernetes-models/istio (Istio CRD schemas) and yaml (npm) in .tools/node
 #   - the MCP reference server (npm @modelcontextprotocol/server-everything): the compose
 #     stack's MCP server, the e2e tests' third-party server, and a fixture source
+#   - rotel (PyPI), a real OTLP receiver for the OTLP output test, in .tools/venv
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
@@ -92,4 +93,18 @@ if ! npm_has @kubernetes-models/istio "$ISTIO_MODELS_VERSION" || ! npm_has yaml 
     "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION" >/dev/null)
 fi
 
-say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION"
+# --- rotel: a real OpenTelemetry collector (OTLP/HTTP receiver), for the OTLP output test ---
+# Own stamp and pip call, so the Envoy/MCP venv above is not re-resolved when it moves.
+ROTEL_VERSION=0.0.1a15
+rotel_stamp="$tools/venv/.mcptrail-rotel-$ROTEL_VERSION"
+if [ ! -f "$rotel_stamp" ]; then
+  say "installing rotel==$ROTEL_VERSION into $tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "rotel==$ROTEL_VERSION"
+  touch "$rotel_stamp"
+fi
+# The wheel ships the collector binary beside its Python module (found without importing it).
+rotel_real=$("$tools/venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("rotel").origin), "rotel-agent"))')
+ln -sf "$rotel_real" "$tools/bin/rotel"
+"$tools/bin/rotel" --version >/dev/null || { echo "setup: rotel does not run" >&2; exit 1; }
+
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, rotel $ROTEL_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION"

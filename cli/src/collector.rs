@@ -1,8 +1,15 @@
 //! `mcptrail collect`: an HTTP audit sink. It accepts NDJSON and OTLP/HTTP JSON logs,
 //! appends every record line to a file (fsync'd per batch), answers 200 only after the
 //! write, and verifies the chains as records arrive.
+//!
+//! Delivery is at least once: a batch whose answer was lost (a timeout after the write) is
+//! sent again. The sink is idempotent: a line identical to one it already stored at the same
+//! `chain.stream`/`chain.seq` is acknowledged without being stored twice. A different line at
+//! a stored position is stored, and the verifier flags it.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -10,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use mcptrail::audit::chain::Verifier;
+use mcptrail::audit::chain::{sha256_hex, Verifier};
 use mcptrail::audit::otlp;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -25,11 +32,67 @@ pub struct Options {
     pub echo: bool,
 }
 
+/// What the sink did so far (for tests and logs).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Ingest requests answered 200.
+    pub batches: AtomicU64,
+    /// Lines appended to the file.
+    pub stored: AtomicU64,
+    /// Lines acknowledged without storing: already stored at the same position.
+    pub duplicates: AtomicU64,
+}
+
+/// A stored line's `((chain.stream, chain.seq), sha256)`.
+type Stored = ((String, u64), String);
+
+/// Lines remembered per stream to recognise a re-sent batch.
+const SEEN_PER_STREAM: usize = 100_000;
+
+/// Hashes of the lines recently stored, per stream and seq.
+#[derive(Default)]
+struct Seen {
+    streams: HashMap<String, (HashMap<u64, String>, VecDeque<u64>)>,
+}
+
+/// `(chain.stream, chain.seq)` of a record line.
+fn position(line: &str) -> Option<(String, u64)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let c = v.get("chain")?;
+    Some((
+        c.get("stream")?.as_str()?.to_string(),
+        c.get("seq")?.as_u64()?,
+    ))
+}
+
+impl Seen {
+    fn is_stored(&self, pos: &(String, u64), hash: &str) -> bool {
+        self.streams
+            .get(&pos.0)
+            .and_then(|(m, _)| m.get(&pos.1))
+            .is_some_and(|h| h == hash)
+    }
+
+    fn remember(&mut self, pos: (String, u64), hash: String) {
+        let (m, order) = self.streams.entry(pos.0).or_default();
+        if m.insert(pos.1, hash).is_none() {
+            order.push_back(pos.1);
+        }
+        while order.len() > SEEN_PER_STREAM {
+            if let Some(old) = order.pop_front() {
+                m.remove(&old);
+            }
+        }
+    }
+}
+
 struct Sink {
     file: tokio::fs::File,
     lines: usize,
     verifier: Verifier,
+    seen: Seen,
     echo: bool,
+    counters: Arc<Counters>,
 }
 
 type Shared = Arc<Mutex<Sink>>;
@@ -79,41 +142,82 @@ async fn ingest(
         Ok(l) => l,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let mut buf = Vec::with_capacity(body.len() + lines.len());
-    for l in &lines {
+    let mut s = sink.lock().await;
+    // Drop what is already stored (a batch sent again after a lost answer).
+    let mut fresh: Vec<(String, Option<Stored>)> = Vec::with_capacity(lines.len());
+    let mut duplicates = 0u64;
+    for l in lines {
+        let key = position(&l).map(|p| (p, sha256_hex(l.as_bytes())));
+        let again = key.as_ref().is_some_and(|(p, h)| {
+            s.seen.is_stored(p, h)
+                || fresh
+                    .iter()
+                    .any(|(_, k)| k.as_ref().is_some_and(|(kp, kh)| kp == p && kh == h))
+        });
+        if again {
+            duplicates += 1;
+        } else {
+            fresh.push((l, key));
+        }
+    }
+    let mut buf = Vec::with_capacity(body.len() + fresh.len());
+    for (l, _) in &fresh {
         buf.extend_from_slice(l.as_bytes());
         buf.push(b'\n');
     }
-    let mut s = sink.lock().await;
     let written = async {
-        s.file.write_all(&buf).await?;
-        s.file.sync_data().await
+        if !buf.is_empty() {
+            s.file.write_all(&buf).await?;
+            s.file.sync_data().await?;
+        }
+        Ok::<(), std::io::Error>(())
     }
     .await;
     if let Err(e) = written {
         eprintln!("collector: write failed: {e}");
         return (StatusCode::INTERNAL_SERVER_ERROR, "write failed\n".into());
     }
-    for l in &lines {
+    let stored = fresh.len();
+    for (l, key) in fresh {
         s.lines += 1;
         let n = s.lines;
         let before = s.verifier.problems().len();
-        s.verifier.feed(n, l);
+        s.verifier.feed(n, &l);
         for p in s.verifier.problems().iter().skip(before) {
             eprintln!("collector: verify: line {}: {}", p.line, p.message);
+        }
+        if let Some((pos, hash)) = key {
+            s.seen.remember(pos, hash);
         }
         if s.echo {
             println!("{l}");
         }
     }
+    if duplicates > 0 {
+        eprintln!(
+            "collector: {duplicates} line(s) received again (a re-sent batch): acknowledged, stored once"
+        );
+    }
+    s.counters.batches.fetch_add(1, Ordering::Relaxed);
+    s.counters
+        .stored
+        .fetch_add(stored as u64, Ordering::Relaxed);
+    s.counters
+        .duplicates
+        .fetch_add(duplicates, Ordering::Relaxed);
     (
         StatusCode::OK,
-        format!("{{\"accepted\":{}}}\n", lines.len()),
+        format!("{{\"accepted\":{stored},\"duplicates\":{duplicates}}}\n"),
     )
 }
 
 /// The collector's routes.
 pub async fn router(opts: &Options) -> anyhow::Result<Router> {
+    Ok(router_with_counters(opts).await?.0)
+}
+
+/// The collector's routes, and what they count.
+pub async fn router_with_counters(opts: &Options) -> anyhow::Result<(Router, Arc<Counters>)> {
     let file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -122,22 +226,30 @@ pub async fn router(opts: &Options) -> anyhow::Result<Router> {
     // Continue numbering after what the file already holds, so problems name real lines.
     let existing = tokio::fs::read(&opts.out).await?;
     let mut verifier = Verifier::new(opts.hmac_key.clone());
+    let mut seen = Seen::default();
     let mut lines = 0;
     for l in String::from_utf8_lossy(&existing).lines() {
         lines += 1;
         verifier.feed(lines, l);
+        if let Some(p) = position(l) {
+            seen.remember(p, sha256_hex(l.as_bytes()));
+        }
     }
+    let counters = Arc::new(Counters::default());
     let sink = Arc::new(Mutex::new(Sink {
         file,
         lines,
         verifier,
+        seen,
         echo: opts.echo,
+        counters: Arc::clone(&counters),
     }));
-    Ok(Router::new()
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/{*path}", post(ingest))
         .route("/", post(ingest))
-        .with_state(sink))
+        .with_state(sink);
+    Ok((app, counters))
 }
 
 /// Serves until the process ends.
@@ -170,5 +282,74 @@ mod tests {
             vec!["{\"a\":1}"]
         );
         assert!(record_lines(&h("application/x-protobuf"), b"x").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_batch_sent_again_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a.ndjson");
+        let key = b"secret-key-for-demo-only".to_vec();
+        let opts = Options {
+            out: out.clone(),
+            hmac_key: Some(key.clone()),
+            echo: false,
+        };
+        let (app, counters) = router_with_counters(&opts).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut chain = mcptrail::audit::chain::Chain::new("00000000000000aa".into(), Some(key));
+        let l: Vec<String> = (0..3)
+            .map(|i| chain.seal(&format!("{{\"i\":{i}}}")))
+            .collect();
+        let post = |body: String| {
+            let url = url.clone();
+            async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.text().await.unwrap()
+            }
+        };
+        assert!(post(format!("{}\n{}\n", l[0], l[1]))
+            .await
+            .contains("\"duplicates\":0"));
+        // The answer was lost: the same batch comes again, then the next one.
+        assert!(post(format!("{}\n{}\n", l[0], l[1]))
+            .await
+            .contains("\"accepted\":0,\"duplicates\":2"));
+        assert!(post(format!("{}\n{}\n", l[1], l[2]))
+            .await
+            .contains("\"accepted\":1,\"duplicates\":1"));
+        let stored = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(stored.lines().collect::<Vec<_>>(), l);
+        assert_eq!(counters.duplicates.load(Ordering::Relaxed), 3);
+        // A different line at a stored position is kept (and is the verifier's business).
+        let forged = l[1].replace("\"i\":1", "\"i\":7");
+        assert!(post(format!("{forged}\n")).await.contains("\"accepted\":1"));
+        let report =
+            crate::verify::verify_files(Some(b"secret-key-for-demo-only".to_vec()), &[&out])
+                .unwrap();
+        assert!(!report.problems.is_empty());
+        // A restarted collector remembers what the file holds.
+        let (app, counters) = router_with_counters(&opts).await.unwrap();
+        server.abort();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url2 = format!("http://{}/ingest", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let r = reqwest::Client::new()
+            .post(url2)
+            .header("content-type", "application/x-ndjson")
+            .body(format!("{}\n", l[2]))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.text().await.unwrap().contains("\"duplicates\":1"));
+        assert_eq!(counters.duplicates.load(Ordering::Relaxed), 1);
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcptrail_cli::{collector, issuer, verify};
+use mcptrail_cli::{collector, issuer, query, records, replay, verify};
 
 #[derive(Parser)]
 #[command(name = "mcptrail", version, about = "mcptrail audit tools")]
@@ -33,6 +33,48 @@ enum Command {
     Verify {
         #[arg(long, env = "MCPTRAIL_HMAC_KEY", hide_env_values = true)]
         hmac_key: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Filter collected records and print them as a table (or NDJSON with --json).
+    ///
+    /// Each criterion may be repeated (any value matches); all criteria must hold. Times:
+    /// RFC 3339, a UTC date (2026-11-23, today, yesterday: as --until, the whole day counts),
+    /// now, or a duration ago (90s, 15m, 24h, 7d, 2w). --since is inclusive, --until exclusive.
+    Query {
+        /// identity.sub or identity.email.
+        #[arg(long = "user", value_name = "SUB")]
+        users: Vec<String>,
+        /// Tool name glob (* and ?), e.g. 'delete_*'.
+        #[arg(long = "tool", value_name = "GLOB")]
+        tools: Vec<String>,
+        /// JSON-RPC method glob, e.g. 'resources/*'.
+        #[arg(long = "method", value_name = "GLOB")]
+        methods: Vec<String>,
+        /// Record kind glob: command, session.start, '*.denied', ...
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<String>,
+        /// Mcp-Session-Id.
+        #[arg(long = "session", value_name = "ID")]
+        sessions: Vec<String>,
+        /// outcome.status: ok, error, denied, upstream_error, aborted.
+        #[arg(long = "status", value_name = "S")]
+        statuses: Vec<String>,
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// Print the matching lines exactly as stored (NDJSON) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print one session as a readable transcript: who, when, what, arguments (as recorded,
+    /// masked), outcome and duration, in the order the calls started.
+    Replay {
+        #[arg(long, value_name = "ID")]
+        session: String,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -124,6 +166,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Query {
+            users,
+            tools,
+            methods,
+            kinds,
+            sessions,
+            statuses,
+            since,
+            until,
+            json,
+            files,
+        } => {
+            let now = records::now_ms();
+            let filter = query::Filter {
+                users,
+                tools,
+                methods,
+                kinds,
+                sessions,
+                statuses,
+                since_ms: since
+                    .as_deref()
+                    .map(|s| records::parse_time(s, now, false))
+                    .transpose()?,
+                until_ms: until
+                    .as_deref()
+                    .map(|s| records::parse_time(s, now, true))
+                    .transpose()?,
+            };
+            let (entries, skipped) = records::read_files(&files)?;
+            for s in &skipped {
+                eprintln!("mcptrail: skipped {s}");
+            }
+            let rows = query::select(&filter, &entries);
+            if json {
+                print!("{}", query::ndjson(&rows));
+            } else {
+                print!("{}", query::table(&rows, entries.len()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { session, files } => {
+            let (entries, skipped) = records::read_files(&files)?;
+            for s in &skipped {
+                eprintln!("mcptrail: skipped {s}");
+            }
+            print!("{}", replay::transcript(&entries, &session)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Issuer {
             listen,

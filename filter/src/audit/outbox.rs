@@ -21,12 +21,18 @@ pub const MAX_BACKOFF_MS: u64 = 30_000;
 struct Entry {
     line: String,
     meta: Option<Meta>,
+    /// The loss an `audit.dropped` entry reports.
+    reports: Option<Dropped>,
 }
 
 #[derive(Debug, Clone)]
 struct Inflight {
     body: Vec<u8>,
     records: usize,
+    /// Losses reported by the `audit.dropped` records in this batch: if the batch is given
+    /// up, they are reported again (else the count would be lost with its report).
+    reports_full: u64,
+    reports_retries: u64,
     /// Failed attempts so far.
     failures: u32,
     /// `Some` while waiting for a response; `None` while waiting to retry.
@@ -144,7 +150,11 @@ impl Outbox {
         let json = serde_json::to_string(record).unwrap_or_else(|_| "{}".into());
         let line = self.chain.seal(&json);
         let meta = (self.settings.format == Format::Otlp).then(|| Meta::of(record, now_ms));
-        self.queue.push_back(Entry { line, meta });
+        self.queue.push_back(Entry {
+            line,
+            meta,
+            reports: record.dropped.clone(),
+        });
         self.stats.emitted += 1;
     }
 
@@ -215,6 +225,16 @@ impl Outbox {
             bytes += e.line.len() + 1;
         }
         let entries: Vec<Entry> = self.queue.drain(..take).collect();
+        let reported = |reason: DropReason| -> u64 {
+            entries
+                .iter()
+                .filter_map(|e| e.reports.as_ref())
+                .filter(|d| d.reason == reason)
+                .map(|d| d.count)
+                .sum()
+        };
+        let reports_full = reported(DropReason::BufferFull);
+        let reports_retries = reported(DropReason::RetriesExhausted);
         let body = match self.settings.format {
             Format::Ndjson => {
                 let mut b = Vec::with_capacity(bytes);
@@ -234,6 +254,8 @@ impl Outbox {
         Inflight {
             body,
             records: entries.len(),
+            reports_full,
+            reports_retries,
             failures: 0,
             sent: false,
             retry_at_ms: 0,
@@ -260,7 +282,10 @@ impl Outbox {
         f.sent = false;
         let max = self.settings.max_retries;
         if max != 0 && f.failures > max {
-            self.lost_retries += f.records as u64;
+            // The records of the batch (sealed: their seqs will be missing), plus what the
+            // lost `audit.dropped` records in it reported (so the count survives its report).
+            self.lost_retries += f.records as u64 + f.reports_retries;
+            self.lost_full += f.reports_full;
             self.stats.dropped_retries_exhausted += f.records as u64;
             self.inflight = None;
             self.report_losses(now_ms);
@@ -350,6 +375,45 @@ mod tests {
         assert!(l[0].contains(r#""dropped":{"count":1,"reason":"retries_exhausted"}"#));
         assert!(l[0].contains(r#""seq":2"#));
         assert_eq!(o.stats().dropped_retries_exhausted, 1);
+    }
+
+    #[test]
+    fn a_lost_report_is_reported_again() {
+        // Buffer-full losses, then every batch given up, then the collector is back.
+        let mut o = outbox(r#","max_retries":1,"batch_max_records":2,"buffer_max_records":2"#);
+        o.push(&rec(1), 0);
+        o.push(&rec(2), 0);
+        assert_eq!(o.push(&rec(3), 0), Pushed::Dropped);
+        let mut now = 0;
+        let mut give_up = |o: &mut Outbox| {
+            for _ in 0..2 {
+                now += MAX_BACKOFF_MS;
+                assert!(o.next_send(now, true).is_some());
+                o.on_result(false, now);
+            }
+        };
+        give_up(&mut o); // seq 1-2 lost; seq 3 reports 2 (retries), seq 4 reports 1 (full)
+        give_up(&mut o); // seq 3-4 lost with their reports
+        now += MAX_BACKOFF_MS;
+        let s = o.next_send(now, true).unwrap();
+        let l = lines(s.body);
+        o.on_result(true, now);
+        assert_eq!(l.len(), 2, "{l:?}");
+        // 4 sealed records lost (their seqs are the gap), 1 never sealed.
+        assert!(
+            l[0].contains(r#""dropped":{"count":4,"reason":"retries_exhausted"}"#),
+            "{}",
+            l[0]
+        );
+        assert!(l[0].contains(r#""seq":5"#));
+        assert!(
+            l[1].contains(r#""dropped":{"count":1,"reason":"buffer_full"}"#),
+            "{}",
+            l[1]
+        );
+        assert!(l[1].contains(r#""seq":6"#));
+        assert_eq!(o.stats().dropped_retries_exhausted, 4);
+        assert_eq!(o.stats().dropped_buffer_full, 1);
     }
 
     #[test]

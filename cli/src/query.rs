@@ -1,0 +1,344 @@
+//! `mcptrail query`: filters collected records by user, tool, method, kind, session, status
+//! and time, and prints a table (or the matching lines, NDJSON).
+
+use mcptrail::policy::Glob;
+use serde_json::Value;
+
+use crate::records::{fmt_ms, Entry};
+
+/// What to keep. Within one criterion, any value may match; all criteria must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// `identity.sub` or `identity.email`, exactly.
+    pub users: Vec<String>,
+    /// Globs (`*`, `?`) on `mcp.tool`.
+    pub tools: Vec<String>,
+    /// Globs on `mcp.method`.
+    pub methods: Vec<String>,
+    /// Globs on `kind` (`session.*`, `*.denied`).
+    pub kinds: Vec<String>,
+    pub sessions: Vec<String>,
+    /// `outcome.status`.
+    pub statuses: Vec<String>,
+    /// `ts` at or after this (Unix ms).
+    pub since_ms: Option<u64>,
+    /// `ts` before this (Unix ms).
+    pub until_ms: Option<u64>,
+}
+
+fn any_glob(globs: &[String], v: Option<&str>) -> bool {
+    globs.is_empty() || v.is_some_and(|v| globs.iter().any(|g| Glob::new(g).matches(v)))
+}
+
+fn any_eq(values: &[String], v: Option<&str>) -> bool {
+    values.is_empty() || v.is_some_and(|v| values.iter().any(|x| x == v))
+}
+
+impl Filter {
+    pub fn matches(&self, e: &Entry) -> bool {
+        let users = self.users.is_empty()
+            || any_eq(&self.users, e.str_at("/identity/sub"))
+            || any_eq(&self.users, e.str_at("/identity/email"));
+        let time = match e.ts_ms {
+            Some(t) => self.since_ms.is_none_or(|s| t >= s) && self.until_ms.is_none_or(|u| t < u),
+            None => self.since_ms.is_none() && self.until_ms.is_none(),
+        };
+        users
+            && time
+            && any_glob(&self.tools, e.str_at("/mcp/tool"))
+            && any_glob(&self.methods, e.str_at("/mcp/method"))
+            && any_glob(&self.kinds, e.str_at("/kind"))
+            && any_eq(&self.sessions, e.str_at("/session"))
+            && any_eq(&self.statuses, e.str_at("/outcome/status"))
+    }
+}
+
+/// The records that match, in time order (`ts`; file order for equal times, records
+/// without a time first).
+pub fn select<'a>(filter: &Filter, entries: &'a [Entry]) -> Vec<&'a Entry> {
+    let mut out: Vec<&Entry> = entries.iter().filter(|e| filter.matches(e)).collect();
+    out.sort_by_key(|e| e.ts_ms);
+    out
+}
+
+/// What a record did, in a few words: `tools/call echo`, `resources/read file:///x`,
+/// `dropped 3 (buffer_full)`, ...
+pub fn action(e: &Entry) -> String {
+    let v = &e.value;
+    if let Some(d) = v.get("dropped") {
+        return format!(
+            "dropped {} ({})",
+            d.get("count").and_then(Value::as_u64).unwrap_or(0),
+            d.get("reason").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
+    let method = e.str_at("/mcp/method");
+    let target = e
+        .str_at("/mcp/tool")
+        .or_else(|| e.str_at("/mcp/prompt"))
+        .or_else(|| e.str_at("/mcp/resource"));
+    match (method, target) {
+        (Some(m), Some(t)) => format!("{m} {t}"),
+        (Some(m), None) => m.to_string(),
+        (None, _) if v.get("mcp").is_some_and(Value::is_object) => "(response)".into(),
+        (None, _) => match e.kind() {
+            "session.end" => "(session end)".into(),
+            _ => "-".into(),
+        },
+    }
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The table: one row per record, then a count.
+pub fn table(rows: &[&Entry], total: usize) -> String {
+    let head = [
+        "TIME", "KIND", "USER", "SESSION", "ACTION", "STATUS", "HTTP", "MS", "WHERE",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    for e in rows {
+        let v = &e.value;
+        let session = e.str_at("/session").map_or_else(
+            || "-".to_string(),
+            |s| s.chars().take(12).collect::<String>(),
+        );
+        cells.push(vec![
+            fmt_ms(e.ts_ms),
+            e.kind().to_string(),
+            e.who().to_string(),
+            session,
+            action(e),
+            cell(v.pointer("/outcome/status")),
+            cell(v.pointer("/outcome/http_status")),
+            cell(v.pointer("/outcome/duration_ms")),
+            format!("{}:{}", e.file, e.line),
+        ]);
+    }
+    let widths: Vec<usize> = (0..head.len())
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in &cells {
+        let mut line = String::new();
+        for (c, text) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(text);
+            } else {
+                line.push_str(&format!("{text:<w$}  ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!("{} of {total} records\n", rows.len()));
+    out
+}
+
+/// The matching lines exactly as stored (NDJSON).
+pub fn ndjson(rows: &[&Entry]) -> String {
+    let mut out = String::new();
+    for e in rows {
+        out.push_str(&e.raw);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{parse_time, read_files};
+    use serde_json::json;
+
+    // 2026-11-24T10:30:00.000Z
+    const NOW: u64 = 1_795_516_200_000;
+
+    fn rec(
+        ts: &str,
+        sub: Option<&str>,
+        kind: &str,
+        method: &str,
+        tool: Option<&str>,
+        status: &str,
+    ) -> Value {
+        json!({
+            "v": 1, "kind": kind, "ts": ts, "id": "x", "session": "sess-alice-1", "request_id": "r",
+            "identity": sub.map(|s| json!({"sub": s, "iss": "i", "email": format!("{s}@example.com"), "groups": [], "client_id": null})),
+            "source": {"address": "127.0.0.1:1"},
+            "mcp": {"method": method, "id": 1, "tool": tool, "arguments": tool.map(|_| json!({"q": 1})), "protocol_version": "2025-06-18"},
+            "outcome": {"status": status, "http_status": 200, "is_error": false, "error": null, "duration_ms": 12, "response_bytes": 10},
+            "masked": [],
+        })
+    }
+
+    fn sample() -> (tempfile::TempDir, Vec<Entry>) {
+        let lines = [
+            rec(
+                "2026-11-23T09:00:00.000Z",
+                Some("alice"),
+                "command",
+                "tools/call",
+                Some("query_db"),
+                "ok",
+            ),
+            rec(
+                "2026-11-22T23:59:59.999Z",
+                Some("alice"),
+                "command",
+                "tools/call",
+                Some("echo"),
+                "ok",
+            ),
+            rec(
+                "2026-11-23T12:00:00.000Z",
+                Some("bob"),
+                "command",
+                "tools/call",
+                Some("query_db"),
+                "error",
+            ),
+            rec(
+                "2026-11-23T13:00:00.000Z",
+                Some("alice"),
+                "policy.denied",
+                "tools/call",
+                Some("delete_user"),
+                "denied",
+            ),
+            rec(
+                "2026-11-24T08:00:00.000Z",
+                Some("alice"),
+                "command",
+                "tools/list",
+                None,
+                "ok",
+            ),
+            rec(
+                "2026-11-23T14:00:00.000Z",
+                None,
+                "auth.denied",
+                "initialize",
+                None,
+                "denied",
+            ),
+            json!({"v": 1, "kind": "audit.dropped", "ts": "2026-11-23T15:00:00.000Z", "id": "d", "session": null,
+                   "request_id": null, "identity": null, "source": null, "mcp": null, "outcome": null, "masked": [],
+                   "dropped": {"count": 3, "reason": "buffer_full"}}),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("audit.ndjson");
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&f, text).unwrap();
+        let (entries, skipped) = read_files(&[&f]).unwrap();
+        assert!(skipped.is_empty());
+        (dir, entries)
+    }
+
+    fn lines_of(rows: &[&Entry]) -> Vec<usize> {
+        rows.iter().map(|e| e.line).collect()
+    }
+
+    #[test]
+    fn what_did_alice_do_yesterday() {
+        let (_d, entries) = sample();
+        let f = Filter {
+            users: vec!["alice".into()],
+            since_ms: Some(parse_time("yesterday", NOW, false).unwrap()),
+            until_ms: Some(parse_time("yesterday", NOW, true).unwrap()),
+            ..Default::default()
+        };
+        // In time order; not the day before, not today, not bob.
+        assert_eq!(lines_of(&select(&f, &entries)), vec![1, 4]);
+        // The email names her too.
+        let by_email = Filter {
+            users: vec!["alice@example.com".into()],
+            ..f.clone()
+        };
+        assert_eq!(lines_of(&select(&by_email, &entries)), vec![1, 4]);
+    }
+
+    #[test]
+    fn criteria() {
+        let (_d, entries) = sample();
+        let q = |f: Filter| lines_of(&select(&f, &entries));
+        assert_eq!(q(Filter::default()), vec![2, 1, 3, 4, 6, 7, 5]);
+        let tools = |t: &[&str]| Filter {
+            tools: t.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(q(tools(&["query_*"])), vec![1, 3]);
+        assert_eq!(q(tools(&["echo", "delete_?ser"])), vec![2, 4]);
+        let kinds = Filter {
+            kinds: vec!["*.denied".into()],
+            ..Default::default()
+        };
+        assert_eq!(q(kinds), vec![4, 6]);
+        let status = Filter {
+            statuses: vec!["error".into(), "denied".into()],
+            ..Default::default()
+        };
+        assert_eq!(q(status), vec![3, 4, 6]);
+        let session = Filter {
+            sessions: vec!["sess-alice-1".into()],
+            methods: vec!["tools/list".into()],
+            ..Default::default()
+        };
+        assert_eq!(q(session), vec![5]);
+        let window = Filter {
+            since_ms: Some(parse_time("2026-11-23T12:00:00Z", NOW, false).unwrap()),
+            until_ms: Some(parse_time("2026-11-23T14:00:00Z", NOW, true).unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(q(window), vec![3, 4], "since inclusive, until exclusive");
+        let recent = Filter {
+            since_ms: Some(parse_time("3h", NOW, false).unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(q(recent), vec![5]);
+        let nobody = Filter {
+            users: vec!["carol".into()],
+            ..Default::default()
+        };
+        assert!(q(nobody).is_empty());
+    }
+
+    #[test]
+    fn table_and_ndjson() {
+        let (_d, entries) = sample();
+        let rows = select(&Filter::default(), &entries);
+        let t = table(&rows, entries.len());
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("TIME  "), "{t}");
+        assert!(lines[0].contains("ACTION"));
+        assert_eq!(lines.len(), 1 + 7 + 1);
+        assert!(
+            lines[1].starts_with("2026-11-22T23:59:59.999Z  command"),
+            "{t}"
+        );
+        assert!(lines[1].contains("tools/call echo"));
+        assert!(lines[1].ends_with("audit.ndjson:2"));
+        assert!(t.contains("dropped 3 (buffer_full)"));
+        assert!(t.contains("auth.denied"));
+        assert_eq!(lines[8], "7 of 7 records");
+        // Columns line up.
+        let at = lines[0].find("ACTION").unwrap();
+        assert!(lines[1..8]
+            .iter()
+            .all(|l| l.chars().nth(at - 1) == Some(' ')));
+        let n = ndjson(&rows[..2]);
+        assert_eq!(n.lines().count(), 2);
+        assert_eq!(n.lines().next().unwrap(), entries[1].raw);
+    }
+}

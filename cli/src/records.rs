@@ -1,0 +1,232 @@
+//! Reading collected audit files for `query` and `replay`: records with where they came
+//! from, and the time expressions the commands accept.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use mcptrail::time::{parse_rfc3339_ms, rfc3339_ms};
+use serde_json::Value;
+
+/// One record of a collected file.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub file: String,
+    /// 1-based line in `file`.
+    pub line: usize,
+    /// The line exactly as stored.
+    pub raw: String,
+    pub value: Value,
+    /// `ts` in Unix milliseconds.
+    pub ts_ms: Option<u64>,
+}
+
+impl Entry {
+    pub fn str_at(&self, pointer: &str) -> Option<&str> {
+        self.value.pointer(pointer).and_then(Value::as_str)
+    }
+
+    pub fn kind(&self) -> &str {
+        self.str_at("/kind").unwrap_or("?")
+    }
+
+    /// When the exchange started: `ts` (its end) less `outcome.duration_ms`.
+    pub fn started_ms(&self) -> Option<u64> {
+        let d = self
+            .value
+            .pointer("/outcome/duration_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        self.ts_ms.map(|t| t.saturating_sub(d))
+    }
+
+    /// Who: the subject, else the email, else `-` (anonymous or unauthenticated).
+    pub fn who(&self) -> &str {
+        self.str_at("/identity/sub")
+            .or_else(|| self.str_at("/identity/email"))
+            .unwrap_or("-")
+    }
+}
+
+/// Reads files in order. Lines that are not JSON objects are skipped and reported in the
+/// second element (`FILE:LINE: why`), so a damaged file can still be searched.
+pub fn read_files(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<Entry>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for f in files {
+        let f = f.as_ref();
+        let name = f.display().to_string();
+        let file = std::fs::File::open(f).with_context(|| format!("cannot open {name}"))?;
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read {name}"))?;
+            let line = line.strip_suffix('\r').unwrap_or(&line).to_string();
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&line) {
+                Ok(value) if value.is_object() => {
+                    let ts_ms = value
+                        .get("ts")
+                        .and_then(Value::as_str)
+                        .and_then(parse_rfc3339_ms);
+                    out.push(Entry {
+                        file: name.clone(),
+                        line: i + 1,
+                        raw: line,
+                        value,
+                        ts_ms,
+                    });
+                }
+                Ok(_) => skipped.push(format!("{name}:{}: not a JSON object", i + 1)),
+                Err(e) => skipped.push(format!("{name}:{}: not JSON: {e}", i + 1)),
+            }
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+/// Parses a time bound: an RFC 3339 time (`2026-11-23T10:00:00Z`, offsets allowed), a UTC
+/// date (`2026-11-23`, `today`, `yesterday`), `now`, or a duration before now (`90s`, `15m`,
+/// `24h`, `7d`, `2w`). A date starts at its midnight; as an upper bound (`end`) it reaches
+/// to the next midnight, so `--since D --until D` is the whole day D.
+pub fn parse_time(s: &str, now_ms: u64, end: bool) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let today = now_ms - now_ms % DAY_MS;
+    let day = |start: u64| if end { start + DAY_MS } else { start };
+    match s {
+        "now" => return Ok(now_ms),
+        "today" => return Ok(day(today)),
+        "yesterday" => return Ok(day(today.saturating_sub(DAY_MS))),
+        _ => {}
+    }
+    if let Some(t) = parse_rfc3339_ms(s) {
+        return Ok(t);
+    }
+    if s.len() == 10 {
+        if let Some(t) = parse_rfc3339_ms(&format!("{s}T00:00:00Z")) {
+            return Ok(day(t));
+        }
+    }
+    if let Some(unit) = s.chars().last() {
+        let ms = match unit {
+            's' => Some(1_000),
+            'm' => Some(60_000),
+            'h' => Some(3_600_000),
+            'd' => Some(DAY_MS),
+            'w' => Some(7 * DAY_MS),
+            _ => None,
+        };
+        let n = s[..s.len() - unit.len_utf8()].parse::<u64>().ok();
+        if let (Some(ms), Some(n)) = (ms, n) {
+            return Ok(now_ms.saturating_sub(n.saturating_mul(ms)));
+        }
+    }
+    bail!(
+        "`{s}` is not a time: use RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23, today, \
+         yesterday), now, or a duration ago (90s, 15m, 24h, 7d, 2w)"
+    )
+}
+
+/// `rfc3339_ms`, or `?` for an unknown time.
+pub fn fmt_ms(ms: Option<u64>) -> String {
+    ms.map_or_else(|| "?".to_string(), rfc3339_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-11-24T10:30:00.000Z
+    const NOW: u64 = 1_795_516_200_000;
+
+    fn t(s: &str) -> u64 {
+        parse_rfc3339_ms(s).unwrap()
+    }
+
+    #[test]
+    fn time_bounds() {
+        assert_eq!(
+            parse_time("2026-11-23T10:00:00Z", NOW, false).unwrap(),
+            t("2026-11-23T10:00:00Z")
+        );
+        assert_eq!(
+            parse_time("2026-11-23T11:00:00+01:00", NOW, true).unwrap(),
+            t("2026-11-23T10:00:00Z")
+        );
+        assert_eq!(
+            parse_time("2026-11-23", NOW, false).unwrap(),
+            t("2026-11-23T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("2026-11-23", NOW, true).unwrap(),
+            t("2026-11-24T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("yesterday", NOW, false).unwrap(),
+            t("2026-11-23T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("yesterday", NOW, true).unwrap(),
+            t("2026-11-24T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("today", NOW, false).unwrap(),
+            t("2026-11-24T00:00:00Z")
+        );
+        assert_eq!(parse_time("now", NOW, true).unwrap(), NOW);
+        assert_eq!(
+            parse_time("24h", NOW, false).unwrap(),
+            t("2026-11-23T10:30:00Z")
+        );
+        assert_eq!(
+            parse_time("7d", NOW, false).unwrap(),
+            t("2026-11-17T10:30:00Z")
+        );
+        assert_eq!(parse_time("90s", NOW, false).unwrap(), NOW - 90_000);
+        assert_eq!(parse_time("15m", NOW, false).unwrap(), NOW - 900_000);
+        assert_eq!(parse_time("2w", NOW, false).unwrap(), NOW - 14 * DAY_MS);
+        for bad in [
+            "",
+            "h",
+            "24x",
+            "-3h",
+            "2026-13-01",
+            "2026-11-23T10:00",
+            "soon",
+        ] {
+            assert!(parse_time(bad, NOW, false).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_records_and_reports_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.ndjson");
+        std::fs::write(
+            &f,
+            "{\"kind\":\"command\",\"ts\":\"2026-11-24T10:00:00.123Z\",\"identity\":{\"sub\":\"alice\"}}\n\nnope\n[1]\n{\"kind\":\"audit.dropped\",\"ts\":\"x\",\"identity\":null}\r\n",
+        )
+        .unwrap();
+        let (entries, skipped) = read_files(&[&f]).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].line, 1);
+        assert_eq!(entries[0].who(), "alice");
+        assert_eq!(entries[0].ts_ms, Some(t("2026-11-24T10:00:00.123Z")));
+        assert_eq!(entries[1].line, 5);
+        assert_eq!(entries[1].who(), "-");
+        assert_eq!(entries[1].ts_ms, None);
+        assert!(!entries[1].raw.ends_with('\r'));
+        assert_eq!(skipped.len(), 2);
+        assert!(skipped[0].ends_with(":3: not JSON: expected ident at line 1 column 2"));
+        assert!(read_files(&[dir.path().join("missing")]).is_err());
+    }
+}
