@@ -1231,6 +1231,17 @@ impl Stream {
                 last_event_id: self.last_event_id.clone(),
                 ..Mcp::default()
             });
+            // Delivered intact; how the stream ends belongs to the command it served.
+            r.outcome = Some(Outcome {
+                status: Status::Ok,
+                http_status: self.response_status,
+                is_error: false,
+                error: None,
+                duration_ms: None,
+                response_bytes: None,
+                notifications: 0,
+                server_requests: 0,
+            });
             return r;
         }
         let owed = m.id.as_ref().and_then(|id| {

@@ -79,6 +79,8 @@ mod tests {
             error: None,
             duration_ms: Some(12),
             response_bytes: Some(512),
+            notifications: 0,
+            server_requests: 0,
         }
     }
 
@@ -223,6 +225,31 @@ mod tests {
             dropped.dropped = Some(Dropped { count: 42, reason });
             out.push(dropped);
         }
+
+        // A request the server sent, recorded as it came (mcp.record_notifications).
+        let mut sampling = request(Kind::Notification, "sampling/createMessage", Status::Ok);
+        if let Some(m) = sampling.mcp.as_mut() {
+            m.id = Some(json!("s-1"));
+            m.direction = Some("server_to_client".into());
+            m.event_id = Some("e2".into());
+        }
+        out.push(sampling);
+
+        // A command whose answer counted server messages, and the reply owed to a cut
+        // stream, delivered on the resumed one.
+        let mut long = request(Kind::Command, "tools/call", Status::Ok);
+        if let Some(o) = long.outcome.as_mut() {
+            o.notifications = 3;
+            o.server_requests = 1;
+        }
+        out.push(long);
+        let mut resumed = request(Kind::Command, "tools/call", Status::Ok);
+        if let Some(m) = resumed.mcp.as_mut() {
+            m.event_id = Some("e3".into());
+            m.last_event_id = Some("e1".into());
+        }
+        resumed.reason = Some("reply delivered on a resumed stream (Last-Event-ID)".into());
+        out.push(resumed);
         out
     }
 
@@ -312,8 +339,9 @@ mod tests {
         let records = every_kind();
         let all = lines(&records, Some(b"k"));
         let call = all[2].clone();
-        let dropped = all.last().unwrap().clone();
-        let auth = all[7].clone();
+        let of_kind = |k: &str| all.iter().find(|v| v["kind"] == k).unwrap().clone();
+        let dropped = of_kind("audit.dropped");
+        let auth = of_kind("auth.denied");
         refused(
             call.clone(),
             |v| v["kind"] = json!("tool.call"),
