@@ -665,6 +665,8 @@ pub struct Stream {
     last_event_id: Option<String>,
     /// Events of a resumed stream that were recorded before (not recorded again).
     redelivered: u64,
+    /// Holds room in the outbox until `on_log` (see `Outbox::reserve`).
+    reserved: bool,
 }
 
 impl Stream {
@@ -695,6 +697,7 @@ impl Stream {
             session_identity_mismatch: false,
             last_event_id: None,
             redelivered: 0,
+            reserved: false,
         }
     }
 
@@ -794,7 +797,13 @@ impl Stream {
         if self.method == "POST" && !end_of_stream && self.shared.config.mcp.decode {
             self.body = Some(Vec::new());
         }
-        if self.shared.outbox.borrow().must_reject() {
+        let mut outbox = self.shared.outbox.borrow_mut();
+        if !outbox.must_reject() {
+            outbox.reserve();
+            self.reserved = true;
+            drop(outbox);
+        } else {
+            drop(outbox);
             // Compliance mode: nothing happens that is not recorded.
             self.silent = true;
             send(
@@ -1314,6 +1323,9 @@ impl Stream {
             .waiters
             .borrow_mut()
             .retain(|w| w.context_id != self.context_id);
+        if std::mem::take(&mut self.reserved) {
+            self.shared.outbox.borrow_mut().release();
+        }
         if !self.in_scope || self.silent {
             return;
         }

@@ -425,13 +425,9 @@ async fn full_buffer_rejects_requests_in_compliance_mode() {
     );
 }
 
-/// Compliance mode under concurrency: calls admitted together must all be recorded.
-/// Today the filter checks the buffer when a request starts and pushes its record when it
-/// ends, so concurrent calls admitted while the buffer had room overflow it, and their
-/// records are dropped (counted) in spite of `reject`. Run with `--ignored` once the filter
-/// reserves a buffer slot per admitted request.
+/// Compliance mode under concurrency: calls admitted together must all be recorded (each
+/// admitted request holds room in the buffer until its records come).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "filter bug: reject mode admits concurrent requests beyond the buffer, then drops their records"]
 async fn reject_mode_records_every_concurrent_call_it_admits() {
     let stack = stack(json!({ "buffer_max_records": 4, "on_buffer_full": "reject" })).await;
     stack.collector.set_fault(Fault::Status(500));

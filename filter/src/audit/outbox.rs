@@ -76,6 +76,8 @@ pub struct Outbox {
     inflight: Option<Inflight>,
     lost_full: u64,
     lost_retries: u64,
+    /// Requests admitted under `reject` whose records have not come yet.
+    reserved: usize,
     stats: Stats,
 }
 
@@ -90,6 +92,7 @@ impl Outbox {
             inflight: None,
             lost_full: 0,
             lost_retries: 0,
+            reserved: 0,
             stats: Stats::default(),
         }
     }
@@ -128,15 +131,30 @@ impl Outbox {
         self.buffered() >= self.settings.buffer_max_records
     }
 
-    /// Whether new MCP requests must be refused because nothing could record them.
+    /// Whether new MCP requests must be refused because nothing could record them: the
+    /// records held plus those promised to requests in progress fill the buffer.
     pub fn must_reject(&self) -> bool {
-        self.settings.on_buffer_full == OnBufferFull::Reject && self.is_full()
+        self.settings.on_buffer_full == OnBufferFull::Reject
+            && self.buffered().saturating_add(self.reserved) >= self.settings.buffer_max_records
     }
 
-    /// Seals and queues a record, or counts it lost when the buffer is full.
+    /// An admitted request will bring its records at its end: keep room for them, so a
+    /// request admitted under `reject` is never unrecorded.
+    pub fn reserve(&mut self) {
+        self.reserved = self.reserved.saturating_add(1);
+    }
+
+    /// The request ended (its records follow at once).
+    pub fn release(&mut self) {
+        self.reserved = self.reserved.saturating_sub(1);
+    }
+
+    /// Seals and queues a record, or counts it lost when the buffer is full. With
+    /// `on_buffer_full: reject` nothing is dropped: admission already kept the room (a
+    /// request that brings several records may overrun the bound by those few).
     pub fn push(&mut self, record: &Record, now_ms: u64) -> Pushed {
         self.report_losses(now_ms);
-        if self.is_full() {
+        if self.is_full() && self.settings.on_buffer_full != OnBufferFull::Reject {
             self.lost_full += 1;
             self.stats.dropped_buffer_full += 1;
             return Pushed::Dropped;
