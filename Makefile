@@ -12,7 +12,7 @@ export MCPTRAIL_TOOLS := $(TOOLS)
 # Logic tests compiled to wasm run under Node through wasm-bindgen's runner.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
-.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench-micro bench-auth \
+.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench bench-micro bench-auth \
 	bench-sse clean image validate-deploy compose-up compose-down compose-token compose-audit
 
 help: ## List the targets
@@ -62,6 +62,12 @@ size: build ## Module size, plain and after wasm-opt -Oz (needs binaryen: apt-ge
 fixtures: setup ## Re-record the decoder fixtures from real MCP servers (filter/testdata/exchanges/)
 	cargo build -q -p mcptrail-integration --bin demo-mcp-server
 	$(TOOLS)/venv/bin/python scripts/capture_fixtures.py
+
+bench: setup build build-cli ## The benchmark: plain Envoy vs jwt_authn vs mcptrail (wrk, h2load), streaming; table in bench/results/
+	@bash scripts/setup-bench.sh
+	cargo build -q --release -p mcptrail-integration --bin bench --bin sse-bench
+	./target/release/bench $(BENCH_ARGS)
+	@echo; echo "## Streaming (make bench-sse)"; ./target/release/sse-bench 100 | tee -a bench/results/latest.md
 
 bench-micro: ## Criterion micro-benches of the hot paths (JWT verify cold and cached, ...)
 	cargo bench -p mcptrail-filter --bench hot_paths

@@ -1,0 +1,713 @@
+//! `make bench`: the same MCP workloads through plain Envoy, Envoy's native `jwt_authn`
+//! (default, and with its JWT cache), and mcptrail at increasing depth, in one run, on
+//! loopback; load from `wrk` (HTTP/1.1) and `h2load` (h2c), Debian's packages.
+//!
+//! Envoy answers the MCP calls itself (`direct_response`), so the upstream costs nothing and
+//! what differs between variants is the filters. Each figure is the median of several runs,
+//! with the min–max spread. Writes a Markdown table to `bench/results/`.
+//!
+//! `bench [--quick]` (after `make build` and `make build-cli`).
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use mcptrail_integration::envoy::{self, loopback, Direct, EnvoySpec, Upstream};
+use mcptrail_integration::{DevIssuer, Envoy, TEST_HMAC_KEY_B64};
+use serde_json::{json, Value};
+
+const AUD: &str = "https://mcp.bench/mcp";
+
+/// What a variant puts in Envoy's filter chain.
+struct Variant {
+    name: &'static str,
+    /// `jwt_authn` before everything: `Some(cache)`.
+    jwt_authn: Option<bool>,
+    /// The mcptrail plugin configuration.
+    mcptrail: Option<Value>,
+}
+
+struct Workload {
+    name: &'static str,
+    path: &'static str,
+    h2: bool,
+    cold: bool,
+    workers: u32,
+}
+
+#[derive(Default, Clone)]
+struct Run {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    errors: u64,
+}
+
+fn filler(n: usize) -> String {
+    // Text with things maskers look for, as tool results carry them.
+    let unit = "Customer alice@example.com paid with 4111 1111 1111 1111 from 10.1.2.3; note: ";
+    unit.repeat(n / unit.len() + 1).chars().take(n).collect()
+}
+
+fn json_reply(bytes: usize) -> String {
+    let text = filler(bytes.saturating_sub(80));
+    json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}], "isError": false}})
+        .to_string()
+}
+
+fn sse_reply(events: usize) -> String {
+    let mut s = String::new();
+    for i in 1..events {
+        let _ = write!(
+            s,
+            "id: {i}\ndata: {}\n\n",
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": i, "total": events, "message": "working"}})
+        );
+    }
+    let _ = write!(s, "id: {events}\ndata: {}\n\n", json_reply(200));
+    s
+}
+
+fn request_body() -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lookup_customer",
+        "arguments": {"query": filler(800), "api_key": "sk-bench-0123456789", "limit": 10}}})
+    .to_string()
+}
+
+fn jwt_authn_yaml(jwks: &str, issuer: &str, cache: bool) -> String {
+    let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let cache = if cache {
+        "\n                  jwt_cache_config: { jwt_cache_size: 1000 }"
+    } else {
+        ""
+    };
+    format!(
+        r#"          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                dev:
+                  issuer: {issuer}
+                  audiences: [{aud}]
+                  forward: true
+                  local_jwks: {{ inline_string: {jwks} }}{cache}
+              rules:
+              - match: {{ prefix: "/mcp" }}
+                requires: {{ provider_name: dev }}
+"#,
+        issuer = q(issuer),
+        aud = q(AUD),
+        jwks = q(jwks),
+    )
+}
+
+fn variants(issuer: &str, jwks: &Value) -> Vec<Variant> {
+    let auth = json!({"mode": "required", "providers": [{"issuer": issuer, "audiences": [AUD], "jwks": jwks}]});
+    let audit = json!({"cluster": "audit_collector", "authority": "collector"});
+    let masking = json!({
+        "fields": ["password", "secret", "token", "api_key", "authorization"],
+        "detectors": ["email", "credit_card", "us_ssn", "iban", "phone", "ipv4", "jwt", "bearer_token",
+                      "aws_access_key", "gcp_api_key", "github_token", "slack_token", "private_key"],
+    });
+    let mut full_masking = masking.clone();
+    full_masking["responses"] = json!(true);
+    let mut full_audit = audit.clone();
+    full_audit["hmac_key"] = json!(TEST_HMAC_KEY_B64);
+    vec![
+        Variant {
+            name: "plain Envoy",
+            jwt_authn: None,
+            mcptrail: None,
+        },
+        Variant {
+            name: "jwt_authn",
+            jwt_authn: Some(false),
+            mcptrail: None,
+        },
+        Variant {
+            name: "jwt_authn + cache",
+            jwt_authn: Some(true),
+            mcptrail: None,
+        },
+        Variant {
+            name: "mcptrail: auth",
+            jwt_authn: None,
+            mcptrail: Some(
+                json!({"audit": audit, "auth": auth, "mcp": {"paths": ["/mcp"], "decode": false}}),
+            ),
+        },
+        Variant {
+            name: "mcptrail: auth+decode",
+            jwt_authn: None,
+            mcptrail: Some(json!({"audit": audit, "auth": auth, "mcp": {"paths": ["/mcp"]}})),
+        },
+        Variant {
+            name: "mcptrail: +mask",
+            jwt_authn: None,
+            mcptrail: Some(
+                json!({"audit": audit, "auth": auth, "mcp": {"paths": ["/mcp"]}, "masking": masking}),
+            ),
+        },
+        Variant {
+            name: "mcptrail: full",
+            jwt_authn: None,
+            mcptrail: Some(
+                json!({"audit": full_audit, "auth": auth, "mcp": {"paths": ["/mcp"]},
+                "masking": full_masking,
+                "policy": {"default": "allow", "rules": [{"tools": ["delete_*"], "groups": ["admins"], "action": "allow"}, {"tools": ["delete_*"], "action": "deny"}]}}),
+            ),
+        },
+    ]
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `mcptrail collect` (release build) as its own process: the audit sink.
+struct Sink {
+    child: Child,
+    addr: SocketAddr,
+    out: PathBuf,
+}
+
+impl Sink {
+    fn start(dir: &Path) -> anyhow::Result<Sink> {
+        let bin = envoy::repo_root().join("target/release/mcptrail");
+        if !bin.exists() {
+            bail!("{} not found: run `make build-cli`", bin.display());
+        }
+        let addr = loopback(free_port()?);
+        let out = dir.join("audit.ndjson");
+        let child = Command::new(bin)
+            .args(["collect", "--listen", &addr.to_string(), "--out"])
+            .arg(&out)
+            .args(["--hmac-key", TEST_HMAC_KEY_B64])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("collector did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Sink { child, addr, out })
+    }
+
+    fn lines(&self) -> u64 {
+        std::fs::read(&self.out)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_duration_us(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mul) = if let Some(v) = s.strip_suffix("us") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1e3)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1e6)
+    } else {
+        (s, 1.0)
+    };
+    num.trim().parse::<f64>().ok().map(|n| n * mul)
+}
+
+fn wrk(
+    url: &str,
+    script: &Path,
+    conns: u32,
+    secs: u32,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Run> {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .envs(env.iter().copied())
+        .output()
+        .context("running wrk (make bench-setup installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut run = Run::default();
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            run.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("50%") {
+            run.p50_us = parse_duration_us(v).unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("99%") {
+            run.p99_us = parse_duration_us(v).unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            run.errors += v.trim().parse::<u64>().unwrap_or(0);
+        } else if t.starts_with("Socket errors:") {
+            run.errors += t
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    if run.rps == 0.0 {
+        bail!(
+            "wrk gave no result:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(run)
+}
+
+fn h2load(url: &str, body: &Path, token: &str, conns: u32, secs: u32) -> anyhow::Result<Run> {
+    let out = Command::new("h2load")
+        .args(["-t1", &format!("-c{conns}"), "-m4", &format!("-D{secs}")])
+        .arg("-d")
+        .arg(body)
+        .args(["-H", "content-type: application/json"])
+        .args(["-H", "accept: application/json, text/event-stream"])
+        .args(["-H", &format!("authorization: Bearer {token}")])
+        .arg(url)
+        .output()
+        .context("running h2load (make bench-setup installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut run = Run::default();
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("finished in") {
+            // "finished in 3.00s, 12345.67 req/s, 1.23MB/s"
+            run.rps = rest
+                .split(',')
+                .nth(1)
+                .and_then(|v| v.trim().strip_suffix("req/s"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0);
+        } else if let Some(rest) = t.strip_prefix("time for request:") {
+            // min max mean sd +/- sd
+            let cols: Vec<&str> = rest.split_whitespace().collect();
+            run.p50_us = cols
+                .get(2)
+                .and_then(|v| parse_duration_us(v))
+                .unwrap_or(0.0);
+            run.p99_us = cols
+                .get(1)
+                .and_then(|v| parse_duration_us(v))
+                .unwrap_or(0.0);
+        } else if let Some(rest) = t.strip_prefix("status codes:") {
+            // "status codes: 1000 2xx, 0 3xx, 0 4xx, 0 5xx"
+            for part in rest.split(',') {
+                let p = part.trim();
+                if p.ends_with("4xx") || p.ends_with("5xx") {
+                    run.errors += p
+                        .split_whitespace()
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+    }
+    if run.rps == 0.0 {
+        bail!("h2load gave no result:\n{text}");
+    }
+    Ok(run)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+struct Cell {
+    rps: f64,
+    rps_min: f64,
+    rps_max: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
+}
+
+fn summarise(runs: &[Run]) -> Cell {
+    let mut rps: Vec<f64> = runs.iter().map(|r| r.rps).collect();
+    let mut p50: Vec<f64> = runs.iter().map(|r| r.p50_us).collect();
+    let mut p99: Vec<f64> = runs.iter().map(|r| r.p99_us).collect();
+    Cell {
+        rps_min: rps.iter().copied().fold(f64::INFINITY, f64::min),
+        rps_max: rps.iter().copied().fold(0.0, f64::max),
+        rps: median(&mut rps),
+        p50: median(&mut p50),
+        p99: median(&mut p99),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+fn peak_rss_mib(envoy: &Envoy) -> f64 {
+    envoy
+        .pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn tool_version(cmd: &str, arg: &str) -> String {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            let t = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            t.lines().next().unwrap_or("").trim().to_string()
+        })
+        .unwrap_or_else(|_| "not found".into())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (runs, secs) = if quick { (1, 2) } else { (3, 3) };
+    let started = Instant::now();
+    let dir = tempfile::tempdir()?;
+    let idp = DevIssuer::start(loopback(0), None).await?;
+    let jwks = idp.keys.read().map(|k| k.clone()).unwrap_or(Value::Null);
+    let sink = Sink::start(dir.path())?;
+    let token = idp.token("alice", &["eng"], AUD);
+
+    // Request bodies and wrk scripts.
+    let body = request_body();
+    let body_path = dir.path().join("body.json");
+    std::fs::write(&body_path, &body)?;
+    let tokens_path = dir.path().join("tokens.txt");
+    let n_tokens = if quick { 1500 } else { 6000 };
+    eprintln!("bench: minting {n_tokens} tokens for the cold-verification workload...");
+    let tokens: Vec<String> = (0..n_tokens)
+        .map(|i| idp.token(&format!("user{i}"), &["eng"], AUD))
+        .collect();
+    std::fs::write(&tokens_path, tokens.join("\n") + "\n")?;
+    let lua = |cold: bool| {
+        format!(
+            r#"local body = io.open("{body}"):read("*a")
+local tokens = {{}}
+{load}
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json",
+    ["Accept"] = "application/json, text/event-stream",
+    ["Authorization"] = "Bearer " .. tokens[i]}}, body)
+end
+"#,
+            body = body_path.display(),
+            load = if cold {
+                format!(
+                    r#"for line in io.lines("{}") do tokens[#tokens + 1] = line end"#,
+                    tokens_path.display()
+                )
+            } else {
+                format!(r#"tokens[1] = "{token}""#)
+            }
+        )
+    };
+    let warm_script = dir.path().join("warm.lua");
+    let cold_script = dir.path().join("cold.lua");
+    std::fs::write(&warm_script, lua(false))?;
+    std::fs::write(&cold_script, lua(true))?;
+
+    let direct = vec![
+        Direct {
+            path: "/mcp/json1k".into(),
+            content_type: "application/json".into(),
+            body: json_reply(1024),
+        },
+        Direct {
+            path: "/mcp/json64k".into(),
+            content_type: "application/json".into(),
+            body: json_reply(64 * 1024),
+        },
+        Direct {
+            path: "/mcp/sse100".into(),
+            content_type: "text/event-stream".into(),
+            body: sse_reply(100),
+        },
+    ];
+    let workloads = [
+        Workload {
+            name: "1 KB tools/call, HTTP/1.1, 1 worker",
+            path: "/mcp/json1k",
+            h2: false,
+            cold: false,
+            workers: 1,
+        },
+        Workload {
+            name: "1 KB tools/call, HTTP/1.1, 2 workers",
+            path: "/mcp/json1k",
+            h2: false,
+            cold: false,
+            workers: 2,
+        },
+        Workload {
+            name: "1 KB tools/call, h2c, 1 worker",
+            path: "/mcp/json1k",
+            h2: true,
+            cold: false,
+            workers: 1,
+        },
+        Workload {
+            name: "64 KB JSON result, HTTP/1.1, 1 worker",
+            path: "/mcp/json64k",
+            h2: false,
+            cold: false,
+            workers: 1,
+        },
+        Workload {
+            name: "SSE, 100 events, HTTP/1.1, 1 worker",
+            path: "/mcp/sse100",
+            h2: false,
+            cold: false,
+            workers: 1,
+        },
+        Workload {
+            name: "new token per request (cold verify), HTTP/1.1, 1 worker",
+            path: "/mcp/json1k",
+            h2: false,
+            cold: true,
+            workers: 1,
+        },
+    ];
+    let variants = variants(&idp.issuer, &jwks);
+    let conns = 16;
+
+    let mut results: Vec<Vec<Option<Cell>>> = workloads.iter().map(|_| Vec::new()).collect();
+    let mut seq_p50: Vec<f64> = Vec::new();
+    let mut extras: Vec<String> = Vec::new();
+    for v in &variants {
+        for workers in [1u32, 2] {
+            if !workloads.iter().any(|w| w.workers == workers) {
+                continue;
+            }
+            let mut spec = EnvoySpec::new(
+                envoy::wasm_module(),
+                v.mcptrail.clone().unwrap_or(Value::Null),
+                Upstream {
+                    name: "mcp_server".into(),
+                    endpoints: vec![loopback(9)],
+                },
+            );
+            spec.without_filter = v.mcptrail.is_none();
+            spec.direct = direct.clone();
+            spec.clusters.push(Upstream {
+                name: "audit_collector".into(),
+                endpoints: vec![sink.addr],
+            });
+            if let Some(cache) = v.jwt_authn {
+                spec.extra_filters_yaml = jwt_authn_yaml(&jwks.to_string(), &idp.issuer, cache);
+            }
+            let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, workers))
+                .with_context(|| format!("starting Envoy for {}", v.name))?;
+            let base = envoy.url();
+            // Warm up (connections, V8 tiering, caches).
+            wrk(&format!("{base}/mcp/json1k"), &warm_script, conns, 1, &[])?;
+            let shipped_before = envoy
+                .stat("wasmcustom.mcptrail.records_shipped")
+                .unwrap_or(0);
+            let batches_before = envoy
+                .stat("wasmcustom.mcptrail.batches_shipped")
+                .unwrap_or(0);
+            let t0 = Instant::now();
+            for (wi, w) in workloads.iter().enumerate() {
+                if w.workers != workers {
+                    continue;
+                }
+                if w.cold && v.jwt_authn.is_none() && v.mcptrail.is_none() {
+                    results[wi].push(None);
+                    continue;
+                }
+                let url = format!("{base}{}", w.path);
+                let mut rs = Vec::new();
+                for _ in 0..runs {
+                    let r = if w.h2 {
+                        h2load(&url, &body_path, &token, conns, secs)?
+                    } else {
+                        wrk(
+                            &url,
+                            if w.cold { &cold_script } else { &warm_script },
+                            conns,
+                            secs,
+                            &[],
+                        )?
+                    };
+                    rs.push(r);
+                }
+                let cell = summarise(&rs);
+                eprintln!(
+                    "bench: {:<24} {:<58} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs{}",
+                    v.name,
+                    w.name,
+                    cell.rps,
+                    cell.p50,
+                    cell.p99,
+                    if cell.errors > 0 {
+                        format!("  ({} errors)", cell.errors)
+                    } else {
+                        String::new()
+                    }
+                );
+                results[wi].push(Some(cell));
+            }
+            if workers == 1 {
+                // Added latency per request: one connection, one request at a time.
+                let seq = wrk(&format!("{base}/mcp/json1k"), &warm_script, 1, 2, &[])?;
+                seq_p50.push(seq.p50_us);
+                let elapsed = t0.elapsed().as_secs_f64();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let shipped = envoy
+                    .stat("wasmcustom.mcptrail.records_shipped")
+                    .unwrap_or(0)
+                    - shipped_before;
+                let batches = envoy
+                    .stat("wasmcustom.mcptrail.batches_shipped")
+                    .unwrap_or(0)
+                    - batches_before;
+                let vm = envoy
+                    .stat("wasmcustom.mcptrail.vm_memory_bytes")
+                    .unwrap_or(0);
+                extras.push(format!(
+                    "| {} | {:.0} | {:.1} | {:.1} | {} | {:.0} |",
+                    v.name,
+                    seq.p50_us,
+                    shipped as f64 / elapsed,
+                    batches as f64 / elapsed,
+                    if vm > 0 {
+                        format!("{:.1}", vm as f64 / 1048576.0)
+                    } else {
+                        "–".into()
+                    },
+                    peak_rss_mib(&envoy),
+                ));
+            }
+        }
+    }
+
+    // The report.
+    let now = mcptrail::time::rfc3339_ms(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    );
+    let module = envoy::wasm_module();
+    let module_size = std::fs::metadata(&module).map(|m| m.len()).unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mut md = String::new();
+    let _ = writeln!(md, "# mcptrail benchmark, {now}\n");
+    let _ = writeln!(md, "- machine: {cpu}, {cores} cores; everything on loopback (load generator, Envoy, audit collector)");
+    let _ = writeln!(
+        md,
+        "- Envoy: {}",
+        tool_version(&envoy::envoy_bin().display().to_string(), "--version")
+            .split("version:")
+            .nth(1)
+            .unwrap_or("?")
+            .trim()
+    );
+    let _ = writeln!(
+        md,
+        "- load: {}; {}",
+        tool_version("wrk", "--version"),
+        tool_version("h2load", "--version")
+    );
+    let _ = writeln!(
+        md,
+        "- module: {module_size} bytes (`make size` for the wasm-opt figure)"
+    );
+    let _ = writeln!(md, "- method: {runs} runs of {secs} s per cell after a 1 s warm-up, {conns} connections, 1 load thread; median (min–max); Envoy answers the calls itself (`direct_response`), so only the filters differ. h2c latency columns are h2load's mean and max (it reports no percentiles).");
+    let _ = writeln!(md, "- request: a {} byte `tools/call`; the token is RS256 (2048-bit); `mcptrail: full` adds an HMAC chain, policy and masking of responses; all mcptrail variants ship records to `mcptrail collect` (fsync per batch)\n", body.len());
+    for (wi, w) in workloads.iter().enumerate() {
+        let _ = writeln!(md, "## {}\n", w.name);
+        let _ = writeln!(
+            md,
+            "| variant | req/s (min–max) | × plain | p50 µs | p99 µs | errors |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let plain = results[wi].first().and_then(|c| c.as_ref()).map(|c| c.rps);
+        for (vi, v) in variants.iter().enumerate() {
+            match results[wi].get(vi).and_then(|c| c.as_ref()) {
+                Some(c) => {
+                    let ratio = plain.map_or("–".to_string(), |p| format!("{:.2}", c.rps / p));
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.0} ({:.0}–{:.0}) | {} | {:.0} | {:.0} | {} |",
+                        v.name, c.rps, c.rps_min, c.rps_max, ratio, c.p50, c.p99, c.errors
+                    );
+                }
+                None => {
+                    let _ = writeln!(md, "| {} | – | | | | |", v.name);
+                }
+            }
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md, "## Per request, audit traffic, memory (1 worker)\n");
+    let _ = writeln!(md, "Sequential requests on one connection give the added latency; records and callouts per second are averaged over that Envoy's whole run; VM memory is the `vm_memory_bytes` gauge (all VMs of the process), RSS is Envoy's peak.\n");
+    let _ = writeln!(md, "| variant | p50 µs, 1 connection | added µs | records shipped/s | callouts/s | VM memory MiB | Envoy peak RSS MiB |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let plain_seq = seq_p50.first().copied().unwrap_or(0.0);
+    for (i, line) in extras.iter().enumerate() {
+        let added = seq_p50.get(i).map_or(0.0, |p| p - plain_seq);
+        // Insert the added-latency column after the first two.
+        let mut cols: Vec<String> = line
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect();
+        cols.insert(2, format!("{added:+.0}"));
+        let _ = writeln!(md, "| {} |", cols.join(" | "));
+    }
+    let _ = writeln!(
+        md,
+        "\nCollector received {} records in all. Bench wall time: {:.0} s.",
+        sink.lines(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let results_dir = envoy::repo_root().join("bench/results");
+    std::fs::create_dir_all(&results_dir)?;
+    let file = results_dir.join(format!("{}.md", now.get(..10).unwrap_or("latest")));
+    std::fs::write(&file, &md)?;
+    std::fs::write(results_dir.join("latest.md"), &md)?;
+    println!("{md}");
+    eprintln!("bench: wrote {}", file.display());
+    Ok(())
+}
