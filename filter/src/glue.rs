@@ -32,6 +32,19 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
     "x-mcptrail-issuer",
 ];
 
+/// A stream's headers, read with one host call (each host call crosses the VM boundary).
+struct Snapshot(Vec<(String, String)>);
+
+impl Snapshot {
+    /// A header by its lowercase name (Envoy hands header names lowercased).
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Where RFC 9728 protected-resource metadata is served.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 
@@ -746,23 +759,24 @@ impl Stream {
     }
 
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+        // One host call for all headers; lookups are then local.
+        let h = Snapshot(host.headers(Headers::Request));
         for name in IDENTITY_HEADERS {
-            if host.header(Headers::Request, name).is_some() {
+            if h.get(name).is_some() {
                 host.set_header(Headers::Request, name, None);
             }
         }
-        let full_path = host.header(Headers::Request, ":path").unwrap_or_default();
+        let full_path = h.get(":path").map(str::to_string).unwrap_or_default();
         let path = full_path.split(['?', '#']).next().unwrap_or("").to_string();
         let auth_on = self.shared.config.auth.mode != Mode::Off;
-        let scheme = host
-            .header(Headers::Request, "x-forwarded-proto")
-            .or_else(|| host.header(Headers::Request, ":scheme"))
+        let scheme = h
+            .get("x-forwarded-proto")
+            .map(str::to_string)
+            .or_else(|| h.get(":scheme").map(str::to_string))
             .unwrap_or_else(|| "http".into());
-        let authority = host
-            .header(Headers::Request, ":authority")
-            .unwrap_or_default();
+        let authority = h.get(":authority").map(str::to_string).unwrap_or_default();
         let origin = format!("{scheme}://{authority}");
-        self.method = host.header(Headers::Request, ":method").unwrap_or_default();
+        self.method = h.get(":method").map(str::to_string).unwrap_or_default();
         if auth_on
             && (self.method == "GET" || self.method == "HEAD")
             && path
@@ -777,12 +791,12 @@ impl Stream {
         self.in_scope = true;
         self.shared.counters.borrow_mut().requests += 1;
         self.started_ms = host.now_ms();
-        self.request_id = host.header(Headers::Request, "x-request-id");
-        self.session = host.header(Headers::Request, "mcp-session-id");
-        self.protocol_version = host.header(Headers::Request, "mcp-protocol-version");
-        self.header_method = host.header(Headers::Request, "mcp-method");
-        self.header_name = host.header(Headers::Request, "mcp-name");
-        self.last_event_id = host.header(Headers::Request, "last-event-id");
+        self.request_id = h.get("x-request-id").map(str::to_string);
+        self.session = h.get("mcp-session-id").map(str::to_string);
+        self.protocol_version = h.get("mcp-protocol-version").map(str::to_string);
+        self.header_method = h.get("mcp-method").map(str::to_string);
+        self.header_name = h.get("mcp-name").map(str::to_string);
+        self.last_event_id = h.get("last-event-id").map(str::to_string);
         self.source = host
             .property(&["source", "address"])
             .and_then(|b| String::from_utf8(b).ok());
@@ -815,8 +829,9 @@ impl Stream {
             return Action::Pause;
         }
         if auth_on {
-            let token = host
-                .header(Headers::Request, "authorization")
+            let token = h
+                .get("authorization")
+                .map(str::to_string)
                 .and_then(|h| bearer(&h).map(str::to_string));
             match token {
                 None if self.shared.config.auth.mode == Mode::Required => {
@@ -1012,23 +1027,23 @@ impl Stream {
         if !self.in_scope || !self.shared.config.mcp.decode {
             return Action::Continue;
         }
-        self.response_status = host
-            .header(Headers::Response, ":status")
-            .and_then(|s| s.parse().ok());
+        let h = Snapshot(host.headers(Headers::Response));
+        self.response_status = h.get(":status").and_then(|s| s.parse().ok());
         if self.session.is_none() {
-            self.session = host.header(Headers::Response, "mcp-session-id");
+            self.session = h.get("mcp-session-id").map(str::to_string);
             self.session_from_response = self.session.is_some();
         }
         self.response_done = end_of_stream;
-        let content_type = host
-            .header(Headers::Response, "content-type")
+        let content_type = h
+            .get("content-type")
+            .map(str::to_string)
             .unwrap_or_default();
         let mut resp =
             response::Responses::new(&content_type, self.shared.config.mcp.max_body_bytes);
         resp.collect_server = self.shared.config.mcp.record_notifications;
         resp.collect_replies = self.method == "GET";
-        if host
-            .header(Headers::Response, "content-encoding")
+        if h.get("content-encoding")
+            .map(str::to_string)
             .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
         {
             resp.kind = response::BodyKind::Other;

@@ -54,6 +54,8 @@ pub trait Host {
     fn random_u64(&self) -> u64;
     fn log(&self, level: Level, message: &str);
     fn header(&self, map: Headers, name: &str) -> Option<String>;
+    /// All headers of a map, in one host call.
+    fn headers(&self, map: Headers) -> Vec<(String, String)>;
     fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>>;
     /// An Envoy attribute such as `["source", "address"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;

@@ -71,6 +71,10 @@ impl Host for ProxyHost {
         hostcalls::get_map_value(map(m), name).ok().flatten()
     }
 
+    fn headers(&self, m: Headers) -> Vec<(String, String)> {
+        hostcalls::get_map(map(m)).unwrap_or_default()
+    }
+
     fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>> {
         hostcalls::get_buffer(buffer(which), start, max)
             .ok()

@@ -113,6 +113,19 @@ impl Host for FakeHost {
             .cloned()
     }
 
+    fn headers(&self, map: Headers) -> Vec<(String, String)> {
+        let k = hkey(map);
+        let mut v: Vec<(String, String)> = self
+            .headers
+            .borrow()
+            .iter()
+            .filter(|((m, _), _)| *m == k)
+            .map(|((_, n), v)| (n.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
     fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>> {
         let b = self.bodies.borrow();
         let data = b.get(&bkey(which))?;
