@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use crate::audit::outbox::{Outbox, Pushed};
 use crate::audit::record::{
-    AuthInfo, Identity, Kind, Mcp, Outcome, PolicyInfo, Record, SessionSummary, Source, Status,
+    AuthInfo, EnvoyInfo, Identity, Kind, Mcp, Outcome, PolicyInfo, Record, SessionSummary, Source,
+    Status,
 };
 use crate::auth::{self, Authenticator, DenyReason, Mode};
 use crate::bounded::Bounded;
@@ -680,6 +681,8 @@ pub struct Stream {
     redelivered: u64,
     /// Holds room in the outbox until `on_log` (see `Outbox::reserve`).
     reserved: bool,
+    /// Route and cluster, read from Envoy once the request was routed.
+    envoy: Option<EnvoyInfo>,
 }
 
 impl Stream {
@@ -711,6 +714,7 @@ impl Stream {
             last_event_id: None,
             redelivered: 0,
             reserved: false,
+            envoy: None,
         }
     }
 
@@ -1225,6 +1229,7 @@ impl Stream {
             _ => return,
         };
         let now = host.now_ms();
+        self.learn_route(host);
         let mut records = Vec::with_capacity(delivered.len());
         for d in delivered {
             if let Some(event_id) = d.event_id.as_deref() {
@@ -1349,6 +1354,7 @@ impl Stream {
             return; // authentication only: nothing to record for admitted requests
         }
         let now = host.now_ms();
+        self.learn_route(host);
         self.record_delivered(host);
         let records = self.records(now);
         self.remember_owed(&records);
@@ -1419,7 +1425,27 @@ impl Stream {
         r.source = Some(Source {
             address: self.source.clone(),
         });
+        r.envoy = self.envoy.clone();
         r
+    }
+
+    /// Reads the route and cluster names once (after routing: when records are built).
+    fn learn_route(&mut self, host: &dyn Host) {
+        if self.envoy.is_some() {
+            return;
+        }
+        let text = |paths: [&[&str]; 2]| {
+            paths.iter().find_map(|p| {
+                host.property(p)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .filter(|s| !s.is_empty())
+            })
+        };
+        let info = EnvoyInfo {
+            route: text([&["xds", "route_name"], &["route_name"]]),
+            cluster: text([&["xds", "cluster_name"], &["cluster_name"]]),
+        };
+        self.envoy = (info.route.is_some() || info.cluster.is_some()).then_some(info);
     }
 
     fn records(&mut self, now: u64) -> Vec<Record> {

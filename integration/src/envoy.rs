@@ -193,7 +193,8 @@ static_resources:
             - name: mcp
               domains: ["*"]
               routes:
-{direct}              - match: {{ prefix: "/" }}
+{direct}              - name: mcp
+                match: {{ prefix: "/" }}
                 route:
                   cluster: {mcp_cluster}
                   timeout: 0s

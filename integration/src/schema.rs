@@ -99,6 +99,10 @@ mod tests {
             ..Default::default()
         });
         r.outcome = Some(outcome(status, 200));
+        r.envoy = Some(mcptrail::audit::record::EnvoyInfo {
+            route: Some("mcp".into()),
+            cluster: Some("mcp_server".into()),
+        });
         r
     }
 

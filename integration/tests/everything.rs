@@ -90,6 +90,10 @@ async fn reference_server_through_envoy() {
     let sums = tool("get-sum");
     assert_eq!(sums.len(), 2);
     assert_eq!(sums[0]["outcome"]["status"], "ok");
+    assert_eq!(
+        sums[0]["envoy"],
+        json!({"route": "mcp", "cluster": "mcp_server"})
+    );
     assert_eq!(sums[0]["mcp"]["arguments"], json!({"a": 2, "b": 40}));
     assert_eq!(sums[1]["outcome"]["status"], "error", "{}", sums[1]);
     let long = tool("trigger-long-running-operation");

@@ -166,9 +166,21 @@ pub struct Record {
     /// On `session.end`: what this VM saw of the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_summary: Option<SessionSummary>,
+    /// The Envoy route and upstream cluster of the exchange, where Envoy knows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy: Option<EnvoyInfo>,
     /// Which policy rule decided (`policy.denied`): its index, or null for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyInfo>,
+}
+
+/// Where Envoy sent the exchange.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvoyInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// Session facts on `session.end` (as seen by this VM: sessions may span workers).
@@ -214,6 +226,7 @@ impl Record {
             auth: None,
             policy: None,
             session_summary: None,
+            envoy: None,
         }
     }
 }
