@@ -530,10 +530,11 @@ impl RawMasking {
             .replacement
             .as_deref()
             .unwrap_or(mask::DEFAULT_REPLACEMENT);
-        if replacement.len() > 256 {
+        if replacement.is_empty() || replacement.len() > 256 {
+            // Empty, text on both sides of a removed secret could join into a new match.
             return Err(ConfigError::new(
                 "masking.replacement",
-                "must be at most 256 bytes",
+                "must be 1 to 256 bytes",
             ));
         }
         let mut m = Masker::new(replacement, hash_key.as_deref());

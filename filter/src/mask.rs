@@ -40,8 +40,10 @@
 //! - **Decoded values**: masking works on `serde_json` values, so `\u0040`-escaped text is
 //!   seen as `@`. A string that holds JSON (an object, an array or a string literal: tool
 //!   results carry JSON inside `/result/content/*/text`) is parsed, masked with every rule
-//!   and re-serialised compactly when something changed (up to 3 levels of such nesting).
-//!   Its pointers continue through the string: a `password` key inside the text of the
+//!   and re-serialised compactly when something changed. Three levels of such nesting are
+//!   parsed; a string deeper down that looks like JSON and holds escapes (which could hide
+//!   a secret from the detectors) is replaced whole, one without escapes is scanned as
+//!   text. Its pointers continue through the string: a `password` key inside the text of the
 //!   first content item is reported as `/result/content/0/text/password`, and `paths` can
 //!   address it the same way.
 //! - **Actions**: `redact` (the replacement, default `[REDACTED]`), `partial` (the value's
@@ -59,6 +61,8 @@
 //!   here panics.
 
 mod detectors;
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;
 
@@ -457,7 +461,7 @@ impl Masker {
         let mut w = Walk::new(self, "");
         let mut owned = s.to_string();
         w.string(&mut owned);
-        if w.out.is_empty() {
+        if w.changes == 0 {
             Cow::Borrowed(s)
         } else {
             Cow::Owned(owned)
@@ -705,6 +709,8 @@ struct Walk<'m> {
     segs: Vec<usize>,
     spans: Vec<Span>,
     out: Vec<String>,
+    /// Changes made so far (several changes may share one reported pointer).
+    changes: usize,
     embed: u32,
 }
 
@@ -721,6 +727,7 @@ impl<'m> Walk<'m> {
             segs,
             spans: Vec::new(),
             out: Vec::new(),
+            changes: 0,
             embed: 0,
         }
     }
@@ -763,7 +770,9 @@ impl<'m> Walk<'m> {
         self.ptr.get(start..end).unwrap_or("")
     }
 
+    /// Records a change at the current pointer.
     fn report(&mut self) {
+        self.changes += 1;
         if self.out.last().map(String::as_str) != Some(self.ptr.as_str()) {
             self.out.push(self.ptr.clone());
         }
@@ -860,13 +869,22 @@ impl<'m> Walk<'m> {
         if !self.m.scans_strings() && self.m.fields.is_empty() && self.m.paths.is_empty() {
             return;
         }
+        if looks_like_json(s) && self.embed >= MAX_EMBED && s.contains('\\') {
+            // JSON nested this deep is not parsed; its escapes could hide what detectors
+            // look for, so it goes whole.
+            if *s != self.m.replacement {
+                s.clone_from(&self.m.replacement);
+                self.report();
+            }
+            return;
+        }
         if self.embed < MAX_EMBED && looks_like_json(s) {
             if let Ok(mut inner) = serde_json::from_str::<Value>(s) {
-                let before = self.out.len();
+                let before = self.changes;
                 self.embed += 1;
                 self.walk_node(&mut inner);
                 self.embed -= 1;
-                if self.out.len() > before {
+                if self.changes > before {
                     match serde_json::to_string(&inner) {
                         Ok(text) => *s = text,
                         Err(_) => *s = self.m.replacement.clone(),

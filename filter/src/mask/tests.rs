@@ -810,6 +810,10 @@ fn config_errors_name_the_key() {
     let e = config_err(json!({"replacement": "me@example.com", "detectors": ["email"]}));
     assert_eq!(e.key, "masking.replacement");
     assert!(e.message.contains("`email`"), "{e}");
+    assert_eq!(
+        config_err(json!({"replacement": ""})).key,
+        "masking.replacement"
+    );
     assert_eq!(config_err(json!({"max_bytes": 0})).key, "masking.max_bytes");
     assert_eq!(
         config_err(json!({"on_too_large": "drop"})).key,
@@ -819,4 +823,29 @@ fn config_errors_name_the_key() {
         config_err(json!({"detectors": ["email", "email"]})).key,
         "masking.detectors[1]"
     );
+}
+
+#[test]
+fn renamed_key_and_embedded_value_both_masked() {
+    // Found by the property tests: the key's rename and the embedded value's change share
+    // one pointer; the value must still be re-serialised.
+    let m = all_detectors();
+    let inner = serde_json::to_string("call +44 20 7946 0958").unwrap();
+    let mut v = json!({ "k alice@example.com": inner });
+    assert_eq!(m.mask_message(&mut v), vec!["/k [REDACTED]"]);
+    assert_eq!(v, json!({"k [REDACTED]": "\"call [REDACTED]\""}));
+}
+
+#[test]
+fn json_nested_past_the_limit_goes_whole_when_escaped() {
+    let m = all_detectors();
+    let mut s = r#"{"m":"carol\u0040example.com"}"#.to_string();
+    for _ in 0..4 {
+        s = json!({ "t": s }).to_string();
+    }
+    let mut v = json!({ "text": s });
+    let masked = m.mask_message(&mut v);
+    assert_eq!(masked, vec!["/text/t/t/t"]);
+    assert_eq!(v["text"], r#"{"t":"{\"t\":\"{\\\"t\\\":\\\"[REDACTED]\\\"}\"}"}"#);
+    assert!(m.mask_message(&mut v).is_empty());
 }
