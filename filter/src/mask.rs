@@ -67,6 +67,7 @@ mod props;
 mod tests;
 
 pub use detectors::Detector;
+use detectors::Features;
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -220,7 +221,7 @@ pub struct Pattern {
     name: String,
     regex: regex_lite::Regex,
     /// A literal every match starts with: strings without it are not searched.
-    literal: Option<String>,
+    literal: Option<memchr::memmem::Finder<'static>>,
     action: Action,
 }
 
@@ -231,7 +232,8 @@ impl Pattern {
         Ok(Pattern {
             name: name.to_string(),
             regex: compiled,
-            literal: required_literal(regex),
+            literal: required_literal(regex)
+                .map(|l| memchr::memmem::Finder::new(l.as_bytes()).into_owned()),
             action,
         })
     }
@@ -289,6 +291,8 @@ struct Span {
 #[derive(Clone)]
 pub struct Masker {
     fields: Vec<FieldRule>,
+    /// Bit `n` set when some field rule's normalised name has `n` bytes.
+    field_lens: u128,
     paths: Vec<PathRule>,
     /// Bit `n` set when some path rule has `n` segments.
     path_lens: u64,
@@ -347,6 +351,7 @@ impl Masker {
     pub fn new(replacement: &str, hash_key: Option<&[u8]>) -> Masker {
         Masker {
             fields: Vec::new(),
+            field_lens: 0,
             paths: Vec::new(),
             path_lens: 0,
             detectors: Vec::new(),
@@ -365,6 +370,7 @@ impl Masker {
     /// Adds a field rule (a second rule for the same normalised name is ignored).
     pub fn add_field(&mut self, rule: FieldRule) {
         if let Err(i) = self.fields.binary_search_by(|f| f.norm.cmp(&rule.norm)) {
+            self.field_lens |= 1u128 << rule.norm.len().min(127);
             self.fields.insert(i, rule);
         }
     }
@@ -483,6 +489,9 @@ impl Masker {
             *buf.get_mut(n)? = c.to_ascii_lowercase();
             n += 1;
         }
+        if self.field_lens & (1u128 << n.min(127)) == 0 {
+            return None;
+        }
         let norm = buf.get(..n)?;
         self.fields
             .binary_search_by(|f| f.norm.as_slice().cmp(norm))
@@ -499,25 +508,20 @@ impl Masker {
     fn find_spans(&self, s: &str, spans: &mut Vec<Span>) {
         spans.clear();
         if s.len() >= self.min_detect_len {
-            let mut digits = None;
+            let features = Features::of(s);
             for &(d, action) in &self.detectors {
-                if s.len() < d.min_len() {
-                    continue;
+                if d.applies(&features) {
+                    d.find(s, &mut |start, end| {
+                        spans.push(Span { start, end, action });
+                    });
                 }
-                let need = d.min_digits();
-                if need > 0
-                    && *digits.get_or_insert_with(|| s.bytes().filter(u8::is_ascii_digit).count())
-                        < need
-                {
-                    continue;
-                }
-                d.find(s, &mut |start, end| {
-                    spans.push(Span { start, end, action });
-                });
             }
         }
         for p in &self.patterns {
-            if p.literal.as_deref().is_some_and(|l| !s.contains(l)) {
+            if p.literal
+                .as_ref()
+                .is_some_and(|l| l.find(s.as_bytes()).is_none())
+            {
                 continue;
             }
             for m in p.regex.find_iter(s) {
@@ -534,6 +538,9 @@ impl Masker {
             return;
         }
         spans.retain(|sp| !self.inside_mask_output(s, sp.start, sp.end));
+        if spans.len() < 2 {
+            return;
+        }
         spans.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
         // Merge overlapping spans in place; the strongest action wins.
         let mut w = 0usize;

@@ -1,10 +1,14 @@
 //! Built-in value detectors.
 //!
 //! Each detector is a hand-written linear scanner over the string's bytes, anchored on a
-//! cheap, rare byte or literal (`@`, `+`, `eyJ`, `AKIA`, `-----BEGIN `, ...) and validated
-//! where a checksum exists (Luhn for cards, mod-97 for IBANs). No regex, no allocation:
-//! a detector reports byte ranges through a callback. Every range starts and ends on an
-//! ASCII byte, so it always falls on `char` boundaries.
+//! rare byte found with `memchr` (`@`, `+`, the `J` of `eyJ`, the `_` of `ghp_`, ...) and
+//! validated where a checksum exists (Luhn for cards, mod-97 for IBANs). No regex, no
+//! allocation: a detector reports byte ranges through a callback. Every range starts and
+//! ends on an ASCII byte, so it always falls on `char` boundaries.
+//!
+//! Before any detector runs, [`Features::of`] makes one pass over the string noting which
+//! anchor bytes occur and how many digits and dots it has; [`Detector::applies`] then skips
+//! every detector that cannot match, so most strings are scanned once and only once.
 //!
 //! Boundaries: a match must not be glued to letters or digits on either side
 //! (`xAKIA...`, `4111...1111abc` are not matches), which is what keeps order ids,
@@ -79,7 +83,7 @@ impl Detector {
             Detector::Iban => 15,
             Detector::Phone => 9,
             Detector::Ipv4 => 7,
-            Detector::Jwt => 16,
+            Detector::Jwt => 14,
             Detector::BearerToken => 15,
             Detector::AwsAccessKey => 20,
             Detector::GcpApiKey => 39,
@@ -89,35 +93,128 @@ impl Detector {
         }
     }
 
-    /// Fewest ASCII digits a match holds: strings with fewer are not scanned.
-    pub(crate) fn min_digits(self) -> usize {
-        match self {
-            Detector::CreditCard => 13,
-            Detector::UsSsn => 9,
-            Detector::Phone => 8,
-            Detector::Ipv4 => 4,
-            Detector::Iban => 2,
-            _ => 0,
-        }
-    }
-
     /// Calls `hit(start, end)` for each match in `s`, in order, without overlaps.
     pub(crate) fn find(self, s: &str, hit: &mut dyn FnMut(usize, usize)) {
         let b = s.as_bytes();
         match self {
-            Detector::Email => email(s, hit),
+            Detector::Email => email(b, hit),
             Detector::CreditCard => credit_card(b, hit),
             Detector::UsSsn => us_ssn(b, hit),
             Detector::Iban => iban(b, hit),
-            Detector::Phone => phone(s, hit),
+            Detector::Phone => phone(b, hit),
             Detector::Ipv4 => ipv4(b, hit),
-            Detector::Jwt => jwt(s, hit),
-            Detector::BearerToken => bearer(s, hit),
-            Detector::AwsAccessKey => aws_access_key(s, hit),
-            Detector::GcpApiKey => gcp_api_key(s, hit),
-            Detector::GithubToken => github_token(s, hit),
-            Detector::SlackToken => slack_token(s, hit),
+            Detector::Jwt => jwt(b, hit),
+            Detector::BearerToken => bearer(b, hit),
+            Detector::AwsAccessKey => aws_access_key(b, hit),
+            Detector::GcpApiKey => gcp_api_key(b, hit),
+            Detector::GithubToken => github_token(b, hit),
+            Detector::SlackToken => slack_token(b, hit),
             Detector::PrivateKey => private_key(s, hit),
+        }
+    }
+}
+
+/// What one pass over a string found: the anchor bytes present and the digit and dot
+/// counts that detectors need.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Features {
+    anchors: u16,
+    digits: u32,
+    dots: u32,
+    len: usize,
+}
+
+const F_AT: u16 = 1;
+const F_PLUS: u16 = 1 << 1;
+const F_J: u16 = 1 << 2;
+const F_A: u16 = 1 << 3;
+const F_Z: u16 = 1 << 4;
+const F_UNDERSCORE: u16 = 1 << 5;
+const F_X: u16 = 1 << 6;
+const F_DASH: u16 = 1 << 7;
+const F_B: u16 = 1 << 8;
+const F_SPACE: u16 = 1 << 9;
+const F_ALPHA: u16 = 1 << 10;
+const F_DIGIT: u16 = 1 << 11;
+const F_DOT: u16 = 1 << 12;
+
+/// Byte class table for [`Features::of`] (built at compile time: an index out of range
+/// would fail the build, not the filter).
+#[allow(clippy::indexing_slicing)]
+static CLASS: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        let mut k = 0u16;
+        if b.is_ascii_alphabetic() {
+            k |= F_ALPHA;
+        }
+        if b.is_ascii_digit() {
+            k |= F_DIGIT;
+        }
+        k |= match b {
+            b'@' => F_AT,
+            b'+' => F_PLUS,
+            b'J' => F_J,
+            b'A' => F_A,
+            b'z' => F_Z,
+            b'_' => F_UNDERSCORE,
+            b'x' => F_X,
+            b'-' => F_DASH,
+            b'b' | b'B' => F_B,
+            b' ' | b'\t' => F_SPACE,
+            b'.' => F_DOT,
+            _ => 0,
+        };
+        t[c] = k;
+        c += 1;
+    }
+    t
+};
+
+impl Features {
+    /// One pass over `s`.
+    pub(crate) fn of(s: &str) -> Features {
+        let mut f = Features {
+            len: s.len(),
+            ..Features::default()
+        };
+        for &c in s.as_bytes() {
+            let k = CLASS.get(usize::from(c)).copied().unwrap_or(0);
+            f.anchors |= k;
+            f.digits += u32::from(k & F_DIGIT != 0);
+            f.dots += u32::from(k & F_DOT != 0);
+        }
+        f
+    }
+
+    fn has(&self, bits: u16) -> bool {
+        self.anchors & bits == bits
+    }
+}
+
+impl Detector {
+    /// Whether a string with these features can hold a match at all.
+    pub(crate) fn applies(self, f: &Features) -> bool {
+        if f.len < self.min_len() {
+            return false;
+        }
+        match self {
+            Detector::Email => f.has(F_AT) && f.dots >= 1,
+            Detector::CreditCard => f.digits >= 13,
+            Detector::UsSsn => f.digits >= 9 && f.anchors & (F_DASH | F_SPACE) != 0,
+            // Check digits plus a mostly numeric account: every registry format has 10+.
+            Detector::Iban => f.digits >= 8 && f.has(F_ALPHA),
+            Detector::Phone => f.has(F_PLUS) && f.digits >= 8,
+            Detector::Ipv4 => f.dots >= 3 && f.digits >= 4,
+            Detector::Jwt => f.has(F_J) && f.dots >= 2,
+            Detector::BearerToken => f.has(F_B | F_SPACE),
+            Detector::AwsAccessKey => f.has(F_A),
+            Detector::GcpApiKey => f.has(F_A | F_Z),
+            Detector::GithubToken => f.has(F_UNDERSCORE),
+            Detector::SlackToken => f.has(F_X | F_DASH),
+            Detector::PrivateKey => f.has(F_DASH),
         }
     }
 }
@@ -155,12 +252,6 @@ fn run(b: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
         .map_or(0, |rest| rest.iter().take_while(|&&c| f(c)).count())
 }
 
-/// Byte offsets of each occurrence of `needle` in `s` (non-overlapping scan is left to the
-/// caller, which skips past its matches).
-fn occurrences<'a>(s: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
-    s.match_indices(needle).map(|(i, _)| i)
-}
-
 // ---- email ------------------------------------------------------------------------------
 
 fn email_local(c: u8) -> bool {
@@ -172,10 +263,9 @@ const NOT_TLDS: [&str; 9] = [
     "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "pdf",
 ];
 
-fn email(s: &str, hit: &mut dyn FnMut(usize, usize)) {
-    let b = s.as_bytes();
+fn email(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     let mut from = 0usize;
-    for at_pos in s.match_indices('@').map(|(i, _)| i) {
+    for at_pos in memchr::memchr_iter(b'@', b) {
         if at_pos < from {
             continue;
         }
@@ -557,10 +647,9 @@ fn iban_at(b: &[u8], i: usize) -> Option<usize> {
 /// `+` then a country code (first digit 1-9) and 8-15 digits in all, optionally grouped by
 /// single spaces, dashes or dots, with at most one parenthesised group: `+1 (415) 555-2671`,
 /// `+44 20 7946 0958`, `+14155552671`.
-fn phone(s: &str, hit: &mut dyn FnMut(usize, usize)) {
-    let b = s.as_bytes();
+fn phone(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     let mut from = 0usize;
-    for p in s.match_indices('+').map(|(i, _)| i) {
+    for p in memchr::memchr_iter(b'+', b) {
         if p < from {
             continue;
         }
@@ -676,11 +765,13 @@ fn after_version_word(b: &[u8], i: usize) -> bool {
 
 /// `eyJ...` (a base64url JSON header) `.` payload `.` signature (possibly empty), and the
 /// extra segments of a JWE.
-fn jwt(s: &str, hit: &mut dyn FnMut(usize, usize)) {
-    let b = s.as_bytes();
+fn jwt(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     let mut from = 0usize;
-    for p in occurrences(s, "eyJ") {
-        if p < from || b64url(before(b, p)) {
+    for j in memchr::memchr_iter(b'J', b) {
+        let Some(p) = j.checked_sub(2) else {
+            continue;
+        };
+        if p < from || b.get(p..j) != Some(b"ey") || b64url(before(b, p)) {
             continue;
         }
         let h = run(b, p, b64url);
@@ -710,9 +801,8 @@ fn token_char(c: u8) -> bool {
 
 /// The credential after `Bearer ` (any case), not the word itself: 8+ token characters with
 /// a digit or a symbol, or 20+ letters of mixed case (so `bearer of bad news` is no token).
-fn bearer(s: &str, hit: &mut dyn FnMut(usize, usize)) {
-    let b = s.as_bytes();
-    for p in s.match_indices(['b', 'B']).map(|(i, _)| i) {
+fn bearer(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
+    for p in memchr::memchr2_iter(b'b', b'B', b) {
         let word = b.get(p..p + 6).unwrap_or(&[]);
         if !word.eq_ignore_ascii_case(b"bearer") || alnum(before(b, p)) {
             continue;
@@ -744,9 +834,8 @@ fn upper_alnum(c: u8) -> bool {
 
 /// AWS access key ids: `AKIA` (long-term), `ASIA` (STS), `ABIA`, `ACCA`, `A3T?` + 16
 /// upper-case alphanumerics (20 in all).
-fn aws_access_key(s: &str, hit: &mut dyn FnMut(usize, usize)) {
-    let b = s.as_bytes();
-    for p in s.match_indices('A').map(|(i, _)| i) {
+fn aws_access_key(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
+    for p in memchr::memchr_iter(b'A', b) {
         let prefix = b.get(p..p + 4).unwrap_or(&[]);
         let known = matches!(prefix, b"AKIA" | b"ASIA" | b"ABIA" | b"ACCA")
             || (prefix.starts_with(b"A3T") && upper_alnum(at(b, p + 3)));
@@ -761,10 +850,13 @@ fn aws_access_key(s: &str, hit: &mut dyn FnMut(usize, usize)) {
 }
 
 /// Google API keys: `AIza` + 35 base64url characters.
-fn gcp_api_key(s: &str, hit: &mut dyn FnMut(usize, usize)) {
-    let b = s.as_bytes();
-    for p in occurrences(s, "AIza") {
-        if !b64url(before(b, p)) && run(b, p + 4, b64url) == 35 {
+fn gcp_api_key(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
+    for z in memchr::memchr_iter(b'z', b) {
+        let Some(p) = z.checked_sub(2) else {
+            continue;
+        };
+        if b.get(p..p + 4) == Some(b"AIza") && !b64url(before(b, p)) && run(b, p + 4, b64url) == 35
+        {
             hit(p, p + 39);
         }
     }
@@ -772,34 +864,39 @@ fn gcp_api_key(s: &str, hit: &mut dyn FnMut(usize, usize)) {
 
 /// GitHub tokens: `ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_` + 36 or more alphanumerics;
 /// fine-grained `github_pat_` + 22 or more of `[A-Za-z0-9_]`.
-fn github_token(s: &str, hit: &mut dyn FnMut(usize, usize)) {
-    let b = s.as_bytes();
+fn github_token(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     let glued = |p: usize| alnum(before(b, p)) || before(b, p) == b'_';
-    for p in occurrences(s, "gh") {
-        if !glued(p)
-            && matches!(at(b, p + 2), b'p' | b'o' | b'u' | b's' | b'r')
-            && at(b, p + 3) == b'_'
-        {
-            let n = run(b, p + 4, alnum);
-            if n >= 36 && at(b, p + 4 + n) != b'_' {
-                hit(p, p + 4 + n);
+    for u in memchr::memchr_iter(b'_', b) {
+        // `gh?_` + 36 or more alphanumerics
+        if let Some(p) = u.checked_sub(3) {
+            if at(b, p) == b'g'
+                && at(b, p + 1) == b'h'
+                && matches!(at(b, p + 2), b'p' | b'o' | b'u' | b's' | b'r')
+                && !glued(p)
+            {
+                let n = run(b, u + 1, alnum);
+                if n >= 36 && at(b, u + 1 + n) != b'_' {
+                    hit(p, u + 1 + n);
+                }
             }
         }
-    }
-    for p in occurrences(s, "github_pat_") {
-        let n = run(b, p + 11, |c| c.is_ascii_alphanumeric() || c == b'_');
-        if !glued(p) && n >= 22 {
-            hit(p, p + 11 + n);
+        // `github_pat_` + 22 or more of `[A-Za-z0-9_]`
+        if let Some(p) = u.checked_sub(6) {
+            if b.get(p..u + 5) == Some(b"github_pat_") && !glued(p) {
+                let n = run(b, u + 5, |c| c.is_ascii_alphanumeric() || c == b'_');
+                if n >= 22 {
+                    hit(p, u + 5 + n);
+                }
+            }
         }
     }
 }
 
 /// Slack tokens: `xoxa-`, `xoxb-`, `xoxp-`, `xoxo-`, `xoxr-`, `xoxs-` and app tokens
 /// `xapp-`, each followed by 10 or more of `[A-Za-z0-9-]`.
-fn slack_token(s: &str, hit: &mut dyn FnMut(usize, usize)) {
-    let b = s.as_bytes();
+fn slack_token(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     let mut from = 0usize;
-    for p in s.match_indices('x').map(|(i, _)| i) {
+    for p in memchr::memchr_iter(b'x', b) {
         if p < from || alnum(before(b, p)) {
             continue;
         }
@@ -824,7 +921,7 @@ fn slack_token(s: &str, hit: &mut dyn FnMut(usize, usize)) {
 fn private_key(s: &str, hit: &mut dyn FnMut(usize, usize)) {
     const BEGIN: &str = "-----BEGIN ";
     let mut from = 0usize;
-    for p in occurrences(s, BEGIN) {
+    for p in memchr::memmem::find_iter(s.as_bytes(), BEGIN) {
         if p < from {
             continue;
         }

@@ -366,6 +366,16 @@ fn no_input_panics() {
         m.mask_value_at(&mut v, base);
         let text = random_string(&mut rng, &mut plant, &secrets);
         let _ = m.mask_text(&text);
+        let features = detectors::Features::of(&text);
+        for d in Detector::ALL {
+            let mut hits = 0;
+            d.find(&text, &mut |_, _| hits += 1);
+            assert!(
+                hits == 0 || d.applies(&features),
+                "case {case}: {}",
+                d.name()
+            );
+        }
         // Raw bytes as text, including broken UTF-8 boundaries around multi-byte chars.
         let raw: String = (0..rng.below(64))
             .map(|_| char::from_u32(rng.below(0x1_0000) as u32).unwrap_or('?'))
