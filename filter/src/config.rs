@@ -605,10 +605,10 @@ impl RawMasking {
                 "the `hash` action needs `masking.hash_key` or `audit.hmac_key`",
             ));
         }
-        if let Some(rule) = m.first_match(replacement) {
+        if let Some(detector) = m.detector_matching(replacement) {
             return Err(ConfigError::new(
                 "masking.replacement",
-                format!("`{replacement}` is itself matched by `{rule}`, so masked output would be masked again"),
+                format!("`{replacement}` looks like what detector `{detector}` masks"),
             ));
         }
         m.responses = self.responses;

@@ -54,9 +54,10 @@
 //!   strongest action wins (`redact` > `hash` > `partial`).
 //! - **Idempotent**: masked output is a fixed point. Spans that lie inside masking output
 //!   (the replacement or a `hash:` token) are left alone, a scalar already in its masked
-//!   form is unchanged, and nothing unchanged is reported. (A custom pattern that matches
-//!   part of the replacement text could break this; the configuration refuses a
-//!   replacement that any detector or pattern matches.)
+//!   form is unchanged, and nothing unchanged is reported. Where `partial` keeps a tail
+//!   visible, a string is masked again until nothing changes (at most four steps), since a
+//!   tail can hold a new match. (A custom pattern that matches `*` or can match across the
+//!   replacement and the text next to it could still mask masked output again.)
 //! - **Bounded**: recursion stops at 512 levels (deeper values are replaced whole); nothing
 //!   here panics.
 
@@ -304,6 +305,8 @@ pub struct Masker {
     min_detect_len: usize,
     /// The action of `credit_card`, used on long integers too.
     card_action: Option<Action>,
+    /// Some detector or pattern keeps a `partial` tail visible.
+    keeps_tails: bool,
     /// Also mask what the client receives.
     pub responses: bool,
     /// Also mask requests before they reach the MCP server.
@@ -360,6 +363,7 @@ impl Masker {
             hasher: hash_key.and_then(|k| HmacSha256::new_from_slice(k).ok()),
             min_detect_len: usize::MAX,
             card_action: None,
+            keeps_tails: false,
             responses: false,
             requests: false,
             max_bytes: DEFAULT_MAX_BYTES,
@@ -390,11 +394,13 @@ impl Masker {
         if d == Detector::CreditCard {
             self.card_action = Some(action);
         }
+        self.keeps_tails |= matches!(action, Action::Partial { keep } if keep > 0);
         self.detectors.push((d, action));
     }
 
     /// Adds a custom pattern.
     pub fn add_pattern(&mut self, p: Pattern) {
+        self.keeps_tails |= matches!(p.action, Action::Partial { keep } if keep > 0);
         self.patterns.push(p);
     }
 
@@ -425,20 +431,14 @@ impl Masker {
         len <= self.max_bytes
     }
 
-    /// The name of the first detector or pattern that matches somewhere in `s` (the
-    /// configuration uses it to refuse a replacement that would be masked again).
-    pub fn first_match(&self, s: &str) -> Option<&str> {
-        for &(d, _) in &self.detectors {
+    /// The name of a configured detector that matches somewhere in `s` (the configuration
+    /// refuses a replacement that looks like a secret: records would seem to leak one).
+    pub fn detector_matching(&self, s: &str) -> Option<&'static str> {
+        self.detectors.iter().find_map(|&(d, _)| {
             let mut found = false;
             d.find(s, &mut |_, _| found = true);
-            if found {
-                return Some(d.name());
-            }
-        }
-        self.patterns
-            .iter()
-            .find(|p| p.regex.find_iter(s).any(|m| !m.is_empty()))
-            .map(Pattern::name)
+            found.then_some(d.name())
+        })
     }
 
     /// Masks one JSON-RPC message in place; returns the pointers (relative to the message,
@@ -577,6 +577,23 @@ impl Masker {
         if !self.scans_strings() {
             return None;
         }
+        let mut out = self.mask_step(s, spans)?;
+        // What `partial` keeps visible can hold a new match (the tail of a long e-mail
+        // address, digits a pattern wants): mask again until nothing changes, so masked
+        // output is a fixed point.
+        if self.keeps_tails {
+            for _ in 0..3 {
+                match self.mask_step(&out, spans) {
+                    Some(next) => out = next,
+                    None => break,
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// One masking step over `s`; `None` when nothing changed.
+    fn mask_step(&self, s: &str, spans: &mut Vec<Span>) -> Option<String> {
         self.find_spans(s, spans);
         if spans.is_empty() {
             return None;
@@ -861,7 +878,12 @@ impl<'m> Walk<'m> {
                             whole |= s == 0 && e == text.len();
                         });
                         if whole {
-                            *v = Value::String(self.m.rendered(action, &text));
+                            // As a string it meets every detector and pattern on the next
+                            // pass: meet them now, so masked output stays a fixed point.
+                            let m = self.m;
+                            let card = m.rendered(action, &text);
+                            let card = m.mask_str(&card, &mut self.spans).unwrap_or(card);
+                            *v = Value::String(card);
                             self.report();
                         }
                     }
@@ -873,9 +895,6 @@ impl<'m> Walk<'m> {
 
     /// A string no rule matched as a whole: embedded JSON, else detectors and patterns.
     fn string(&mut self, s: &mut String) {
-        if !self.m.scans_strings() && self.m.fields.is_empty() && self.m.paths.is_empty() {
-            return;
-        }
         if looks_like_json(s) && self.embed >= MAX_EMBED && s.contains('\\') {
             // JSON nested this deep is not parsed; its escapes could hide what detectors
             // look for, so it goes whole.

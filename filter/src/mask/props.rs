@@ -278,11 +278,14 @@ fn random_action(rng: &mut Rng) -> Action {
 /// Random rules; `safe` keeps to patterns that cannot match masking output.
 fn random_masker(rng: &mut Rng, safe: bool) -> Masker {
     const SAFE_REPLACEMENTS: [&str; 4] = ["[REDACTED]", "***", "<masked>", "#"];
-    const SAFE_PATTERNS: [&str; 4] = [
+    const SAFE_PATTERNS: [&str; 7] = [
         "EMP-[0-9]{6}",
         "(?i)secret[0-9]+",
         "[a-z]+@[a-z]+\\.[a-z]{2,}",
         "Z{2,}",
+        "[A-Z]{4,}",
+        "[0-9]{4,}",
+        "7[0-9]",
     ];
     const ANY_PATTERNS: [&str; 8] = [
         "a*", ".", "\\d+", "(?s).*", "[^a]+", "\\*+", "$", "(a|aa)*b",

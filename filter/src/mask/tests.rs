@@ -708,6 +708,19 @@ fn custom_patterns_and_replacement() {
     assert_eq!(masked, vec!["/***", "/a"]);
     assert_eq!(v["a"], "*** and EMP-12345 and *******65");
     assert_eq!(v["***"], 1);
+    // A pattern that matches inside the replacement leaves masked output alone.
+    let m = masker(json!({"patterns": [{"name": "caps", "regex": "[A-Z]{4,}"}]}));
+    let mut v = json!({"a": "code ABCD here", "h": "hash:0123456789abcdef"});
+    assert_eq!(m.mask_message(&mut v), vec!["/a"]);
+    assert_eq!(v["a"], "code [REDACTED] here");
+    assert!(m.mask_message(&mut v).is_empty());
+    let m =
+        masker(json!({"patterns": [{"name": "hex", "regex": "[0-9a-f]{16}", "action": "hash"}]}));
+    let mut v = json!("id 0123456789abcdef");
+    m.mask_message(&mut v);
+    let once = v.clone();
+    assert!(m.mask_message(&mut v).is_empty());
+    assert_eq!(v, once);
     assert_eq!(required_literal("EMP-[0-9]{6}").as_deref(), Some("EMP-"));
     assert_eq!(required_literal("^abc?d").as_deref(), Some("ab"));
     assert_eq!(required_literal("a|b"), None);
@@ -855,5 +868,21 @@ fn json_nested_past_the_limit_goes_whole_when_escaped() {
         v["text"],
         r#"{"t":"{\"t\":\"{\\\"t\\\":\\\"[REDACTED]\\\"}\"}"}"#
     );
+    assert!(m.mask_message(&mut v).is_empty());
+}
+
+#[test]
+fn partial_tails_that_hold_a_match_are_masked_too() {
+    // The kept tail of a long address is itself an address: masked again, so the output
+    // is a fixed point.
+    let m = masker(
+        json!({"detectors": [{"name": "email", "action": "partial", "keep": 7}],
+        "patterns": [{"name": "digits", "regex": "[0-9]{4,}", "action": "partial", "keep": 2}]}),
+    );
+    let mut v = json!({"a": "abcdefghij@x.co", "b": "n 12345678", "c": 4111111111111111u64});
+    m.mask_message(&mut v);
+    assert_eq!(v["a"], "***************");
+    assert_eq!(v["b"], "n ******78");
+    assert_eq!(v["c"], 4111111111111111u64);
     assert!(m.mask_message(&mut v).is_empty());
 }
