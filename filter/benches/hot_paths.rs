@@ -8,13 +8,15 @@
     clippy::indexing_slicing
 )]
 use base64::Engine as _;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider};
+use mcptrail::config::Config;
 use mcptrail::jwt::{parse_jwks, Alg, ClaimNames};
+use mcptrail::mask::Detector;
 use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::signature::{SignatureEncoding as _, Signer as _};
 use rsa::traits::PublicKeyParts as _;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const PEM: &str = include_str!("../testdata/rsa-test-key.pem");
 const ISS: &str = "https://idp.example.com";
@@ -101,5 +103,73 @@ fn verify(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, verify);
+/// A `tools/call` result as servers send them: the records as JSON text in
+/// `content[0].text` and again as `structuredContent`, a few holding secrets.
+fn tool_result(target_bytes: usize) -> Value {
+    let mut rows = Vec::new();
+    let mut i = 0u32;
+    loop {
+        let mut row = json!({
+            "id": 10_000 + i,
+            "name": format!("Customer {i}"),
+            "email": format!("customer{i}@example.com"),
+            "created_at": "2024-01-15T10:30:45.123Z",
+            "plan": "pro",
+            "version": "1.12.3",
+            "note": format!("Order #{} shipped; tracking 1Z999AA1{:08}, see https://shop.example.com/orders/{i}", 40_000 + i, i),
+            "login": { "ip": format!("10.0.{}.{}", i % 250, (i * 7) % 250), "agent": "Mozilla/5.0 (X11; Linux x86_64)" },
+        });
+        if i % 5 == 0 {
+            row["payment"] =
+                json!({"card": "4111 1111 1111 1111", "holder": format!("Customer {i}")});
+        }
+        if i % 7 == 0 {
+            row["support"] = json!(format!(
+                "call +1 415 555 {:04} or use token Bearer abc{i}def456ghi",
+                i % 10_000
+            ));
+        }
+        rows.push(row);
+        i += 1;
+        let msg = json!({"jsonrpc": "2.0", "id": 7, "result": {
+            "content": [{"type": "text", "text": Value::Array(rows.clone()).to_string()}],
+            "structuredContent": {"rows": rows.clone()}, "isError": false}});
+        if msg.to_string().len() >= target_bytes {
+            return msg;
+        }
+    }
+}
+
+fn mask(c: &mut Criterion) {
+    let detectors: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+    let cfg = json!({"audit": {"cluster": "c"}, "masking": {
+        "fields": ["password", "secret", "token", "api_key", "authorization"],
+        "detectors": detectors,
+        "patterns": [{"name": "employee_id", "regex": "EMP-[0-9]{6}"}]}});
+    let masker = Config::parse(cfg.to_string().as_bytes()).unwrap().masking;
+    let mut group = c.benchmark_group("mask");
+    for (name, size) in [("tool_result_1k", 1024), ("tool_result_64k", 64 * 1024)] {
+        let msg = tool_result(size);
+        let bytes = msg.to_string().len();
+        let mut probe = msg.clone();
+        assert!(!masker.mask_message(&mut probe).is_empty());
+        assert!(!probe.to_string().contains("4111 1111"));
+        eprintln!("mask/{name}: {bytes} bytes");
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || msg.clone(),
+                // Return the value too: its drop is not masking's cost.
+                |mut v| {
+                    let masked = masker.mask_message(&mut v);
+                    (v, masked)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify, mask);
 criterion_main!(benches);

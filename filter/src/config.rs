@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::{AuthSettings, JwksFetch, Mode, Provider};
 use crate::jwt::{self, Alg, ClaimNames};
+use crate::mask::{self, Action, Detector, FieldRule, Masker, OnTooLarge, PathRule, Pattern};
 use crate::policy::{Effect, Glob, Policy, Rule};
 
 /// A configuration error: the key it concerns and what is wrong with it.
@@ -53,7 +54,7 @@ struct RawConfig {
     #[serde(default)]
     auth: Option<RawAuth>,
     #[serde(default)]
-    masking: Option<serde_json::Value>,
+    masking: Option<RawMasking>,
     #[serde(default)]
     policy: Option<RawPolicy>,
 }
@@ -147,6 +148,115 @@ struct RawClaims {
     groups: Option<String>,
     email: Option<String>,
     client_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMasking {
+    #[serde(default)]
+    fields: Vec<NameOr<RawField>>,
+    #[serde(default)]
+    paths: Vec<NameOr<RawPath>>,
+    #[serde(default)]
+    detectors: Vec<NameOr<RawField>>,
+    #[serde(default)]
+    patterns: Vec<RawPattern>,
+    #[serde(default)]
+    replacement: Option<String>,
+    #[serde(default)]
+    action: RawAction,
+    #[serde(default)]
+    keep: Option<usize>,
+    #[serde(default)]
+    hash_key: Option<String>,
+    #[serde(default)]
+    responses: bool,
+    #[serde(default)]
+    requests: bool,
+    #[serde(default)]
+    max_bytes: Option<usize>,
+    #[serde(default)]
+    on_too_large: RawOnTooLarge,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawAction {
+    #[default]
+    Redact,
+    Partial,
+    Hash,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawOnTooLarge {
+    #[default]
+    Pass,
+    Block,
+}
+
+/// A `fields` or `detectors` entry in object form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: String,
+    #[serde(default)]
+    action: Option<RawAction>,
+    #[serde(default)]
+    keep: Option<usize>,
+}
+
+/// A `paths` entry in object form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPath {
+    path: String,
+    #[serde(default)]
+    action: Option<RawAction>,
+    #[serde(default)]
+    keep: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPattern {
+    name: String,
+    regex: String,
+    #[serde(default)]
+    action: Option<RawAction>,
+    #[serde(default)]
+    keep: Option<usize>,
+}
+
+/// A list entry written either as a bare string or as an object (`"password"` or
+/// `{"name": "password", "action": "hash"}`); errors inside the object keep their key.
+#[derive(Debug)]
+enum NameOr<T> {
+    Name(String),
+    Full(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for NameOr<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = NameOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an object")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(NameOr::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(NameOr::Full)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,6 +443,8 @@ impl McpSettings {
 pub struct Config {
     pub audit: AuditSettings,
     pub mcp: McpSettings,
+    /// The compiled `masking` section (empty, [`Masker::is_empty`], when absent).
+    pub masking: Masker,
     pub auth: AuthSettings,
     pub policy: Policy,
 }
@@ -365,14 +477,14 @@ impl Config {
 
 impl RawConfig {
     fn compile(self) -> Result<Config, ConfigError> {
-        if self.masking.is_some() {
-            return Err(ConfigError::new(
-                "masking",
-                "masking is not available in this build yet; remove the section",
-            ));
-        }
+        let audit = self.audit.compile()?;
+        let masking = match self.masking {
+            Some(m) => m.compile(audit.hmac_key.as_deref())?,
+            None => Masker::default(),
+        };
         let config = Config {
-            audit: self.audit.compile()?,
+            audit,
+            masking,
             mcp: self.mcp.compile()?,
             auth: match self.auth {
                 Some(a) => a.compile()?,
@@ -390,6 +502,143 @@ impl RawConfig {
             ));
         }
         Ok(config)
+    }
+}
+
+impl RawMasking {
+    fn compile(self, audit_hmac_key: Option<&[u8]>) -> Result<Masker, ConfigError> {
+        let default_keep = self.keep.unwrap_or(mask::DEFAULT_KEEP);
+        if default_keep > mask::MAX_KEEP {
+            return Err(ConfigError::new(
+                "masking.keep",
+                format!("must be at most {}", mask::MAX_KEEP),
+            ));
+        }
+        let resolve = |key: &str, action: Option<RawAction>, keep: Option<usize>| {
+            let raw = action.unwrap_or(self.action);
+            if keep.is_some() && raw != RawAction::Partial {
+                return Err(ConfigError::new(
+                    &format!("{key}.keep"),
+                    "`keep` applies to the `partial` action only",
+                ));
+            }
+            let keep = keep.unwrap_or(default_keep);
+            if keep > mask::MAX_KEEP {
+                return Err(ConfigError::new(
+                    &format!("{key}.keep"),
+                    format!("must be at most {}", mask::MAX_KEEP),
+                ));
+            }
+            Ok(match raw {
+                RawAction::Redact => Action::Redact,
+                RawAction::Partial => Action::Partial { keep },
+                RawAction::Hash => Action::Hash,
+            })
+        };
+        let hash_key = match (&self.hash_key, audit_hmac_key) {
+            (Some(b64), _) => Some(b64_secret("masking.hash_key", b64, 16)?),
+            (None, Some(audit)) => Some(mask::derive_hash_key(audit)),
+            (None, None) => None,
+        };
+        let replacement = self
+            .replacement
+            .as_deref()
+            .unwrap_or(mask::DEFAULT_REPLACEMENT);
+        if replacement.is_empty() || replacement.len() > 256 {
+            // Empty, text on both sides of a removed secret could join into a new match.
+            return Err(ConfigError::new(
+                "masking.replacement",
+                "must be 1 to 256 bytes",
+            ));
+        }
+        let mut m = Masker::new(replacement, hash_key.as_deref());
+        for (i, f) in self.fields.iter().enumerate() {
+            let key = format!("masking.fields[{i}]");
+            let (name, action) = match f {
+                NameOr::Name(n) => (n, resolve(&key, None, None)?),
+                NameOr::Full(r) => (&r.name, resolve(&key, r.action, r.keep)?),
+            };
+            m.add_field(FieldRule::new(name, action).map_err(|e| ConfigError::new(&key, e))?);
+        }
+        for (i, p) in self.paths.iter().enumerate() {
+            let key = format!("masking.paths[{i}]");
+            let (path, action) = match p {
+                NameOr::Name(n) => (n, resolve(&key, None, None)?),
+                NameOr::Full(r) => (&r.path, resolve(&key, r.action, r.keep)?),
+            };
+            m.add_path(PathRule::parse(path, action).map_err(|e| ConfigError::new(&key, e))?);
+        }
+        let mut seen = Vec::new();
+        for (i, d) in self.detectors.iter().enumerate() {
+            let key = format!("masking.detectors[{i}]");
+            let (name, action) = match d {
+                NameOr::Name(n) => (n, resolve(&key, None, None)?),
+                NameOr::Full(r) => (&r.name, resolve(&key, r.action, r.keep)?),
+            };
+            let det = Detector::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+                ConfigError::new(
+                    &key,
+                    format!("unknown detector `{name}`; known: {}", known.join(", ")),
+                )
+            })?;
+            if seen.contains(&det) {
+                return Err(ConfigError::new(&key, format!("`{name}` is listed twice")));
+            }
+            seen.push(det);
+            m.add_detector(det, action);
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (i, p) in self.patterns.iter().enumerate() {
+            let key = format!("masking.patterns[{i}]");
+            if p.name.trim().is_empty() {
+                return Err(ConfigError::new(
+                    &format!("{key}.name"),
+                    "must not be empty",
+                ));
+            }
+            if names.contains(&p.name.as_str()) {
+                return Err(ConfigError::new(
+                    &format!("{key}.name"),
+                    format!("two patterns are named `{}`", p.name),
+                ));
+            }
+            names.push(&p.name);
+            let action = resolve(&key, p.action, p.keep)?;
+            let pattern = Pattern::new(&p.name, &p.regex, action).map_err(|e| {
+                ConfigError::new(
+                    &format!("{key}.regex"),
+                    format!("pattern `{}`: invalid regex: {e}", p.name),
+                )
+            })?;
+            m.add_pattern(pattern);
+        }
+        if m.uses_hash() && !m.has_hash_key() {
+            return Err(ConfigError::new(
+                "masking.hash_key",
+                "the `hash` action needs `masking.hash_key` or `audit.hmac_key`",
+            ));
+        }
+        if let Some(detector) = m.detector_matching(replacement) {
+            return Err(ConfigError::new(
+                "masking.replacement",
+                format!("`{replacement}` looks like what detector `{detector}` masks"),
+            ));
+        }
+        m.responses = self.responses;
+        m.requests = self.requests;
+        m.max_bytes = self.max_bytes.unwrap_or(mask::DEFAULT_MAX_BYTES);
+        if m.max_bytes == 0 {
+            return Err(ConfigError::new(
+                "masking.max_bytes",
+                "must be greater than 0",
+            ));
+        }
+        m.on_too_large = match self.on_too_large {
+            RawOnTooLarge::Pass => OnTooLarge::Pass,
+            RawOnTooLarge::Block => OnTooLarge::Block,
+        };
+        Ok(m)
     }
 }
 

@@ -1,6 +1,6 @@
 //! mcptrail: a proxy-wasm HTTP filter that authenticates, decodes and audits MCP traffic.
 //!
-//! Pure logic (`config`, `jsonrpc`, `audit`, `time`, `ids`) knows nothing of proxy-wasm;
+//! Pure logic (`config`, `jsonrpc`, `mask`, `audit`, `time`, `ids`) knows nothing of proxy-wasm;
 //! `glue` drives it through the [`host::Host`] trait; `proxy` (wasm only) binds the glue to
 //! the proxy-wasm SDK.
 #![cfg_attr(
@@ -22,6 +22,7 @@ pub mod host;
 pub mod ids;
 pub mod jsonrpc;
 pub mod jwt;
+pub mod mask;
 pub mod policy;
 pub mod sessions;
 pub mod sse;
