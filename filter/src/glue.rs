@@ -20,6 +20,7 @@ use crate::bounded::Bounded;
 use crate::config::Config;
 use crate::host::{Action, Body, Headers, Host, Level};
 use crate::jsonrpc::{self, DecodeError, Message};
+use crate::mask::OnTooLarge;
 use crate::policy::Effect;
 use crate::sessions::Sessions;
 use crate::time::rfc3339_ms;
@@ -683,6 +684,10 @@ pub struct Stream {
     reserved: bool,
     /// Route and cluster, read from Envoy once the request was routed.
     envoy: Option<EnvoyInfo>,
+    /// What masking changed in the replies the client received, by reply id.
+    reply_masked: RefCell<HashMap<String, Vec<String>>>,
+    /// Request body bytes seen.
+    body_len: usize,
 }
 
 impl Stream {
@@ -715,6 +720,8 @@ impl Stream {
             redelivered: 0,
             reserved: false,
             envoy: None,
+            reply_masked: RefCell::new(HashMap::new()),
+            body_len: 0,
         }
     }
 
@@ -805,12 +812,25 @@ impl Stream {
             .property(&["source", "address"])
             .and_then(|b| String::from_utf8(b).ok());
         self.request_done = end_of_stream;
+        let masking = &self.shared.config.masking;
+        let masks = !masking.is_empty() && self.shared.config.mcp.decode;
+        if masks && masking.responses {
+            // Answers are rewritten as they pass: they must not come compressed.
+            host.set_header(Headers::Request, "accept-encoding", Some("identity"));
+        }
+        let rewrite_request =
+            masks && (masking.requests || masking.on_too_large == OnTooLarge::Block);
+        if rewrite_request && self.method == "POST" && !end_of_stream {
+            // The body may change length (or be refused) once read whole.
+            host.set_header(Headers::Request, "content-length", None);
+        }
         {
             let mut slot = self.slot.borrow_mut();
             slot.origin = origin;
             slot.path = path;
-            slot.hold_body =
-                self.method == "POST" && !end_of_stream && self.shared.config.policy.can_deny();
+            slot.hold_body = self.method == "POST"
+                && !end_of_stream
+                && (self.shared.config.policy.can_deny() || rewrite_request);
         }
         if self.method == "POST" && !end_of_stream && self.shared.config.mcp.decode {
             self.body = Some(Vec::new());
@@ -972,6 +992,7 @@ impl Stream {
     }
 
     fn copy_chunk(&mut self, host: &dyn Host, size: usize) {
+        self.body_len = self.body_len.saturating_add(size);
         if let Some(buf) = self.body.as_mut() {
             if buf.len().saturating_add(size) > self.shared.config.mcp.max_body_bytes {
                 self.body = None;
@@ -1017,6 +1038,10 @@ impl Stream {
                 Ok(items) => items,
                 Err(e) => vec![Err(e)],
             });
+            self.body_len = body.len();
+            if let Some(action) = self.mask_held_request(host, &body, &mut slot) {
+                return action;
+            }
         }
         if slot.gate == Gate::WaitingAuth {
             return Action::Pause; // the root finishes once the keys arrive
@@ -1025,6 +1050,69 @@ impl Stream {
             return Action::Pause;
         }
         Action::Continue
+    }
+
+    /// Masking of a held request body: refuse it when too large to mask and `block` is
+    /// set; with `masking.requests`, forward it masked. `Some` when the request is refused.
+    fn mask_held_request(&self, host: &dyn Host, body: &[u8], slot: &mut Slot) -> Option<Action> {
+        let masking = &self.shared.config.masking;
+        if masking.is_empty() {
+            return None;
+        }
+        if !masking.admits(body.len()) {
+            if masking.on_too_large != OnTooLarge::Block {
+                return None; // recorded without arguments, with a decode.error (records())
+            }
+            send(
+                host,
+                413,
+                &[("content-type", "application/json")],
+                br#"{"error":"request body too large to mask (masking.max_bytes)"}"#,
+            );
+            slot.gate = Gate::Refused(Refusal {
+                kind: Kind::DecodeError,
+                status: 413,
+                reason: format!(
+                    "request body larger than masking.max_bytes ({} bytes); refused (masking.on_too_large: block)",
+                    masking.max_bytes
+                ),
+                auth: None,
+                policy: Vec::new(),
+            });
+            return Some(Action::Pause);
+        }
+        if !masking.requests {
+            return None;
+        }
+        let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+            return None; // not JSON: recorded as a decode.error, passed as it came
+        };
+        let changed = match &mut value {
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |acc, m| !masking.mask_message(m).is_empty() | acc),
+            m => !masking.mask_message(m).is_empty(),
+        };
+        if changed {
+            if let Err(e) = host.set_body(Body::Request, value.to_string().as_bytes()) {
+                host.log(
+                    Level::Warn,
+                    &format!("mcptrail: cannot rewrite the request: {}", e.0),
+                );
+            }
+        }
+        None
+    }
+
+    /// Whether answers are rewritten on their way to the client (tools/list filtering,
+    /// masking of responses).
+    fn rewriting(&self) -> bool {
+        !self.filter_ids.is_empty() || self.masks_responses()
+    }
+
+    fn masks_responses(&self) -> bool {
+        let m = &self.shared.config.masking;
+        m.responses && !m.is_empty()
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
@@ -1066,12 +1154,40 @@ impl Stream {
                 .filter_map(|m| m.id.as_ref().map(response::id_key))
                 .collect();
         }
-        if !self.filter_ids.is_empty() {
+        if self.rewriting() && resp.kind != response::BodyKind::Other {
             // The body will change length.
             host.set_header(Headers::Response, "content-length", None);
         }
+        if self.masks_responses() && resp.kind == response::BodyKind::Other && !end_of_stream {
+            // Compressed or not MCP: passed as it is, and said so.
+            resp.problem
+                .get_or_insert_with(|| format!("content-type `{content_type}`: not masked"));
+        }
         self.resp = Some(resp);
         Action::Continue
+    }
+
+    /// The rewrite applied to each reply: tools/list filtering, then masking. What masking
+    /// changed is kept by reply id, for the command's record.
+    fn rewriter(&self) -> impl Fn(&mut Value) -> bool + '_ {
+        let filter = self.tools_filter();
+        move |reply: &mut Value| {
+            let filtered = !self.filter_ids.is_empty() && filter(reply);
+            if !self.masks_responses() {
+                return filtered;
+            }
+            let masked = self.shared.config.masking.mask_message(reply);
+            if masked.is_empty() {
+                return filtered;
+            }
+            let key = reply.get("id").map(response::id_key).unwrap_or_default();
+            self.reply_masked
+                .borrow_mut()
+                .entry(key)
+                .or_default()
+                .extend(masked);
+            true
+        }
     }
 
     /// Drops the tools a caller may not call from `tools/list` replies.
@@ -1119,9 +1235,9 @@ impl Stream {
             self.response_bytes = self.response_bytes.saturating_add(size as u64);
             return Action::Continue;
         };
-        let rewriting = !self.filter_ids.is_empty();
+        let rewriting = self.rewriting();
         let mut bytes = self.response_bytes;
-        let filter = self.tools_filter();
+        let filter = self.rewriter();
         let mut action = Action::Continue;
         let mut replacement = None;
         match resp.kind {
@@ -1130,7 +1246,7 @@ impl Stream {
                     // Held until complete: `size` is the whole body.
                     let whole = host.body(Body::Response, 0, size).unwrap_or_default();
                     bytes = size as u64;
-                    replacement = resp.json_end(Some(&whole), Some(&filter));
+                    replacement = self.rewrite_json(&mut resp, &whole, &filter);
                 } else {
                     action = Action::Pause;
                 }
@@ -1190,15 +1306,15 @@ impl Stream {
             return Action::Continue;
         };
         match resp.kind {
-            response::BodyKind::Json if !self.filter_ids.is_empty() => {
+            response::BodyKind::Json if self.rewriting() => {
                 // The body was held for rewriting: it is all buffered now.
                 let max = self.shared.config.mcp.max_body_bytes;
                 let whole = host
                     .body(Body::Response, 0, max.saturating_add(1))
                     .unwrap_or_default();
                 self.response_bytes = whole.len() as u64;
-                let filter = self.tools_filter();
-                let replacement = resp.json_end(Some(&whole), Some(&filter));
+                let filter = self.rewriter();
+                let replacement = self.rewrite_json(&mut resp, &whole, &filter);
                 drop(filter);
                 if let Some(new_body) = replacement {
                     if let Err(e) = host.set_body(Body::Response, &new_body) {
@@ -1217,6 +1333,46 @@ impl Stream {
         self.resp = Some(resp);
         self.record_delivered(host);
         Action::Continue
+    }
+
+    /// A whole JSON answer through the rewrite, within the masking bound: a larger one is
+    /// passed (said so in a `decode.error`) or withheld (`masking.on_too_large: block`).
+    fn rewrite_json(
+        &self,
+        resp: &mut response::Responses,
+        whole: &[u8],
+        rewrite: response::Rewrite<'_>,
+    ) -> Option<Vec<u8>> {
+        let masking = &self.shared.config.masking;
+        if self.masks_responses() && !masking.admits(whole.len()) {
+            resp.problem = Some(format!(
+                "JSON response larger than masking.max_bytes ({} bytes); {}",
+                masking.max_bytes,
+                if masking.on_too_large == OnTooLarge::Block {
+                    "withheld"
+                } else {
+                    "passed unmasked"
+                }
+            ));
+            if masking.on_too_large == OnTooLarge::Block {
+                let id = self.first_request_id().unwrap_or(Value::Null);
+                let withheld = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603,
+                    "message": "response withheld by mcptrail: too large to mask"}});
+                return Some(withheld.to_string().into_bytes());
+            }
+            return None;
+        }
+        resp.json_end(Some(whole), Some(rewrite))
+    }
+
+    fn first_request_id(&self) -> Option<Value> {
+        let slot = self.slot.borrow();
+        slot.messages
+            .iter()
+            .flatten()
+            .filter_map(|m| m.as_ref().ok())
+            .find(|m| m.kind == jsonrpc::Kind::Request)
+            .and_then(|m| m.id.clone())
     }
 
     /// Records what arrived on the stream that deserves its own record, as it arrives (a
@@ -1500,6 +1656,15 @@ impl Stream {
                 Err(e) => self.decode_error(e, now, outcome.clone()),
             })
             .collect();
+        if self.arguments_too_large() {
+            let mut r = self.base(Kind::DecodeError, now);
+            r.reason = Some(format!(
+                "request body larger than masking.max_bytes ({} bytes): arguments not recorded",
+                self.shared.config.masking.max_bytes
+            ));
+            r.outcome = Some(outcome.clone());
+            out.push(r);
+        }
         if let Some(problem) = self.response_problem(&messages) {
             let mut r = self.base(Kind::DecodeError, now);
             r.reason = Some(problem);
@@ -1639,7 +1804,8 @@ impl Stream {
 
     fn decode_error(&self, e: &DecodeError, now: u64, outcome: Outcome) -> Record {
         let mut r = self.base(Kind::DecodeError, now);
-        r.reason = Some(e.to_string());
+        let reason = e.to_string();
+        r.reason = Some(self.shared.config.masking.mask_text(&reason).into_owned());
         r.outcome = Some(outcome);
         r
     }
@@ -1705,21 +1871,77 @@ impl Stream {
                 .header_name
                 .as_deref()
                 .is_some_and(|h| Some(h) != m.name_for_header());
+        // What the record keeps of the message, masked: never a secret in the trail.
+        let masking = &self.shared.config.masking;
+        let mut masked = Vec::new();
+        let mut arguments = if self.arguments_too_large() {
+            None
+        } else {
+            m.arguments().cloned()
+        };
+        if let Some(a) = arguments.as_mut() {
+            let at = if m.method.as_deref() == Some("completion/complete") {
+                "/params/argument"
+            } else {
+                "/params/arguments"
+            };
+            masked.extend(masking.mask_value_at(a, at));
+        }
+        let mut client = m.client_info().cloned();
+        if let Some(c) = client.as_mut() {
+            let at = if m
+                .params
+                .as_ref()
+                .is_some_and(|p| p.get("clientInfo").is_some())
+            {
+                "/params/clientInfo"
+            } else {
+                "/params/_meta/io.modelcontextprotocol~1clientInfo"
+            };
+            masked.extend(masking.mask_value_at(c, at));
+        }
+        let resource = m.resource().map(|uri| {
+            let mut v = Value::String(uri.to_string());
+            let at = if m.method.as_deref() == Some("completion/complete") {
+                "/params/ref/uri"
+            } else {
+                "/params/uri"
+            };
+            masked.extend(masking.mask_value_at(&mut v, at));
+            v.as_str().unwrap_or_default().to_string()
+        });
+        let mut outcome = outcome;
+        if let Some(e) = outcome.error.as_mut() {
+            masked.extend(masking.mask_value_at(e, "/error"));
+        }
+        if let Some(id) = m.id.as_ref() {
+            if let Some(p) = self.reply_masked.borrow().get(&response::id_key(id)) {
+                masked.extend(p.iter().cloned());
+            }
+        }
         r.mcp = Some(Mcp {
             method: m.method.clone(),
             id: m.id.clone(),
             tool: m.tool().map(str::to_string),
-            arguments: m.arguments().cloned(),
+            arguments,
             protocol_version,
             prompt: m.prompt().map(str::to_string),
-            resource: m.resource().map(str::to_string),
-            client: m.client_info().cloned(),
+            resource,
+            client,
             header_mismatch,
             session_identity_mismatch: self.session_identity_mismatch,
             ..Mcp::default()
         });
         r.outcome = Some(outcome);
+        r.masked = masked;
         r
+    }
+
+    /// The request is larger than masking can vouch for: its arguments stay out of the
+    /// record (a `decode.error` says so).
+    fn arguments_too_large(&self) -> bool {
+        let m = &self.shared.config.masking;
+        !m.is_empty() && !m.admits(self.body_len)
     }
 }
 
@@ -1737,3 +1959,6 @@ mod stream_tests;
 
 #[cfg(test)]
 mod fixture_tests;
+
+#[cfg(test)]
+mod mask_tests;

@@ -1,0 +1,262 @@
+//! Masking through the glue: records never hold a masked value; with `responses` the
+//! client's answers are rewritten (JSON whole, SSE event by event, a secret split across
+//! chunks still caught); with `requests` the server gets masked arguments; bodies beyond
+//! `masking.max_bytes` are passed (said so) or refused.
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use serde_json::Value;
+
+use super::fake::FakeHost;
+use super::*;
+
+const SECRET_MAIL: &str = "alice@example.com";
+const CALL: &str = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"lookup","arguments":{"Password":"hunter2","note":"mail alice@example.com"}}}"#;
+
+fn cfg(masking: &str) -> String {
+    format!(r#"{{"audit":{{"cluster":"c"}},"masking":{masking}}}"#)
+}
+
+/// One exchange; returns the stream's action on the last request body callback.
+fn exchange(host: &FakeHost, r: &Root, body: &str, ct: &str, chunks: &[&str]) -> Action {
+    host.clear_headers(Headers::Request);
+    host.clear_headers(Headers::Response);
+    host.rewritten.borrow_mut().clear();
+    host.set_header(Headers::Request, ":path", "/mcp");
+    host.set_header(Headers::Request, ":method", "POST");
+    host.set_header(Headers::Request, "content-length", &body.len().to_string());
+    let mut s = r.new_stream(1).unwrap();
+    s.on_request_headers(host, false);
+    host.set_body(Body::Request, body.as_bytes());
+    let action = s.on_request_body(host, body.len(), true);
+    if !host.responses.borrow().is_empty() {
+        s.on_log(host);
+        return action;
+    }
+    host.set_header(Headers::Response, ":status", "200");
+    host.set_header(Headers::Response, "content-type", ct);
+    host.set_header(Headers::Response, "content-length", "1");
+    s.on_response_headers(host, false);
+    let mut sent = Vec::new();
+    // As Envoy does: after a Pause the next callback sees everything buffered so far.
+    let mut buffered = String::new();
+    for (i, c) in chunks.iter().enumerate() {
+        buffered.push_str(c);
+        host.set_body(Body::Response, buffered.as_bytes());
+        let a = s.on_response_body(host, buffered.len(), i + 1 == chunks.len());
+        if a == Action::Continue {
+            sent.push(
+                String::from_utf8(host.bodies.borrow().get(&1).cloned().unwrap_or_default())
+                    .unwrap(),
+            );
+            buffered.clear();
+        }
+    }
+    host.properties.borrow_mut().insert(
+        "mcptrail.test.client_saw".into(),
+        sent.concat().into_bytes(),
+    );
+    s.on_log(host);
+    action
+}
+
+fn client_saw(host: &FakeHost) -> String {
+    String::from_utf8(
+        host.properties
+            .borrow()
+            .get("mcptrail.test.client_saw")
+            .cloned()
+            .unwrap_or_default(),
+    )
+    .unwrap()
+}
+
+fn records(host: &FakeHost, r: &mut Root) -> Vec<Value> {
+    host.advance(5_000);
+    r.on_tick(host);
+    host.calls
+        .borrow()
+        .iter()
+        .flat_map(|c| {
+            String::from_utf8(c.body.clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn root(host: &FakeHost, config: &str) -> Root {
+    let mut r = Root::default();
+    assert!(
+        r.configure(host, config.as_bytes()),
+        "{:?}",
+        host.logs.borrow()
+    );
+    r
+}
+
+#[test]
+fn records_are_masked_and_the_server_gets_what_the_client_sent() {
+    let host = FakeHost::default();
+    let mut r = root(
+        &host,
+        &cfg(r#"{"fields":["password"],"detectors":["email"]}"#),
+    );
+    let reply =
+        r#"{"jsonrpc":"2.0","id":9,"error":{"code":-32000,"message":"no user alice@example.com"}}"#;
+    exchange(&host, &r, CALL, "application/json", &[reply]);
+    assert!(
+        host.rewritten.borrow().is_empty(),
+        "nothing rewritten without requests/responses"
+    );
+    assert!(
+        client_saw(&host).contains(SECRET_MAIL),
+        "the client's answer is untouched"
+    );
+    let recs = records(&host, &mut r);
+    let line = recs[0].to_string();
+    assert!(
+        !line.contains("hunter2") && !line.contains(SECRET_MAIL),
+        "{line}"
+    );
+    assert_eq!(recs[0]["mcp"]["arguments"]["Password"], "[REDACTED]");
+    assert_eq!(recs[0]["mcp"]["arguments"]["note"], "mail [REDACTED]");
+    let masked: Vec<&str> = recs[0]["masked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        masked,
+        [
+            "/params/arguments/Password",
+            "/params/arguments/note",
+            "/error/message"
+        ]
+    );
+}
+
+#[test]
+fn json_answers_are_masked_for_the_client_when_asked() {
+    let host = FakeHost::default();
+    let mut r = root(
+        &host,
+        &cfg(r#"{"detectors":["email","credit_card"],"responses":true}"#),
+    );
+    let text =
+        serde_json::to_string(r#"{"owner":"alice@example.com","card":"4111 1111 1111 1111"}"#)
+            .unwrap();
+    let reply = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"result":{{"content":[{{"type":"text","text":{text}}}]}}}}"#
+    );
+    let (a, b) = reply.split_at(reply.len() / 2);
+    exchange(&host, &r, CALL, "application/json", &[a, b]);
+    assert_eq!(
+        host.header(Headers::Request, "accept-encoding").as_deref(),
+        Some("identity")
+    );
+    assert!(
+        host.header(Headers::Response, "content-length").is_none(),
+        "length changes"
+    );
+    let saw = client_saw(&host);
+    assert!(!saw.contains(SECRET_MAIL) && !saw.contains("4111"), "{saw}");
+    let v: Value = serde_json::from_str(&saw).unwrap();
+    assert_eq!(v["id"], 9, "still a valid reply");
+    let recs = records(&host, &mut r);
+    assert!(recs[0]["masked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "/result/content/0/text/owner"));
+}
+
+#[test]
+fn sse_answers_are_masked_event_by_event_even_split_inside_a_secret() {
+    let host = FakeHost::default();
+    let mut r = root(
+        &host,
+        &cfg(r#"{"fields":["token"],"detectors":["email"],"responses":true}"#),
+    );
+    let events = concat!(
+        "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hello bob@example.org\"}}\n\n",
+        "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[],\"structuredContent\":{\"token\":\"s3cr3t\",\"who\":\"alice@example.com\"}}}\n\n",
+    );
+    // Split inside the e-mail address and inside the token.
+    let cut1 = events.find("bob@").unwrap() + 2;
+    let cut2 = events.find("s3cr").unwrap() + 3;
+    let chunks = [&events[..cut1], &events[cut1..cut2], &events[cut2..]];
+    exchange(&host, &r, CALL, "text/event-stream", &chunks);
+    let saw = client_saw(&host);
+    for secret in ["bob@example.org", "s3cr3t", SECRET_MAIL] {
+        assert!(!saw.contains(secret), "{secret} reached the client: {saw}");
+    }
+    assert_eq!(
+        saw.matches("\n\n").count(),
+        2,
+        "both events delivered: {saw}"
+    );
+    assert!(saw.contains("id: 2"));
+    let recs = records(&host, &mut r);
+    assert_eq!(recs[0]["outcome"]["status"], "ok");
+}
+
+#[test]
+fn requests_are_masked_before_the_server_when_asked() {
+    let host = FakeHost::default();
+    let r = root(&host, &cfg(r#"{"fields":["password"],"requests":true}"#));
+    let action = exchange(
+        &host,
+        &r,
+        CALL,
+        "application/json",
+        &[r#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#],
+    );
+    assert_eq!(action, Action::Continue);
+    assert!(host.header(Headers::Request, "content-length").is_none());
+    let sent = host.rewritten.borrow()[0].clone();
+    let v: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(v["params"]["arguments"]["Password"], "[REDACTED]");
+    assert_eq!(v["params"]["name"], "lookup");
+}
+
+#[test]
+fn bodies_beyond_the_bound_are_passed_with_a_record_or_refused() {
+    let host = FakeHost::default();
+    let mut r = root(&host, &cfg(r#"{"fields":["password"],"max_bytes":64}"#));
+    exchange(
+        &host,
+        &r,
+        CALL,
+        "application/json",
+        &[r#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#],
+    );
+    let recs = records(&host, &mut r);
+    assert_eq!(recs[0]["kind"], "command");
+    assert!(
+        recs[0]["mcp"]["arguments"].is_null(),
+        "never recorded unmasked"
+    );
+    assert!(!recs[0].to_string().contains("hunter2"));
+    assert_eq!(recs[1]["kind"], "decode.error");
+    assert!(recs[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("masking.max_bytes"));
+
+    let host = FakeHost::default();
+    let mut r = root(
+        &host,
+        &cfg(r#"{"fields":["password"],"max_bytes":64,"on_too_large":"block"}"#),
+    );
+    exchange(&host, &r, CALL, "application/json", &[]);
+    assert_eq!(host.responses.borrow()[0].0, 413);
+    let recs = records(&host, &mut r);
+    assert_eq!(recs[0]["kind"], "decode.error");
+    assert_eq!(recs[0]["outcome"]["status"], "denied");
+    assert!(!recs[0].to_string().contains("hunter2"));
+}
