@@ -171,5 +171,96 @@ fn mask(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, mask);
+/// JSON-RPC decoding of a 1 KB `tools/call` (the request path) and classification of a
+/// 1 KB reply without building it (the answer path).
+fn decode(c: &mut Criterion) {
+    let call =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lookup",
+        "arguments": {"query": "x".repeat(900), "limit": 10}}})
+        .to_string();
+    let reply = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "y".repeat(900)}]}})
+        .to_string();
+    let mut group = c.benchmark_group("jsonrpc");
+    group.throughput(Throughput::Bytes(call.len() as u64));
+    group.bench_function("decode_request_1k", |b| {
+        b.iter(|| mcptrail::jsonrpc::decode_body(call.as_bytes()).unwrap())
+    });
+    group.throughput(Throughput::Bytes(reply.len() as u64));
+    group.bench_function("peek_reply_1k", |b| {
+        b.iter(|| mcptrail::jsonrpc::peek_body(&reply).unwrap())
+    });
+    group.finish();
+}
+
+/// The SSE parser over a stream of 100 progress events and a result, fed in 1 KB chunks.
+fn sse(c: &mut Criterion) {
+    let mut stream = String::new();
+    for i in 0..100 {
+        stream.push_str(&format!(
+            "id: {i}\ndata: {}\n\n",
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": i}})
+        ));
+    }
+    let mut group = c.benchmark_group("sse");
+    group.throughput(Throughput::Bytes(stream.len() as u64));
+    group.bench_function("parse_100_events_1k_chunks", |b| {
+        b.iter(|| {
+            let mut p = mcptrail::sse::Parser::new(1 << 20);
+            let mut out = Vec::new();
+            for chunk in stream.as_bytes().chunks(1024) {
+                p.feed(chunk, &mut out);
+            }
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+/// Building a command record's line: serialisation, then the chain (SHA-256 link + HMAC).
+fn record(c: &mut Criterion) {
+    use mcptrail::audit::chain::Chain;
+    use mcptrail::audit::record::{Kind, Mcp, Outcome as RecOutcome, Record, Status};
+    let mut r = Record::new(
+        Kind::Command,
+        "2026-11-24T10:00:00.123Z".into(),
+        "0b6f1a9e-33c1-4d2a-9f10-5c6d7e8f9a0b".into(),
+    );
+    r.session = Some("sess-1".into());
+    r.mcp = Some(Mcp {
+        method: Some("tools/call".into()),
+        id: Some(json!(7)),
+        tool: Some("query_db".into()),
+        arguments: Some(json!({"sql": "select * from customers where id = 7", "limit": 10})),
+        ..Mcp::default()
+    });
+    r.outcome = Some(RecOutcome {
+        status: Status::Ok,
+        http_status: Some(200),
+        is_error: false,
+        error: None,
+        duration_ms: Some(12),
+        response_bytes: Some(1024),
+        notifications: 0,
+        server_requests: 0,
+    });
+    let mut group = c.benchmark_group("record");
+    for (name, key) in [
+        ("serialise_and_chain", None),
+        (
+            "serialise_chain_and_mac",
+            Some(b"secret-key-for-demo-only".to_vec()),
+        ),
+    ] {
+        let mut chain = Chain::new("00c0ffee00c0ffee".into(), key);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let json = serde_json::to_string(&r).unwrap();
+                chain.seal(&json)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify, mask, decode, sse, record);
 criterion_main!(benches);
