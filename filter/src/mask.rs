@@ -222,7 +222,7 @@ pub struct Pattern {
     name: String,
     regex: regex_lite::Regex,
     /// A literal every match starts with: strings without it are not searched.
-    literal: Option<memchr::memmem::Finder<'static>>,
+    literal: Option<String>,
     action: Action,
 }
 
@@ -233,8 +233,7 @@ impl Pattern {
         Ok(Pattern {
             name: name.to_string(),
             regex: compiled,
-            literal: required_literal(regex)
-                .map(|l| memchr::memmem::Finder::new(l.as_bytes()).into_owned()),
+            literal: required_literal(regex),
             action,
         })
     }
@@ -518,10 +517,11 @@ impl Masker {
             }
         }
         for p in &self.patterns {
-            if p.literal
-                .as_ref()
-                .is_some_and(|l| l.find(s.as_bytes()).is_none())
-            {
+            if p.literal.as_deref().is_some_and(|l| {
+                detectors::literal_iter(s.as_bytes(), l.as_bytes())
+                    .next()
+                    .is_none()
+            }) {
                 continue;
             }
             for m in p.regex.find_iter(s) {

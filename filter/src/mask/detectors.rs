@@ -252,6 +252,13 @@ fn run(b: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
         .map_or(0, |rest| rest.iter().take_while(|&&c| f(c)).count())
 }
 
+/// Offsets of `lit` in `b`: `memchr` on its first byte, then a comparison (smaller than a
+/// substring searcher, and literals here are short).
+pub(crate) fn literal_iter<'a>(b: &'a [u8], lit: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let first = lit.first().copied().unwrap_or(0);
+    memchr::memchr_iter(first, b).filter(move |&i| b.get(i..i + lit.len()) == Some(lit))
+}
+
 // ---- email ------------------------------------------------------------------------------
 
 fn email_local(c: u8) -> bool {
@@ -921,7 +928,7 @@ fn slack_token(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
 fn private_key(s: &str, hit: &mut dyn FnMut(usize, usize)) {
     const BEGIN: &str = "-----BEGIN ";
     let mut from = 0usize;
-    for p in memchr::memmem::find_iter(s.as_bytes(), BEGIN) {
+    for p in literal_iter(s.as_bytes(), BEGIN.as_bytes()) {
         if p < from {
             continue;
         }
