@@ -21,6 +21,23 @@
 //! - The public fields `responses`, `requests`, `max_bytes` and `on_too_large` carry the
 //!   section's switches; [`Masker::admits`] says whether a body is small enough to mask.
 //!
+//! Where the glue calls it (each decoded JSON-RPC message, batch elements one by one):
+//!
+//! - **Records, always.** Mask before anything reaches a record: `mcp.arguments`,
+//!   `mcp.resource`, `mcp.prompt`, `mcp.client`, `outcome.error` and any result preview are
+//!   taken from a masked message (the message itself when it is masked for the wire anyway,
+//!   else a copy, or just the part with [`Masker::mask_value_at`] at its pointer). The
+//!   record's `masked` is the union of the request's and the response's pointers (`/params/..`
+//!   and `/result/..` or `/error/..` cannot collide). A `decode.error` reason that quotes a
+//!   body goes through [`Masker::mask_text`].
+//! - **Responses, with `responses`.** An `application/json` body: decode, `mask_message`
+//!   each message, re-serialise. An SSE stream: each complete event's `data` the same way, as
+//!   it passes. A body (or event) over `max_bytes`: `on_too_large` decides, and the record is
+//!   a `decode.error`, never one holding unmasked content.
+//! - **Requests, with `requests`.** The held request body is masked in place before it goes
+//!   upstream; without `requests` the server gets it unmasked and only the record's copy is
+//!   masked.
+//!
 //! # Semantics (DESIGN.md, "Precise semantics")
 //!
 //! - **Rules.** `fields` match object keys at any depth, ignoring ASCII case and the
@@ -144,7 +161,8 @@ pub enum OnTooLarge {
     /// Pass it through unmasked and give a `decode.error` record (never an unmasked record).
     #[default]
     Pass,
-    /// Refuse it (413 for a request, 502 for a response).
+    /// Refuse it: the glue answers with an error instead (for example 413 for a request,
+    /// 502 for a response).
     Block,
 }
 

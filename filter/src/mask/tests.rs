@@ -89,6 +89,16 @@ fn detector_table() {
             "git@github.com:org/repo",
             vec!["git@github.com"],
         ),
+        (
+            Detector::Email,
+            "«josé@example.com» 请联系alice@bücher.de",
+            vec!["«josé@example.com", "请联系alice@bücher.de"],
+        ),
+        (
+            Detector::Email,
+            &format!("{}x@example.com", "请".repeat(30)),
+            vec![&format!("{}x@example.com", "请".repeat(21))],
+        ),
         (Detector::Email, "icon@2x.png", vec![]),
         (Detector::Email, "user@localhost", vec![]),
         (Detector::Email, "npm i @scope/pkg react@18.2.0", vec![]),
