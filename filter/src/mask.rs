@@ -21,6 +21,23 @@
 //! - The public fields `responses`, `requests`, `max_bytes` and `on_too_large` carry the
 //!   section's switches; [`Masker::admits`] says whether a body is small enough to mask.
 //!
+//! Where the glue calls it (each decoded JSON-RPC message, batch elements one by one):
+//!
+//! - **Records, always.** Mask before anything reaches a record: `mcp.arguments`,
+//!   `mcp.resource`, `mcp.prompt`, `mcp.client`, `outcome.error` and any result preview are
+//!   taken from a masked message (the message itself when it is masked for the wire anyway,
+//!   else a copy, or just the part with [`Masker::mask_value_at`] at its pointer). The
+//!   record's `masked` is the union of the request's and the response's pointers (`/params/..`
+//!   and `/result/..` or `/error/..` cannot collide). A `decode.error` reason that quotes a
+//!   body goes through [`Masker::mask_text`].
+//! - **Responses, with `responses`.** An `application/json` body: decode, `mask_message`
+//!   each message, re-serialise. An SSE stream: each complete event's `data` the same way, as
+//!   it passes. A body (or event) over `max_bytes`: `on_too_large` decides, and the record is
+//!   a `decode.error`, never one holding unmasked content.
+//! - **Requests, with `requests`.** The held request body is masked in place before it goes
+//!   upstream; without `requests` the server gets it unmasked and only the record's copy is
+//!   masked.
+//!
 //! # Semantics (DESIGN.md, "Precise semantics")
 //!
 //! - **Rules.** `fields` match object keys at any depth, ignoring ASCII case and the
@@ -144,7 +161,8 @@ pub enum OnTooLarge {
     /// Pass it through unmasked and give a `decode.error` record (never an unmasked record).
     #[default]
     Pass,
-    /// Refuse it (413 for a request, 502 for a response).
+    /// Refuse it: the glue answers with an error instead (for example 413 for a request,
+    /// 502 for a response).
     Block,
 }
 
@@ -222,7 +240,7 @@ pub struct Pattern {
     name: String,
     regex: regex_lite::Regex,
     /// A literal every match starts with: strings without it are not searched.
-    literal: Option<memchr::memmem::Finder<'static>>,
+    literal: Option<String>,
     action: Action,
 }
 
@@ -233,8 +251,7 @@ impl Pattern {
         Ok(Pattern {
             name: name.to_string(),
             regex: compiled,
-            literal: required_literal(regex)
-                .map(|l| memchr::memmem::Finder::new(l.as_bytes()).into_owned()),
+            literal: required_literal(regex),
             action,
         })
     }
@@ -518,10 +535,11 @@ impl Masker {
             }
         }
         for p in &self.patterns {
-            if p.literal
-                .as_ref()
-                .is_some_and(|l| l.find(s.as_bytes()).is_none())
-            {
+            if p.literal.as_deref().is_some_and(|l| {
+                detectors::literal_iter(s.as_bytes(), l.as_bytes())
+                    .next()
+                    .is_none()
+            }) {
                 continue;
             }
             for m in p.regex.find_iter(s) {

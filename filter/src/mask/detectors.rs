@@ -252,10 +252,19 @@ fn run(b: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
         .map_or(0, |rest| rest.iter().take_while(|&&c| f(c)).count())
 }
 
+/// Offsets of `lit` in `b`: `memchr` on its first byte, then a comparison (smaller than a
+/// substring searcher, and literals here are short).
+pub(crate) fn literal_iter<'a>(b: &'a [u8], lit: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let first = lit.first().copied().unwrap_or(0);
+    memchr::memchr_iter(first, b).filter(move |&i| b.get(i..i + lit.len()) == Some(lit))
+}
+
 // ---- email ------------------------------------------------------------------------------
 
+/// Local-part bytes: ASCII `[A-Za-z0-9._%+-]` and any non-ASCII byte (internationalised
+/// addresses, `josé@example.com`).
 fn email_local(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-')
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-') || c >= 0x80
 }
 
 /// File extensions that look like top-level domains in `icon@2x.png`.
@@ -269,15 +278,16 @@ fn email(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
         if at_pos < from {
             continue;
         }
-        // Local part: up to 64 bytes to the left, no leading dot.
+        // Local part: up to 64 bytes to the left (a longer run is cut there, so it is
+        // masked rather than missed), starting on a character, no leading dot.
         let mut start = at_pos;
         while start > from && at_pos - start < 64 && email_local(before(b, start)) {
             start -= 1;
         }
-        while start < at_pos && at(b, start) == b'.' {
+        while start < at_pos && (at(b, start) == b'.' || (0x80..0xC0).contains(&at(b, start))) {
             start += 1;
         }
-        if start == at_pos || email_local(before(b, start)) {
+        if start == at_pos {
             continue;
         }
         if let Some(end) = domain_end(b, at_pos + 1) {
@@ -287,29 +297,35 @@ fn email(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     }
 }
 
-/// End of a domain starting at `i`: two or more labels, the last alphabetic (2+ letters,
-/// not a file extension), followed by no domain character.
+/// End of a domain starting at `i`: two or more labels (internationalised ones too), the
+/// last ASCII-alphabetic (2+ letters, not a file extension), followed by no domain
+/// character.
 fn domain_end(b: &[u8], mut i: usize) -> Option<usize> {
     let mut labels = 0;
     let mut best = None;
     loop {
-        let len = run(b, i, |c| c.is_ascii_alphanumeric() || c == b'-');
+        let len = run(b, i, |c| {
+            c.is_ascii_alphanumeric() || c == b'-' || c >= 0x80
+        });
         if len == 0 || len > 63 || at(b, i) == b'-' || at(b, i + len - 1) == b'-' {
             break;
         }
         labels += 1;
-        let label = b.get(i..i + len)?;
+        // The top-level domain is ASCII letters; what follows may be non-ASCII text
+        // (`alice@example.com»`, `…example.com。`).
+        let ascii = run(b, i, |c| c.is_ascii_alphanumeric() || c == b'-').min(len);
+        let label = b.get(i..i + ascii)?;
         if labels >= 2
-            && len >= 2
+            && ascii >= 2
             && label.iter().all(u8::is_ascii_alphabetic)
             && !NOT_TLDS
                 .iter()
                 .any(|t| t.as_bytes().eq_ignore_ascii_case(label))
         {
-            best = Some(i + len);
+            best = Some(i + ascii);
         }
         i += len;
-        if at(b, i) == b'.' && alnum(at(b, i + 1)) {
+        if at(b, i) == b'.' && (alnum(at(b, i + 1)) || at(b, i + 1) >= 0x80) {
             i += 1;
         } else {
             break;
@@ -921,7 +937,7 @@ fn slack_token(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
 fn private_key(s: &str, hit: &mut dyn FnMut(usize, usize)) {
     const BEGIN: &str = "-----BEGIN ";
     let mut from = 0usize;
-    for p in memchr::memmem::find_iter(s.as_bytes(), BEGIN) {
+    for p in literal_iter(s.as_bytes(), BEGIN.as_bytes()) {
         if p < from {
             continue;
         }

@@ -89,6 +89,16 @@ fn detector_table() {
             "git@github.com:org/repo",
             vec!["git@github.com"],
         ),
+        (
+            Detector::Email,
+            "«josé@example.com» 请联系alice@bücher.de",
+            vec!["«josé@example.com", "请联系alice@bücher.de"],
+        ),
+        (
+            Detector::Email,
+            &format!("{}x@example.com", "请".repeat(30)),
+            vec![&format!("{}x@example.com", "请".repeat(21))],
+        ),
         (Detector::Email, "icon@2x.png", vec![]),
         (Detector::Email, "user@localhost", vec![]),
         (Detector::Email, "npm i @scope/pkg react@18.2.0", vec![]),
@@ -885,4 +895,35 @@ fn partial_tails_that_hold_a_match_are_masked_too() {
     assert_eq!(v["b"], "n ******78");
     assert_eq!(v["c"], 4111111111111111u64);
     assert!(m.mask_message(&mut v).is_empty());
+}
+
+#[test]
+fn the_design_example_section_parses_and_works() {
+    let m = masker(json!({
+        "fields": ["password", "secret", "token", "api_key", "authorization"],
+        "paths": ["/params/arguments/ssn"],
+        "detectors": ["email", "credit_card", "us_ssn", "jwt", "aws_access_key", "private_key", "bearer_token"],
+        "patterns": [{ "name": "employee_id", "regex": "EMP-[0-9]{6}" }],
+        "replacement": "[REDACTED]",
+        "responses": true
+    }));
+    assert!(m.responses && !m.requests);
+    let mut msg = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "query_db", "arguments": {"sql": "select 1", "Password": "hunter2", "ssn": "123-45-6789",
+        "note": "for EMP-004211, mail bob@example.com"}}});
+    let mut masked = m.mask_message(&mut msg);
+    masked.sort();
+    assert_eq!(
+        masked,
+        vec![
+            "/params/arguments/Password",
+            "/params/arguments/note",
+            "/params/arguments/ssn"
+        ]
+    );
+    assert_eq!(
+        msg["params"]["arguments"],
+        json!({"sql": "select 1", "Password": "[REDACTED]", "ssn": "[REDACTED]",
+            "note": "for [REDACTED], mail [REDACTED]"})
+    );
 }
