@@ -123,6 +123,16 @@ fn variants(issuer: &str, jwks: &Value) -> Vec<Variant> {
             mcptrail: None,
         },
         Variant {
+            name: "mcptrail: out of scope",
+            jwt_authn: None,
+            mcptrail: Some(json!({"audit": audit, "mcp": {"paths": ["/elsewhere"]}})),
+        },
+        Variant {
+            name: "mcptrail: VM only",
+            jwt_authn: None,
+            mcptrail: Some(json!({"audit": audit, "mcp": {"paths": ["/mcp"], "decode": false}})),
+        },
+        Variant {
             name: "jwt_authn",
             jwt_authn: Some(false),
             mcptrail: None,
@@ -496,7 +506,18 @@ end
             workers: 1,
         },
     ];
-    let variants = variants(&idp.issuer, &jwks);
+    // BENCH_VARIANTS / BENCH_WORKLOADS: `;`-separated substrings, for quick experiments.
+    let pick = |var: &str, name: &str| {
+        std::env::var(var).map_or(true, |f| f.split(';').any(|p| name.contains(p.trim())))
+    };
+    let variants: Vec<Variant> = variants(&idp.issuer, &jwks)
+        .into_iter()
+        .filter(|v| v.name == "plain Envoy" || pick("BENCH_VARIANTS", v.name))
+        .collect();
+    let workloads: Vec<Workload> = workloads
+        .into_iter()
+        .filter(|w| pick("BENCH_WORKLOADS", w.name))
+        .collect();
     let conns = 16;
 
     let mut results: Vec<Vec<Option<Cell>>> = workloads.iter().map(|_| Vec::new()).collect();
