@@ -1658,7 +1658,7 @@ impl Stream {
 pub mod metrics;
 pub mod response;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod fake;
 
 #[cfg(test)]
