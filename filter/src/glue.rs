@@ -915,6 +915,9 @@ impl Stream {
 
     /// HTTP/2 bodies may end in trailers instead of an end-of-stream body callback.
     pub fn on_request_trailers(&mut self, host: &dyn Host) -> Action {
+        if self.silent || matches!(self.slot.borrow().gate, Gate::Refused(_)) {
+            return Action::Pause; // answered locally: nothing of it goes upstream
+        }
         if !self.in_scope || self.request_done {
             return Action::Continue;
         }
