@@ -4,7 +4,8 @@
 # Each target runs on a working corpus in fuzz/work/TARGET (not committed) seeded from the
 # committed fuzz/corpus/TARGET; crashes land in fuzz/artifacts/TARGET/ and fail the run.
 # Environment: FUZZ_SANITIZER (address, default; none is ~2x faster for this safe Rust code),
-# FUZZ_JOBS (targets run at once, default 1), FUZZ_ARGS (more libFuzzer flags).
+# FUZZ_JOBS (targets run at once, default 1), FUZZ_ARGS (more libFuzzer flags), FUZZ_WORK (the
+# working corpora and logs, default fuzz/work).
 # Without a nightly toolchain it prints a loud SKIPPED line and exits 0.
 set -uo pipefail
 
@@ -17,6 +18,7 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 sanitizer=${FUZZ_SANITIZER:-address}
 jobs=${FUZZ_JOBS:-1}
+work=${FUZZ_WORK:-fuzz/work}
 export PATH="$root/.tools/bin:$PATH"
 
 bash scripts/setup-fuzz.sh
@@ -38,12 +40,12 @@ run_one() {
   local t=$1
   local dict=()
   [ -f "fuzz/dict/$t.dict" ] && dict=("-dict=fuzz/dict/$t.dict")
-  mkdir -p "fuzz/work/$t" "fuzz/corpus/$t"
+  mkdir -p "$work/$t" "fuzz/corpus/$t"
   # shellcheck disable=SC2086
-  cargo +nightly fuzz run --fuzz-dir fuzz -s "$sanitizer" "$t" "fuzz/work/$t" "fuzz/corpus/$t" -- \
+  cargo +nightly fuzz run --fuzz-dir fuzz -s "$sanitizer" "$t" "$work/$t" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" ${FUZZ_ARGS:-} \
-    >"fuzz/work/$t.log" 2>&1
-  echo $? >"fuzz/work/$t.rc"
+    >"$work/$t.log" 2>&1
+  echo $? >"$work/$t.rc"
 }
 
 start=$(date +%s)
@@ -62,7 +64,7 @@ wait
 failed=()
 printf '\n%-8s %10s %8s %7s %7s %7s %7s  %s\n' target execs exec/s cov ft corpus rss_mb result
 for t in "${targets[@]}"; do
-  log="fuzz/work/$t.log"
+  log="$work/$t.log"
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{print $2}' | tail -1)
   eps=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | awk '{print $2}' | tail -1)
   rss=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | awk '{print $2}' | tail -1)
@@ -70,10 +72,10 @@ for t in "${targets[@]}"; do
   cov=$(grep -o 'cov: [0-9]*' <<<"$last" | awk '{print $2}')
   ft=$(grep -o 'ft: [0-9]*' <<<"$last" | awk '{print $2}')
   corp=$(grep -o 'corp: [0-9]*' <<<"$last" | awk '{print $2}')
-  if [ "$(cat "fuzz/work/$t.rc")" = 0 ]; then
+  if [ "$(cat "$work/$t.rc")" = 0 ]; then
     result=ok
   else
-    result="CRASH (see fuzz/work/$t.log, fuzz/artifacts/$t/)"
+    result="CRASH (see $work/$t.log, fuzz/artifacts/$t/)"
     failed+=("$t")
   fi
   printf '%-8s %10s %8s %7s %7s %7s %7s  %s\n' "$t" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$result"
@@ -81,6 +83,6 @@ done
 echo "fuzz: $(( $(date +%s) - start ))s, ${#targets[@]} targets, ${secs}s each"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: FAILED: ${failed[*]}" >&2
-  for t in "${failed[@]}"; do grep -E 'panicked|ERROR|SUMMARY|Test unit written' "fuzz/work/$t.log" | head -8 >&2; done
+  for t in "${failed[@]}"; do grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$work/$t.log" | head -8 >&2; done
   exit 1
 fi

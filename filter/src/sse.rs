@@ -174,7 +174,8 @@ impl Parser {
         if id.is_some() {
             self.last_event_id.clone_from(&id);
         }
-        let event = self.event.take();
+        // An empty `event` field means the default type too (WHATWG).
+        let event = self.event.take().filter(|e| !e.is_empty());
         let retry = self.retry.take();
         let data = std::mem::take(&mut self.data);
         let has_data = std::mem::replace(&mut self.has_data, false);
@@ -313,6 +314,15 @@ mod tests {
         p.feed(b"\n", &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].oversized && out[0].data.is_empty());
+    }
+
+    /// Differential finding (`make sse-diff`, against the MCP Python SDK's reader): an empty
+    /// `event` field gave the type `""` instead of the default `message`.
+    #[test]
+    fn an_empty_event_field_means_message() {
+        assert_eq!(parse("event:\ndata: x\n\n")[0].event, "message");
+        assert_eq!(parse("event: \ndata: x\n\n")[0].event, "message");
+        assert_eq!(parse("event:  \ndata: x\n\n")[0].event, " ");
     }
 
     #[test]
