@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod envoy;
 pub mod everything;
+pub mod scripted;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
