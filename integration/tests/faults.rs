@@ -2,6 +2,10 @@
 //! is slow; the client goes away mid-SSE; the JWKS endpoint is down at start or serves
 //! garbage. Each gives a defined outcome in the trail, and the filter keeps serving: a
 //! follow-up request succeeds and is recorded, and the chain verifies.
+//! A request refused by auth whose HTTP/2 body ends in trailers never reaches the server (a
+//! fuzz finding in the glue, checked here through Envoy; the module from before the fix
+//! passes this test too, as Envoy 1.40 stops a stream once the filter has answered it: the
+//! fix is defence in depth).
 //! (Collector faults: another suite. VM failures and `failure_policy`: `tests/vm_failure.rs`.)
 
 use std::time::{Duration, Instant};
@@ -359,4 +363,64 @@ async fn jwks_garbage_keeps_the_last_good_keys() {
     let log = rig.envoy.log();
     assert!(log.contains("keeping the last good set"), "{log}");
     assert_trail_verifies(&rig);
+}
+
+/// Sends headers, a body and trailers in one burst over HTTP/2 (prior knowledge); returns the
+/// status, or 0 when the stream was reset.
+async fn h2_post_with_trailers(envoy: &Envoy, token: Option<&str>) -> u16 {
+    let tcp = tokio::net::TcpStream::connect(envoy.listen).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/mcp", envoy.listen))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let (resp, mut stream) = client.send_request(req.body(()).unwrap(), false).unwrap();
+    let _ = stream.send_data(bytes::Bytes::from(call_body(1)), false);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", http::HeaderValue::from_static("1"));
+    let _ = stream.send_trailers(trailers);
+    match resp.await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_request_ending_in_trailers_never_reaches_the_server() {
+    let secret = "YS1zaGFyZWQtc2VjcmV0LW9mLTMyLWJ5dGVzLWxvbmch";
+    for policy in [false, true] {
+        let mut cfg = base_plugin_config();
+        cfg["auth"] = json!({"mode": "required", "providers": [{
+            "issuer": "https://idp.test", "audiences": [AUD],
+            "shared_secret": secret, "algorithms": ["HS256"]}]});
+        if policy {
+            cfg["policy"] = json!({"rules": [{"tools": ["delete_*"], "action": "deny"}]});
+        }
+        let rig = rig(cfg, None).await;
+        for _ in 0..5 {
+            let status = h2_post_with_trailers(&rig.envoy, None).await;
+            assert!(matches!(status, 401 | 0), "status {status}");
+            let status = h2_post_with_trailers(&rig.envoy, Some("not.a.token")).await;
+            assert!(matches!(status, 401 | 0), "status {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            rig.up.requests(),
+            0,
+            "a refused request reached the server (policy {policy})"
+        );
+        // The same client with trailers and no refusal gets through (the test can see a pass).
+        let mut cfg = base_plugin_config();
+        cfg["mcp"]["paths"] = json!(["/mcp"]);
+        let open = self::rig(cfg, None).await;
+        assert_eq!(h2_post_with_trailers(&open.envoy, None).await, 200);
+        assert_eq!(open.up.requests(), 1);
+    }
 }
