@@ -57,6 +57,9 @@ fuzz: ## Fuzz every target FUZZ_SECONDS (60) each: nightly + cargo-fuzz (scripts
 fuzz-smoke: ## The CI fuzz smoke: every target 15 s, two at a time (a loud SKIPPED without a nightly toolchain)
 	@FUZZ_SANITIZER=none FUZZ_JOBS=2 bash scripts/fuzz.sh 15
 
+faults: setup build ## Faults, VM failure policies and resource bounds through real Envoy (also in make e2e)
+	cargo test -p mcptrail-integration --test faults --test vm_failure --test bounds -- --nocapture
+
 sse-diff: setup ## The SSE parser against the official Python MCP SDK's reader, on 5000 generated streams
 	cargo build -q -p mcptrail-filter --example sse_events
 	$(TOOLS)/venv/bin/python scripts/sse-differential.py --streams 5000

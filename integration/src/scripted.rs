@@ -11,7 +11,9 @@
 //! - `slow:MS`: the JSON reply after MS milliseconds;
 //! - `forever`: SSE progress events every 20 ms until the client is gone;
 //! - `bulk:BYTES`: about BYTES of 16 KiB SSE progress events, then the reply;
-//! - `json:BYTES`: a JSON reply padded to about BYTES.
+//! - `json:BYTES`: a JSON reply padded to about BYTES;
+//! - `drip:N`: N SSE progress events 20 ms apart, then the reply (a stream that stays open);
+//! - `bigevent:BYTES`: one SSE event of about BYTES, then the reply.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -181,6 +183,25 @@ async fn serve(conn: TcpStream, jwks: Arc<Mutex<Jwks>>, seen: Arc<Seen>) -> anyh
                         one.replacen("id: 0\n", &format!("id: {i}\n"), 1)
                     };
                     w.write_all(chunk(&e).as_bytes()).await?;
+                }
+                w.write_all(chunk(&format!("id: end\ndata: {reply}\n\n")).as_bytes())
+                    .await?;
+                w.write_all(b"0\r\n\r\n").await?;
+            }
+            "drip" | "bigevent" => {
+                w.write_all(sse_head.as_bytes()).await?;
+                if kind == "drip" {
+                    for i in 0..n as usize {
+                        w.write_all(chunk(&progress(i, 8)).as_bytes()).await?;
+                        w.flush().await?;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                } else {
+                    let e = progress(0, n as usize);
+                    for part in e.as_bytes().chunks(64 * 1024) {
+                        w.write_all(chunk(&String::from_utf8_lossy(part)).as_bytes())
+                            .await?;
+                    }
                 }
                 w.write_all(chunk(&format!("id: end\ndata: {reply}\n\n")).as_bytes())
                     .await?;
