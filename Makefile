@@ -7,13 +7,16 @@ WASM       := target/wasm32-wasip1/release/mcptrail.wasm
 # docker-compose targets; e.g. COMPOSE="podman compose".
 COMPOSE    ?= docker compose
 TOKEN_USER ?= alice
+# make fuzz: seconds per target.
+FUZZ_SECONDS ?= 60
 export PATH := $(TOOLS)/bin:$(HOME)/.cargo/bin:$(PATH)
 export MCPTRAIL_TOOLS := $(TOOLS)
 # Logic tests compiled to wasm run under Node through wasm-bindgen's runner.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 .PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench bench-micro bench-auth \
-	bench-sse clean image validate-deploy compose-up compose-down compose-token compose-audit
+	bench-sse clean image validate-deploy compose-up compose-down compose-token compose-audit \
+	fuzz fuzz-smoke fuzz-seeds sse-diff faults
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,7 +49,23 @@ test-wasm: setup ## The filter's logic tests compiled to wasm, run under Node (w
 e2e: setup build ## End-to-end tests: real Envoy, clients, collector; deployment files (tests/deploy.rs)
 	cargo test -p mcptrail-integration
 
-test: setup lint unit test-wasm e2e ## Everything CI runs (sets up what it needs first)
+test: setup lint unit test-wasm e2e sse-diff fuzz-smoke ## Everything CI runs (sets up what it needs first)
+
+fuzz: ## Fuzz every target FUZZ_SECONDS (60) each: nightly + cargo-fuzz (scripts/setup-fuzz.sh); docs/security.md
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: ## The CI fuzz smoke: every target 15 s, two at a time (a loud SKIPPED without a nightly toolchain)
+	@FUZZ_SANITIZER=none FUZZ_JOBS=2 bash scripts/fuzz.sh 15
+
+faults: setup build ## Faults, VM failure policies and resource bounds through real Envoy (also in make e2e)
+	cargo test -p mcptrail-integration --test faults --test vm_failure --test bounds -- --nocapture
+
+sse-diff: setup ## The SSE parser against the official Python MCP SDK's reader, on 5000 generated streams
+	cargo build -q -p mcptrail-filter --example sse_events
+	$(TOOLS)/venv/bin/python scripts/sse-differential.py --streams 5000
+
+fuzz-seeds: ## Rewrite the fuzz seed corpora from the recorded exchanges (fuzz/gen_seeds.py)
+	python3 fuzz/gen_seeds.py
 
 run: setup build ## Start the local stack (Envoy + filter, demo MCP server, collector, token issuer)
 	cargo run -q -p mcptrail-integration --bin mcptrail-stack

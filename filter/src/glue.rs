@@ -963,6 +963,9 @@ impl Stream {
 
     /// HTTP/2 bodies may end in trailers instead of an end-of-stream body callback.
     pub fn on_request_trailers(&mut self, host: &dyn Host) -> Action {
+        if self.silent || matches!(self.slot.borrow().gate, Gate::Refused(_)) {
+            return Action::Pause; // answered locally: nothing of it goes upstream
+        }
         if !self.in_scope || self.request_done {
             return Action::Continue;
         }
@@ -1948,7 +1951,7 @@ impl Stream {
 pub mod metrics;
 pub mod response;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod fake;
 
 #[cfg(test)]

@@ -167,26 +167,87 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
     })
 }
 
-/// The top-level members of a message, borrowed unparsed from the input.
-#[derive(Deserialize)]
+/// The top-level members of a message, borrowed unparsed from the input. A member given twice
+/// keeps its last value, as `serde_json::Value` (and so [`decode_message`]) does; `null`
+/// counts as present.
+#[derive(Default)]
 struct Peek<'a> {
-    #[serde(default, borrow, deserialize_with = "present")]
     jsonrpc: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
     id: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
     method: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
     params: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
     result: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
     error: Option<&'a RawValue>,
 }
 
-/// A member that is present, `null` included (serde's `Option` would read `null` as absent).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+/// A top-level member name.
+enum Member {
+    Jsonrpc,
+    Id,
+    Method,
+    Params,
+    Result,
+    Error,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl serde::de::Visitor<'_> for Names {
+            type Value = Member;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Member, E> {
+                Ok(match name {
+                    "jsonrpc" => Member::Jsonrpc,
+                    "id" => Member::Id,
+                    "method" => Member::Method,
+                    "params" => Member::Params,
+                    "result" => Member::Result,
+                    "error" => Member::Error,
+                    _ => Member::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(Names)
+    }
+}
+
+impl<'de> Deserialize<'de> for Peek<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Peek<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON-RPC message object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Peek<'de>, A::Error> {
+                let mut p = Peek::default();
+                while let Some(member) = map.next_key::<Member>()? {
+                    let slot = match member {
+                        Member::Jsonrpc => &mut p.jsonrpc,
+                        Member::Id => &mut p.id,
+                        Member::Method => &mut p.method,
+                        Member::Params => &mut p.params,
+                        Member::Result => &mut p.result,
+                        Member::Error => &mut p.error,
+                        Member::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<&'de RawValue>()?);
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(Members)
+    }
 }
 
 /// What a reply's `result` says that the audit trail uses.
@@ -314,6 +375,12 @@ mod tests {
             r#"[]"#,
             r#"42"#,
             r#"{"jsonrpc":"2.0","id":1,"result":{}"#,
+            // Fuzz finding (target `jsonrpc`): a member given twice keeps its last value in
+            // both readers (the peek used to refuse the message).
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":false,"isError":true},"id":3}"#,
+            r#"{"jsonrpc":"1.0","jsonrpc":"2.0","id":1,"result":{},"result":null}"#,
+            r#"{"jsonrpc":"2.0","\u0069d":4,"method":"m"}"#,
         ];
         for c in cases {
             let full = decode_body(c.as_bytes());

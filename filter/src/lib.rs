@@ -30,3 +30,6 @@ pub mod time;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod proxy;
+
+#[cfg(test)]
+mod fuzz_regressions;

@@ -4,6 +4,8 @@
 //! character. Only the current incomplete line is kept, and an event larger than the bound is
 //! reported as oversized instead of being buffered.
 
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Event {
@@ -21,8 +23,12 @@ pub struct Event {
 #[derive(Debug, Clone)]
 pub struct Parser {
     line: Vec<u8>,
+    /// The current line has bytes (kept or, in an oversized event, dropped).
+    in_line: bool,
     after_cr: bool,
-    started: bool,
+    /// Bytes of a leading byte order mark matched so far; `None` once the start of the
+    /// stream is decided (the mark may itself arrive split across chunks).
+    bom: Option<usize>,
     data: String,
     has_data: bool,
     event: Option<String>,
@@ -39,8 +45,9 @@ impl Parser {
     pub fn new(max_event_bytes: usize) -> Self {
         Self {
             line: Vec::new(),
+            in_line: false,
             after_cr: false,
-            started: false,
+            bom: Some(0),
             data: String::new(),
             has_data: false,
             event: None,
@@ -55,18 +62,29 @@ impl Parser {
 
     /// Bytes held for the incomplete line (bounded by the event bound).
     pub fn buffered(&self) -> usize {
-        self.line.len() + self.data.len()
+        self.line.len() + self.data.len() + self.bom.unwrap_or(0)
     }
 
     /// Feeds a chunk; complete events are appended to `out`.
     pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<Event>) {
-        if !self.started && !chunk.is_empty() {
-            // A UTF-8 BOM may open the stream (it may itself be split; rare enough to accept
-            // only whole).
-            if let Some(rest) = chunk.strip_prefix(b"\xEF\xBB\xBF") {
+        if let Some(mut matched) = self.bom {
+            // One UTF-8 BOM may open the stream, and be split like anything else.
+            while let (Some(&want), Some((&b, rest))) = (BOM.get(matched), chunk.split_first()) {
+                if b != want {
+                    break;
+                }
+                matched += 1;
                 chunk = rest;
             }
-            self.started = true;
+            if matched < BOM.len() && chunk.is_empty() {
+                self.bom = Some(matched);
+                return;
+            }
+            self.bom = None;
+            if matched < BOM.len() {
+                // Not a BOM after all: what was held back opens the first line.
+                self.push_line_bytes(BOM.get(..matched).unwrap_or_default());
+            }
         }
         let mut start = 0;
         for (i, &b) in chunk.iter().enumerate() {
@@ -98,8 +116,11 @@ impl Parser {
         if part.is_empty() {
             return;
         }
+        self.in_line = true;
         self.size = self.size.saturating_add(part.len());
-        if self.size > self.max_event_bytes {
+        // The decoded data counts too: an invalid byte decodes to a 3-byte U+FFFD.
+        let held = self.data.len() + self.line.len() + part.len();
+        if self.oversized || self.size > self.max_event_bytes || held > self.max_event_bytes {
             self.oversized = true;
             self.line.clear();
             self.data.clear();
@@ -110,7 +131,9 @@ impl Parser {
 
     fn end_line(&mut self, out: &mut Vec<Event>) {
         let line = std::mem::take(&mut self.line);
-        if line.is_empty() {
+        // A blank line dispatches; a line emptied because its event is oversized does not
+        // (the event's later lines must not turn into an event of their own).
+        if !std::mem::take(&mut self.in_line) {
             self.dispatch(out);
             return;
         }
@@ -132,6 +155,10 @@ impl Parser {
                 }
                 self.data.push_str(value);
                 self.has_data = true;
+                if self.data.len() > self.max_event_bytes {
+                    self.oversized = true;
+                    self.data.clear();
+                }
             }
             "event" => self.event = Some(value.to_string()),
             "id" if !value.contains('\0') => self.id = Some(value.to_string()),
@@ -147,7 +174,8 @@ impl Parser {
         if id.is_some() {
             self.last_event_id.clone_from(&id);
         }
-        let event = self.event.take();
+        // An empty `event` field means the default type too (WHATWG).
+        let event = self.event.take().filter(|e| !e.is_empty());
         let retry = self.retry.take();
         let data = std::mem::take(&mut self.data);
         let has_data = std::mem::replace(&mut self.has_data, false);
@@ -222,6 +250,79 @@ mod tests {
         let mut out = Vec::new();
         p.feed(b"id: 5\ndata: x\n\nid: 6\ndata: y\n\n", &mut out);
         assert_eq!(p.last_event_id.as_deref(), Some("6"));
+    }
+
+    /// Fuzz finding (fuzz target `sse`): a BOM split across chunks was not stripped, so the
+    /// first line was lost and a stream of only a BOM looked truncated.
+    #[test]
+    fn a_bom_split_across_chunks_is_still_a_bom() {
+        let whole = parse("\u{feff}data: x\n\n");
+        for cut in 1..3 {
+            let (a, b) = "\u{feff}data: x\n\n".as_bytes().split_at(cut);
+            assert_eq!(parse_chunks(&[a, b]), whole, "cut at {cut}");
+        }
+        let mut p = Parser::new(100);
+        let mut out = Vec::new();
+        for b in [&b"\xEF"[..], b"\xBB", b"\xBF"] {
+            p.feed(b, &mut out);
+        }
+        assert_eq!(p.buffered(), 0, "only a BOM: nothing pending");
+        // Not a BOM: the bytes held back belong to the line.
+        let mut p = Parser::new(100);
+        p.feed(b"\xEF\xBB", &mut out);
+        assert_eq!(p.buffered(), 2);
+        p.feed(b"x\ndata: y\n\n", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data, "y");
+    }
+
+    /// Found from a fuzz finding (target `sse`: bytes appended to an oversized event after
+    /// it was cleared): the end of an oversized line was taken for a blank line, so the
+    /// oversized event was dispatched early and its later lines became an event of their own,
+    /// which the filter would have recorded although no client receives it as such.
+    #[test]
+    fn the_lines_after_an_oversized_line_stay_in_its_event() {
+        let stream = format!(
+            "data: {}\ndata: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{}}}}\nid: 7\n\ndata: next\n\n",
+            "x".repeat(100)
+        );
+        for chunk in [1, 7, stream.len()] {
+            let mut p = Parser::new(64);
+            let mut out = Vec::new();
+            for c in stream.as_bytes().chunks(chunk) {
+                p.feed(c, &mut out);
+            }
+            assert_eq!(out.len(), 2, "chunks of {chunk}: {out:?}");
+            assert!(out[0].oversized && out[0].data.is_empty());
+            assert_eq!(out[1].data, "next");
+            // The fields of an oversized event are dropped with it (its `id` too).
+            assert_eq!(p.last_event_id, None);
+        }
+    }
+
+    /// Fuzz finding (target `sse`): invalid UTF-8 decodes to U+FFFD (3 bytes for 1), so an
+    /// event's data could grow to three times the bound before it was counted.
+    #[test]
+    fn invalid_utf8_cannot_grow_an_event_past_the_bound() {
+        let mut p = Parser::new(26);
+        let mut out = Vec::new();
+        let stream = b"data: \xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\ndata: \xff\xff\xff\xff\n";
+        for b in stream.chunks(1) {
+            p.feed(b, &mut out);
+            assert!(p.buffered() <= 26, "{} bytes held", p.buffered());
+        }
+        p.feed(b"\n", &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].oversized && out[0].data.is_empty());
+    }
+
+    /// Differential finding (`make sse-diff`, against the MCP Python SDK's reader): an empty
+    /// `event` field gave the type `""` instead of the default `message`.
+    #[test]
+    fn an_empty_event_field_means_message() {
+        assert_eq!(parse("event:\ndata: x\n\n")[0].event, "message");
+        assert_eq!(parse("event: \ndata: x\n\n")[0].event, "message");
+        assert_eq!(parse("event:  \ndata: x\n\n")[0].event, " ");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod envoy;
 pub mod everything;
 pub mod schema;
+pub mod scripted;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,104 @@
+//! JSON-RPC decoding: `decode_body` never panics on any bytes, its accessors neither, and
+//! `peek_body` (the lazy reader used on responses) classifies exactly like `decode_body`.
+//!
+//! One documented leniency: `peek_body` does not build `params`/`result`, so where
+//! `decode_body` refuses a body only because serde_json cannot build its tree (a lone UTF-16
+//! surrogate escape, nesting deeper than 128, a number beyond f64), `peek_body` may still
+//! classify it (`fuzz_regressions::peek_is_lenient_only_where_serde_json_cannot_build_the_tree`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcptrail::jsonrpc::{decode_body, peek_body, DecodeError, Kind, Message};
+use serde_json::Value;
+
+/// What the audit trail takes from a message.
+#[derive(Debug, PartialEq)]
+enum Class {
+    Bad,
+    Msg {
+        kind: Kind,
+        id: Option<Value>,
+        method: Option<String>,
+        error: Option<Value>,
+        is_error: Option<Value>,
+        protocol_version: Option<Value>,
+    },
+}
+
+fn flag(m: &Message, k: &str) -> Option<Value> {
+    m.result.as_ref().and_then(|r| r.get(k)).cloned()
+}
+
+fn classify(r: &Result<Vec<Result<Message, DecodeError>>, DecodeError>) -> Vec<Class> {
+    match r {
+        Err(_) => vec![Class::Bad],
+        Ok(items) => items
+            .iter()
+            .map(|m| match m {
+                Err(_) => Class::Bad,
+                Ok(m) => Class::Msg {
+                    kind: m.kind,
+                    id: m.id.clone(),
+                    method: m.method.clone(),
+                    error: m.error.clone(),
+                    is_error: flag(m, "isError"),
+                    protocol_version: flag(m, "protocolVersion"),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// serde_json refused to build the tree (not a syntax error): `peek_body` may be lenient.
+fn tree_limit(r: &Result<Vec<Result<Message, DecodeError>>, DecodeError>) -> bool {
+    let msg = match r {
+        Err(DecodeError::Json(m)) => m,
+        _ => return false,
+    };
+    [
+        "recursion limit exceeded",
+        "number out of range",
+        "surrogate",
+        "unicode code point",
+        "hex escape",
+    ]
+        .iter()
+        .any(|limit| msg.contains(limit))
+}
+
+fuzz_target!(|input: &[u8]| {
+    let full = decode_body(input);
+    if let Ok(items) = &full {
+        assert!(!items.is_empty());
+        for m in items.iter().flatten() {
+            let _ = (m.tool(), m.arguments(), m.prompt(), m.resource());
+            let _ = (m.client_info(), m.name_for_header());
+            match m.kind {
+                Kind::Request => assert!(m.method.is_some() && m.id.is_some()),
+                Kind::Notification => assert!(m.method.is_some() && m.id.is_none()),
+                Kind::Response => assert!(m.result.is_some() != m.error.is_some()),
+            }
+        }
+    }
+    let Ok(text) = std::str::from_utf8(input) else {
+        return;
+    };
+    let peek = peek_body(text);
+    match &full {
+        // Whatever the full decoder reads, the peek reads the same.
+        Ok(_) => assert_eq!(
+            classify(&full),
+            classify(&peek),
+            "decode_body and peek_body disagree on {text:?}"
+        ),
+        Err(_) if tree_limit(&full) => {}
+        // What the full decoder refuses, the peek finds nothing usable in either.
+        Err(_) => {
+            let c = classify(&peek);
+            assert!(
+                c.iter().all(|c| *c == Class::Bad),
+                "peek_body reads {c:?} in what decode_body refuses: {text:?}"
+            );
+        }
+    }
+});
