@@ -86,26 +86,33 @@ impl Parser {
                 self.push_line_bytes(BOM.get(..matched).unwrap_or_default());
             }
         }
+        // Line ends are found with memchr (the bytes between them are copied, not inspected).
         let mut start = 0;
-        for (i, &b) in chunk.iter().enumerate() {
-            match b {
-                b'\n' if self.after_cr => {
-                    // Second half of a `\r\n` split across chunks, or right after `\r`.
-                    self.after_cr = false;
-                    start = i + 1;
-                }
-                b'\n' | b'\r' => {
-                    if let Some(part) = chunk.get(start..i) {
-                        self.push_line_bytes(part);
-                    }
-                    self.end_line(out);
-                    self.after_cr = b == b'\r';
-                    start = i + 1;
-                }
-                _ => {
-                    self.after_cr = false;
-                }
+        let mut pos = 0;
+        while let Some(off) = chunk
+            .get(pos..)
+            .and_then(|r| memchr::memchr2(b'\n', b'\r', r))
+        {
+            let i = pos + off;
+            if off > 0 {
+                self.after_cr = false; // ordinary bytes came after the last `\r`
             }
+            let b = chunk.get(i).copied().unwrap_or(b'\n');
+            if b == b'\n' && self.after_cr {
+                // Second half of a `\r\n` (possibly split across chunks).
+                self.after_cr = false;
+            } else {
+                if let Some(part) = chunk.get(start..i) {
+                    self.push_line_bytes(part);
+                }
+                self.end_line(out);
+                self.after_cr = b == b'\r';
+            }
+            start = i + 1;
+            pos = i + 1;
+        }
+        if pos < chunk.len() {
+            self.after_cr = false;
         }
         if let Some(rest) = chunk.get(start..) {
             self.push_line_bytes(rest);
