@@ -6,7 +6,8 @@ hand-made edge cases. Standard library only; deterministic; re-run after `make f
   sse      every recorded text/event-stream answer (after the target's 2 control bytes), and
            line-ending / BOM / comment / retry edge cases
   jsonrpc  every recorded request body, JSON answer, and SSE event's data
-  config   the plugin configurations of envoy/*.yaml and envoy/istio/*.yaml, and variants
+  config   the plugin configurations of envoy/*.yaml and envoy/istio/envoyfilter.yaml (the
+           `value: >-` blocks), and variants
   jwt      real HS256 tokens (valid, expired, wrong audience, alg none, tampered), raw mode
   jwks     JWK Sets with the test keys and with keys that must be refused, raw mode
   glue     (not written here: its input is `arbitrary`-structured and it replays the
@@ -118,8 +119,9 @@ def configs():
         for m in re.finditer(r"value: >-\n((?:[ \t]+.*\n)+)", text):
             block = " ".join(l.strip() for l in m.group(1).splitlines())
             try:
-                json.loads(block)
-                write("config", block)
+                # The JSON object first; the indented YAML after it is not part of it.
+                obj, _ = json.JSONDecoder().raw_decode(block)
+                write("config", json.dumps(obj))
             except ValueError:
                 pass
     base = {"audit": {"cluster": "audit_collector"}}

@@ -5,7 +5,7 @@
 # committed fuzz/corpus/TARGET; crashes land in fuzz/artifacts/TARGET/ and fail the run.
 # Environment: FUZZ_SANITIZER (address, default; none is ~2x faster for this safe Rust code),
 # FUZZ_JOBS (targets run at once, default 1), FUZZ_ARGS (more libFuzzer flags), FUZZ_WORK (the
-# working corpora and logs, default fuzz/work).
+# working corpora and logs, default fuzz/work), FUZZ_TOOLCHAIN (default nightly).
 # Without a nightly toolchain it prints a loud SKIPPED line and exits 0.
 set -uo pipefail
 
@@ -19,21 +19,22 @@ targets=("$@")
 sanitizer=${FUZZ_SANITIZER:-address}
 jobs=${FUZZ_JOBS:-1}
 work=${FUZZ_WORK:-fuzz/work}
+toolchain=${FUZZ_TOOLCHAIN:-nightly}
 export PATH="$root/.tools/bin:$PATH"
 
 bash scripts/setup-fuzz.sh
 rc=$?
 if [ $rc -eq 3 ]; then
-  printf '\n\033[1;33m*** fuzz: SKIPPED — no nightly Rust toolchain on this machine (rustup toolchain install nightly) ***\033[0m\n\n'
+  printf '\n\033[1;33m*** fuzz: SKIPPED — no %s Rust toolchain on this machine (rustup toolchain install nightly); nothing was fuzzed ***\033[0m\n\n' "$toolchain"
   exit 0
 elif [ $rc -ne 0 ]; then
   echo "fuzz: setup failed" >&2
   exit $rc
 fi
 
-echo "fuzz: building ${targets[*]} (nightly, sanitizer $sanitizer, debug assertions on)"
-cargo +nightly fuzz build --fuzz-dir fuzz -s "$sanitizer" "${targets[@]:0:1}" >/dev/null 2>fuzz/build.log \
-  && for t in "${targets[@]:1}"; do cargo +nightly fuzz build --fuzz-dir fuzz -s "$sanitizer" "$t" >/dev/null 2>>fuzz/build.log || exit 1; done \
+echo "fuzz: building ${targets[*]} ($toolchain, sanitizer $sanitizer, debug assertions on)"
+cargo "+$toolchain" fuzz build --fuzz-dir fuzz -s "$sanitizer" "${targets[@]:0:1}" >/dev/null 2>fuzz/build.log \
+  && for t in "${targets[@]:1}"; do cargo "+$toolchain" fuzz build --fuzz-dir fuzz -s "$sanitizer" "$t" >/dev/null 2>>fuzz/build.log || exit 1; done \
   || { cat fuzz/build.log >&2; exit 1; }
 
 run_one() {
@@ -42,7 +43,7 @@ run_one() {
   [ -f "fuzz/dict/$t.dict" ] && dict=("-dict=fuzz/dict/$t.dict")
   mkdir -p "$work/$t" "fuzz/corpus/$t"
   # shellcheck disable=SC2086
-  cargo +nightly fuzz run --fuzz-dir fuzz -s "$sanitizer" "$t" "$work/$t" "fuzz/corpus/$t" -- \
+  cargo "+$toolchain" fuzz run --fuzz-dir fuzz -s "$sanitizer" "$t" "$work/$t" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" ${FUZZ_ARGS:-} \
     >"$work/$t.log" 2>&1
   echo $? >"$work/$t.rc"
@@ -81,6 +82,7 @@ for t in "${targets[@]}"; do
   printf '%-8s %10s %8s %7s %7s %7s %7s  %s\n' "$t" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$result"
 done
 echo "fuzz: $(( $(date +%s) - start ))s, ${#targets[@]} targets, ${secs}s each"
+echo "fuzz: $(( ${#targets[@]} - ${#failed[@]} )) passed, ${#failed[@]} failed"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: FAILED: ${failed[*]}" >&2
   for t in "${failed[@]}"; do grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$work/$t.log" | head -8 >&2; done

@@ -8,7 +8,9 @@
 //!
 //! Checked, beyond "never panics":
 //! - with `auth.mode: required`, a request without a valid token is never let through: no
-//!   request callback answers `Continue` after its headers, and it is never resumed;
+//!   request callback answers `Continue` after its headers, and it is never resumed (judged on
+//!   the sequences Envoy can produce: no request callback after the request's end of stream;
+//!   the calls are still made, and must not panic);
 //! - client-sent `x-mcptrail-*` identity headers never survive the request headers callback;
 //! - no bearer token ever appears in what is shipped to the collector;
 //! - what the collector acknowledged verifies (hash chain, HMAC), and its only gaps are
@@ -207,6 +209,8 @@ struct Slot {
     resp_body: Vec<u8>,
     resp_paused: bool,
     headers_seen: bool,
+    /// The request has ended (end of stream, or trailers): Envoy calls nothing more for it.
+    req_ended: bool,
     /// Required auth, in scope, and no valid token: must never pass.
     must_block: bool,
     trusted: bool,
@@ -306,6 +310,7 @@ impl World {
                 resp_body: Vec::new(),
                 resp_paused: false,
                 headers_seen: false,
+                req_ended: false,
                 must_block: false,
                 trusted: false,
             });
@@ -340,11 +345,13 @@ impl World {
     }
 
     /// The auth invariant after a request-side callback.
-    fn check_request_action(&self, i: usize, action: Action, what: &str) {
+    /// `ended_before`: the request had ended before this callback (a sequence Envoy never
+    /// produces; only "no panic" is asked of it).
+    fn check_request_action(&self, i: usize, action: Action, what: &str, ended_before: bool) {
         let Some(slot) = self.slots[i].as_ref() else {
             return;
         };
-        if slot.must_block && !slot.trusted && slot.headers_seen {
+        if slot.must_block && !slot.trusted && slot.headers_seen && !ended_before {
             assert_eq!(
                 action,
                 Action::Pause,
@@ -425,15 +432,17 @@ impl World {
                     && path.starts_with("/.well-known/oauth-protected-resource");
                 let in_scope = path.starts_with("/mcp") && !path.starts_with("/mcpx");
                 let required = self.conf.required;
-                let i = {
+                let (i, ended_before) = {
                     let slot = self.slot(*s);
+                    let ended_before = slot.req_ended;
+                    slot.req_ended |= *eos;
                     slot.request = h;
                     slot.headers_seen = true;
                     if valid {
                         slot.trusted = true;
                     }
                     slot.must_block = required && in_scope && !metadata;
-                    usize::from(*s) % STREAMS
+                    (usize::from(*s) % STREAMS, ended_before)
                 };
                 self.enter(*s);
                 let action = match self.slots[i].as_mut() {
@@ -445,15 +454,17 @@ impl World {
                     assert_ne!(v.as_deref(), Some("spoofed"), "a client identity header survived");
                 }
                 self.leave(i);
-                self.check_request_action(i, action, "request headers");
+                self.check_request_action(i, action, "request headers", ended_before);
             }
             Op::RequestBody { s, data, eos } => {
                 let chunk = payload(data);
                 let i = self.enter(*s);
-                let action = {
+                let (action, ended_before) = {
                     let Some(slot) = self.slots[i].as_mut() else {
                         return;
                     };
+                    let ended_before = slot.req_ended;
+                    slot.req_ended |= *eos;
                     if slot.req_paused {
                         slot.req_body.extend_from_slice(&chunk);
                     } else {
@@ -463,19 +474,22 @@ impl World {
                     let size = slot.req_body.len();
                     let a = slot.stream.on_request_body(&self.host, size, *eos);
                     slot.req_paused = a == Action::Pause;
-                    a
+                    (a, ended_before)
                 };
                 self.leave(i);
-                self.check_request_action(i, action, "request body");
+                self.check_request_action(i, action, "request body", ended_before);
             }
             Op::RequestTrailers { s } => {
                 let i = self.enter(*s);
-                let action = match self.slots[i].as_mut() {
-                    Some(slot) => slot.stream.on_request_trailers(&self.host),
+                let (action, ended_before) = match self.slots[i].as_mut() {
+                    Some(slot) => {
+                        let ended_before = std::mem::replace(&mut slot.req_ended, true);
+                        (slot.stream.on_request_trailers(&self.host), ended_before)
+                    }
                     None => return,
                 };
                 self.leave(i);
-                self.check_request_action(i, action, "request trailers");
+                self.check_request_action(i, action, "request trailers", ended_before);
             }
             Op::ResponseHeaders {
                 s,

@@ -389,7 +389,11 @@ fn tool_version(cmd: &str, arg: &str) -> String {
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             );
-            t.lines().next().unwrap_or("").trim().to_string()
+            t.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string()
         })
         .unwrap_or_else(|_| "not found".into())
 }
