@@ -1825,12 +1825,13 @@ impl Stream {
             Some(r) => r.settle(&mut outcome),
             // Not an MCP answer at all: the upstream failed the protocol.
             None if self.unexpected_content_type() => outcome.status = Status::UpstreamError,
-            // A 2xx answer that ended without this request's reply was cut short.
+            // A 2xx answer that ended without this request's reply was cut short (unless it
+            // could not be decoded at all: a decode.error says why, the HTTP outcome stands).
             None if outcome.status == Status::Ok
                 && self
                     .resp
                     .as_ref()
-                    .is_some_and(|r| r.kind != response::BodyKind::Other) =>
+                    .is_some_and(|r| r.kind != response::BodyKind::Other && r.problem.is_none()) =>
             {
                 outcome.status = Status::Aborted;
             }
