@@ -1828,10 +1828,9 @@ impl Stream {
             // A 2xx answer that ended without this request's reply was cut short (unless it
             // could not be decoded at all: a decode.error says why, the HTTP outcome stands).
             None if outcome.status == Status::Ok
-                && self
-                    .resp
-                    .as_ref()
-                    .is_some_and(|r| r.kind != response::BodyKind::Other && r.problem.is_none()) =>
+                && self.resp.as_ref().is_some_and(|r| {
+                    r.kind != response::BodyKind::Other && r.problem.is_none()
+                }) =>
             {
                 outcome.status = Status::Aborted;
             }
