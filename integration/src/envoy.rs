@@ -47,6 +47,16 @@ pub struct Upstream {
     pub endpoints: Vec<SocketAddr>,
 }
 
+impl Upstream {
+    /// A cluster of one endpoint.
+    pub fn one(name: &str, addr: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            endpoints: vec![addr],
+        }
+    }
+}
+
 /// What a rendered Envoy configuration contains.
 #[derive(Debug, Clone)]
 pub struct EnvoySpec {
@@ -93,6 +103,20 @@ impl EnvoySpec {
             without_filter: false,
             direct: Vec::new(),
         }
+    }
+}
+
+impl EnvoySpec {
+    /// The usual wiring: the built module with `plugin_config`, MCP traffic to `mcp_server`
+    /// at `mcp`, and the `audit_collector` cluster at `collector`.
+    pub fn mcp(plugin_config: Value, mcp: SocketAddr, collector: SocketAddr) -> Self {
+        let mut s = Self::new(
+            wasm_module(),
+            plugin_config,
+            Upstream::one("mcp_server", mcp),
+        );
+        s.clusters.push(Upstream::one("audit_collector", collector));
+        s
     }
 }
 
@@ -347,6 +371,22 @@ impl Envoy {
     /// The Envoy process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// `(VmRSS, VmHWM)` of the Envoy process in KiB: its memory now and at its peak.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = self
+            .pid()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -438,10 +438,7 @@ impl DevIssuer {
 
     /// The Envoy cluster that reaches the JWKS.
     pub fn cluster(&self, name: &str) -> Upstream {
-        Upstream {
-            name: name.into(),
-            endpoints: vec![self.addr],
-        }
+        Upstream::one(name, self.addr)
     }
 }
 
@@ -480,18 +477,11 @@ impl Stack {
     ) -> anyhow::Result<Stack> {
         let collector = Collector::start().await?;
         let server = DemoServer::start(mode).await?;
-        let mut spec = EnvoySpec::new(
-            envoy::wasm_module(),
+        let mut spec = EnvoySpec::mcp(
             plugin_config.unwrap_or_else(base_plugin_config),
-            Upstream {
-                name: "mcp_server".into(),
-                endpoints: vec![server.addr],
-            },
+            server.addr,
+            collector.addr,
         );
-        spec.clusters.push(Upstream {
-            name: "audit_collector".into(),
-            endpoints: vec![collector.addr],
-        });
         spec.clusters.extend(clusters);
         let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 1))?;
         Ok(Stack {

@@ -89,6 +89,32 @@ impl Scripted {
     }
 }
 
+/// Envoy with the filter in front of a [`Scripted`] upstream, and a collector.
+pub struct Rig {
+    // Field order is drop order: Envoy first, so its log is printed before the rest goes.
+    pub envoy: crate::Envoy,
+    pub up: Scripted,
+    pub collector: crate::Collector,
+}
+
+impl Rig {
+    /// One worker; `jwks` is the JWKS endpoint's address when auth fetches keys (`idp`).
+    pub async fn start(cfg: Value, jwks: Option<SocketAddr>) -> anyhow::Result<Rig> {
+        let collector = crate::Collector::start().await?;
+        let up = Scripted::start().await?;
+        let mut spec = crate::EnvoySpec::mcp(cfg, up.addr, collector.addr);
+        if let Some(addr) = jwks {
+            spec.clusters.push(crate::Upstream::one("idp", addr));
+        }
+        let envoy = tokio::task::block_in_place(|| crate::Envoy::start(&spec, 1))?;
+        Ok(Rig {
+            envoy,
+            up,
+            collector,
+        })
+    }
+}
+
 impl Drop for Scripted {
     fn drop(&mut self) {
         self.task.abort();

@@ -6,53 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use mcptrail_integration::envoy::{wasm_module, EnvoySpec, Upstream};
-use mcptrail_integration::scripted::Scripted;
-use mcptrail_integration::{base_plugin_config, Collector, Envoy};
+use mcptrail_integration::scripted::Rig;
+use mcptrail_integration::base_plugin_config;
 use serde_json::{json, Value};
-
-struct Rig {
-    envoy: Envoy,
-    up: Scripted,
-    collector: Collector,
-}
-
-async fn rig(cfg: Value) -> Rig {
-    let collector = Collector::start().await.unwrap();
-    let up = Scripted::start().await.unwrap();
-    let mut spec = EnvoySpec::new(
-        wasm_module(),
-        cfg,
-        Upstream {
-            name: "mcp_server".into(),
-            endpoints: vec![up.addr],
-        },
-    );
-    spec.clusters.push(Upstream {
-        name: "audit_collector".into(),
-        endpoints: vec![collector.addr],
-    });
-    let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 1)).unwrap();
-    Rig {
-        envoy,
-        up,
-        collector,
-    }
-}
-
-/// `VmRSS` and `VmHWM` of the Envoy process, in KiB.
-fn memory(envoy: &Envoy) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", envoy.pid().unwrap()))
-        .unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 fn call_body(id: u64, pad: usize) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -100,7 +56,7 @@ const BOUND: usize = 64 * 1024;
 async fn bodies_at_and_beyond_the_bounds() {
     let mut cfg = base_plugin_config();
     cfg["mcp"]["max_body_bytes"] = json!(BOUND);
-    let rig = rig(cfg).await;
+    let rig = Rig::start(cfg, None).await.unwrap();
 
     // A request exactly at the bound is decoded; one byte more passes through undecoded,
     // with a decode.error saying why.
@@ -212,17 +168,17 @@ async fn bodies_at_and_beyond_the_bounds() {
 }
 
 async fn rig_with(cfg: Value) -> Rig {
-    rig(cfg).await
+    Rig::start(cfg, None).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_sse_streams() {
     let mut cfg = base_plugin_config();
     cfg["audit"]["batch_max_records"] = json!(500);
-    let rig = rig(cfg).await;
+    let rig = Rig::start(cfg, None).await.unwrap();
     // Warm up (VM, connections), then measure.
     assert_eq!(post(&rig, call_body(0, 0), "sse:3", None).await.0, 200);
-    let (rss0, hwm0) = memory(&rig.envoy);
+    let (rss0, hwm0) = rig.envoy.memory_kib();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -249,7 +205,7 @@ async fn two_hundred_concurrent_sse_streams() {
     }
     let mut peak_during = 0;
     while !tasks.iter().all(|t| t.is_finished()) {
-        peak_during = peak_during.max(memory(&rig.envoy).0);
+        peak_during = peak_during.max(rig.envoy.memory_kib().0);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for t in tasks {
@@ -268,7 +224,7 @@ async fn two_hundred_concurrent_sse_streams() {
         assert_eq!(rec["outcome"]["status"], "ok", "{rec}");
         assert_eq!(rec["outcome"]["notifications"], 50);
     }
-    let (rss1, hwm1) = memory(&rig.envoy);
+    let (rss1, hwm1) = rig.envoy.memory_kib();
     eprintln!(
         "200 concurrent SSE streams (50 events over 1 s each) in {took:?}: Envoy RSS {rss0} KiB before, \
          {peak_during} KiB peak sampled during, {rss1} KiB after; VmHWM {hwm0} -> {hwm1} KiB"
@@ -284,7 +240,7 @@ async fn two_hundred_concurrent_sse_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1_gib_sse_stream_keeps_memory_flat() {
-    let rig = rig(base_plugin_config()).await;
+    let rig = Rig::start(base_plugin_config(), None).await.unwrap();
     let mut figures = Vec::new();
     for (id, mb) in [(1u64, 10usize), (2, 1024)] {
         let start = Instant::now();
@@ -292,7 +248,7 @@ async fn a_1_gib_sse_stream_keeps_memory_flat() {
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(status, 200);
         assert!(got >= mb << 20, "{got} bytes");
-        let (rss, hwm) = memory(&rig.envoy);
+        let (rss, hwm) = rig.envoy.memory_kib();
         figures.push((mb, secs, got, rss, hwm));
         eprintln!(
             "{mb} MB SSE answer: {got} bytes in {secs:.2} s ({:.0} MB/s), Envoy VmRSS {rss} KiB, VmHWM {hwm} KiB",

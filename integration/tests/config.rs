@@ -1,24 +1,12 @@
 //! Envoy accepts the rendered configuration (and runs `on_configure` on it); a bad plugin
 //! configuration is refused, with one log line naming the key.
 
-use mcptrail_integration::envoy::{self, loopback, EnvoySpec, Upstream};
+use mcptrail_integration::envoy::{self, loopback, EnvoySpec};
 use mcptrail_integration::{base_plugin_config, Envoy};
 use serde_json::json;
 
 fn spec(plugin_config: serde_json::Value) -> EnvoySpec {
-    let mut s = EnvoySpec::new(
-        envoy::wasm_module(),
-        plugin_config,
-        Upstream {
-            name: "mcp_server".into(),
-            endpoints: vec![loopback(9)],
-        },
-    );
-    s.clusters.push(Upstream {
-        name: "audit_collector".into(),
-        endpoints: vec![loopback(9)],
-    });
-    s
+    EnvoySpec::mcp(plugin_config, loopback(9), loopback(9))
 }
 
 fn validate(plugin_config: serde_json::Value) -> anyhow::Result<String> {

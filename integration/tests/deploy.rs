@@ -187,17 +187,11 @@ fn spec_for(plugin_config: Value) -> EnvoySpec {
     let mut spec = EnvoySpec::new(
         envoy::wasm_module(),
         plugin_config,
-        Upstream {
-            name: "mcp_server".into(),
-            endpoints: vec![loopback(9)],
-        },
+        Upstream::one("mcp_server", loopback(9)),
     );
     names.dedup();
     for name in names {
-        spec.clusters.push(Upstream {
-            name,
-            endpoints: vec![loopback(9)],
-        });
+        spec.clusters.push(Upstream::one(&name, loopback(9)));
     }
     spec
 }

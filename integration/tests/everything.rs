@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use mcptrail_integration::envoy::{self, EnvoySpec, Upstream};
+use mcptrail_integration::envoy::EnvoySpec;
 use mcptrail_integration::everything::Everything;
 use mcptrail_integration::{base_plugin_config, Collector, Envoy};
 use rmcp::model::{
@@ -26,18 +26,7 @@ async fn reference_server_through_envoy() {
     let collector = Collector::start().await.unwrap();
     let mut config = base_plugin_config();
     config["mcp"] = json!({"paths": ["/mcp"], "record_notifications": true});
-    let mut spec = EnvoySpec::new(
-        envoy::wasm_module(),
-        config,
-        Upstream {
-            name: "mcp_server".into(),
-            endpoints: vec![server.addr],
-        },
-    );
-    spec.clusters.push(Upstream {
-        name: "audit_collector".into(),
-        endpoints: vec![collector.addr],
-    });
+    let spec = EnvoySpec::mcp(config, server.addr, collector.addr);
     let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 1)).unwrap();
 
     let transport = StreamableHttpClientTransport::from_config(

@@ -10,49 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use mcptrail_integration::envoy::{loopback, wasm_module, EnvoySpec, Upstream};
-use mcptrail_integration::scripted::{Jwks, Scripted};
+use mcptrail_integration::envoy::{loopback, EnvoySpec};
+use mcptrail_integration::scripted::{Jwks, Rig, Scripted};
 use mcptrail_integration::{base_plugin_config, Collector, DevIssuer, Envoy};
 use serde_json::{json, Value};
 
 const AUD: &str = "https://mcp.test/mcp";
-
-struct Rig {
-    envoy: Envoy,
-    up: Scripted,
-    collector: Collector,
-}
-
-/// Envoy with the filter in front of a scripted upstream; `jwks` is the JWKS endpoint's
-/// address when auth is configured (the `idp` cluster).
-async fn rig(cfg: Value, jwks: Option<std::net::SocketAddr>) -> Rig {
-    let collector = Collector::start().await.unwrap();
-    let up = Scripted::start().await.unwrap();
-    let mut spec = EnvoySpec::new(
-        wasm_module(),
-        cfg,
-        Upstream {
-            name: "mcp_server".into(),
-            endpoints: vec![up.addr],
-        },
-    );
-    spec.clusters.push(Upstream {
-        name: "audit_collector".into(),
-        endpoints: vec![collector.addr],
-    });
-    if let Some(addr) = jwks {
-        spec.clusters.push(Upstream {
-            name: "idp".into(),
-            endpoints: vec![addr],
-        });
-    }
-    let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 1)).unwrap();
-    Rig {
-        envoy,
-        up,
-        collector,
-    }
-}
 
 fn call_body(id: u64) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -105,7 +68,7 @@ async fn still_serving(rig: &Rig, id: u64, token: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_reset_5xx_and_slowness_give_defined_outcomes() {
-    let rig = rig(base_plugin_config(), None).await;
+    let rig = Rig::start(base_plugin_config(), None).await.unwrap();
 
     // Reset mid-SSE: the client sees the stream break; the call is recorded `aborted`.
     let r = call(&rig, 1, "reset", None).await;
@@ -149,18 +112,7 @@ async fn upstream_reset_5xx_and_slowness_give_defined_outcomes() {
     let cfg = base_plugin_config();
     let gone = {
         let collector = Collector::start().await.unwrap();
-        let mut spec = EnvoySpec::new(
-            wasm_module(),
-            cfg,
-            Upstream {
-                name: "mcp_server".into(),
-                endpoints: vec![dead],
-            },
-        );
-        spec.clusters.push(Upstream {
-            name: "audit_collector".into(),
-            endpoints: vec![collector.addr],
-        });
+        let spec = EnvoySpec::mcp(cfg, dead, collector.addr);
         let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 1)).unwrap();
         (envoy, collector)
     };
@@ -186,7 +138,7 @@ async fn upstream_reset_5xx_and_slowness_give_defined_outcomes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_gone_mid_sse_is_recorded_aborted() {
-    let rig = rig(base_plugin_config(), None).await;
+    let rig = Rig::start(base_plugin_config(), None).await.unwrap();
     {
         let client = reqwest::Client::new();
         let mut r = client
@@ -256,7 +208,9 @@ async fn jwks_down_at_start_then_up() {
         let l = std::net::TcpListener::bind(loopback(0)).unwrap();
         l.local_addr().unwrap()
     };
-    let rig = rig(auth_config(&idp, jwks_addr), Some(jwks_addr)).await;
+    let rig = Rig::start(auth_config(&idp, jwks_addr), Some(jwks_addr))
+        .await
+        .unwrap();
     let token = idp.token("alice", &["eng"], AUD);
 
     // Keys cannot be had: a valid token gets 503 (retry later), no token 401.
@@ -308,7 +262,9 @@ async fn jwks_garbage_keeps_the_last_good_keys() {
     let idp = DevIssuer::start(loopback(0), None).await.unwrap();
     let jwks = Scripted::start().await.unwrap();
     jwks.set_jwks(Jwks::Good(idp.keys.read().unwrap().clone()));
-    let rig = rig(auth_config(&idp, jwks.addr), Some(jwks.addr)).await;
+    let rig = Rig::start(auth_config(&idp, jwks.addr), Some(jwks.addr))
+        .await
+        .unwrap();
     let r = call(&rig, 1, "ok", Some(&idp.token("alice", &["eng"], AUD))).await;
     assert_eq!(r.status(), 200);
 
@@ -403,7 +359,7 @@ async fn refused_request_ending_in_trailers_never_reaches_the_server() {
         if policy {
             cfg["policy"] = json!({"rules": [{"tools": ["delete_*"], "action": "deny"}]});
         }
-        let rig = rig(cfg, None).await;
+        let rig = Rig::start(cfg, None).await.unwrap();
         for _ in 0..5 {
             let status = h2_post_with_trailers(&rig.envoy, None).await;
             assert!(matches!(status, 401 | 0), "status {status}");
@@ -419,7 +375,7 @@ async fn refused_request_ending_in_trailers_never_reaches_the_server() {
         // The same client with trailers and no refusal gets through (the test can see a pass).
         let mut cfg = base_plugin_config();
         cfg["mcp"]["paths"] = json!(["/mcp"]);
-        let open = self::rig(cfg, None).await;
+        let open = Rig::start(cfg, None).await.unwrap();
         assert_eq!(h2_post_with_trailers(&open.envoy, None).await, 200);
         assert_eq!(open.up.requests(), 1);
     }

@@ -153,10 +153,7 @@ async fn otlp_output_is_accepted_by_rotel() {
             stateless: false,
         },
         Some(cfg),
-        vec![Upstream {
-            name: "otel".into(),
-            endpoints: vec![rotel.http],
-        }],
+        vec![Upstream::one("otel", rotel.http)],
     )
     .await
     .unwrap();

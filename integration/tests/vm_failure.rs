@@ -88,14 +88,7 @@ async fn run(policy: &str) -> Seen {
     let module = dir.path().join("trap.wasm");
     std::fs::write(&module, wat::parse_str(TRAP_MODULE).unwrap()).unwrap();
     let up = Scripted::start().await.unwrap();
-    let mut spec = EnvoySpec::new(
-        module,
-        json!({}),
-        Upstream {
-            name: "mcp_server".into(),
-            endpoints: vec![up.addr],
-        },
-    );
+    let mut spec = EnvoySpec::new(module, json!({}), Upstream::one("mcp_server", up.addr));
     spec.failure_policy = policy.into();
     let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 1)).unwrap();
     assert_eq!(

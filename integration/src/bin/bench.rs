@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use mcptrail_integration::envoy::{self, loopback, Direct, EnvoySpec, Upstream};
+use mcptrail_integration::envoy::{self, loopback, Direct, EnvoySpec};
 use mcptrail_integration::{DevIssuer, Envoy, TEST_HMAC_KEY_B64};
 use serde_json::{json, Value};
 
@@ -367,18 +367,6 @@ fn summarise(runs: &[Run]) -> Cell {
     }
 }
 
-fn peak_rss_mib(envoy: &Envoy) -> f64 {
-    envoy
-        .pid()
-        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn tool_version(cmd: &str, arg: &str) -> String {
     Command::new(cmd)
         .arg(arg)
@@ -532,20 +520,13 @@ end
             if !workloads.iter().any(|w| w.workers == workers) {
                 continue;
             }
-            let mut spec = EnvoySpec::new(
-                envoy::wasm_module(),
+            let mut spec = EnvoySpec::mcp(
                 v.mcptrail.clone().unwrap_or(Value::Null),
-                Upstream {
-                    name: "mcp_server".into(),
-                    endpoints: vec![loopback(9)],
-                },
+                loopback(9),
+                sink.addr,
             );
             spec.without_filter = v.mcptrail.is_none();
             spec.direct = direct.clone();
-            spec.clusters.push(Upstream {
-                name: "audit_collector".into(),
-                endpoints: vec![sink.addr],
-            });
             if let Some(cache) = v.jwt_authn {
                 spec.extra_filters_yaml = jwt_authn_yaml(&jwks.to_string(), &idp.issuer, cache);
             }
@@ -629,7 +610,7 @@ end
                     } else {
                         "–".into()
                     },
-                    peak_rss_mib(&envoy),
+                    envoy.memory_kib().1 as f64 / 1024.0,
                 ));
             }
         }

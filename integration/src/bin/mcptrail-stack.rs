@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::Engine as _;
 use mcptrail_integration::demo::Mode;
-use mcptrail_integration::envoy::{self, loopback, Envoy, EnvoySpec, Upstream};
+use mcptrail_integration::envoy::{self, loopback, Envoy, EnvoySpec};
 use mcptrail_integration::{DemoServer, DevIssuer};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -105,20 +105,9 @@ async fn main() -> anyhow::Result<()> {
             { "tools": ["get_customer"], "action": "deny" }
         ]}
     });
-    let mut spec = EnvoySpec::new(
-        envoy::wasm_module(),
-        plugin_config,
-        Upstream {
-            name: "mcp_server".into(),
-            endpoints: vec![server.addr],
-        },
-    );
+    let mut spec = EnvoySpec::mcp(plugin_config, server.addr, collector_addr);
     spec.listen = loopback(mcp_port);
     spec.admin = loopback(admin_port);
-    spec.clusters.push(Upstream {
-        name: "audit_collector".into(),
-        endpoints: vec![collector_addr],
-    });
     spec.clusters.push(issuer.cluster("dev_issuer"));
     std::fs::write(dir.join("envoy.yaml"), envoy::render(&spec))?;
     let mut envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 2))?;
