@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use mcptrail_integration::scripted::Rig;
 use mcptrail_integration::base_plugin_config;
+use mcptrail_integration::scripted::Rig;
 use serde_json::{json, Value};
 
 fn call_body(id: u64, pad: usize) -> String {

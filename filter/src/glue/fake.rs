@@ -234,3 +234,161 @@ impl Host for FakeHost {
         Ok(())
     }
 }
+
+/// How an answer ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The last chunk carries the end of stream.
+    Body,
+    /// HTTP/2 trailers end it.
+    Trailers,
+    /// The connection goes away: no end of stream.
+    Cut,
+}
+
+/// One request and its answer, driven through a stream the way Envoy calls it.
+#[derive(Debug, Clone)]
+pub struct Exchange<'a> {
+    pub method: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a str,
+    pub status: &'a str,
+    pub response_headers: &'a [(&'a str, &'a str)],
+    /// The answer, as its body callbacks receive it.
+    pub chunks: &'a [&'a [u8]],
+    pub end: End,
+}
+
+impl Default for Exchange<'_> {
+    fn default() -> Self {
+        Self {
+            method: "POST",
+            headers: &[],
+            body: "",
+            status: "200",
+            response_headers: &[("content-type", "application/json")],
+            chunks: &[],
+            end: End::Body,
+        }
+    }
+}
+
+/// What came of an exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// The stream's answer to the request's last callback.
+    pub request: crate::host::Action,
+    /// The filter answered itself; the upstream was never asked.
+    pub answered_locally: bool,
+    /// The answer's bytes as the client received them.
+    pub client_saw: Vec<u8>,
+}
+
+impl FakeHost {
+    /// Runs `ex` through a new stream of `root`. After a `Pause` in a body callback the next
+    /// callback sees everything buffered so far, as in Envoy.
+    pub fn exchange(&self, root: &super::Root, ex: &Exchange<'_>) -> Done {
+        use crate::host::Action;
+        self.clear_headers(Headers::Request);
+        self.clear_headers(Headers::Response);
+        self.set_header(Headers::Request, ":path", "/mcp");
+        self.set_header(Headers::Request, ":method", ex.method);
+        for (k, v) in ex.headers {
+            self.set_header(Headers::Request, k, v);
+        }
+        let replies_before = self.responses.borrow().len();
+        let Some(mut s) = root.new_stream(1) else {
+            return Done {
+                request: Action::Continue,
+                answered_locally: false,
+                client_saw: Vec::new(),
+            };
+        };
+        let mut request = s.on_request_headers(self, ex.body.is_empty());
+        if !ex.body.is_empty() {
+            self.set_body(Body::Request, ex.body.as_bytes());
+            request = s.on_request_body(self, ex.body.len(), true);
+        }
+        if self.responses.borrow().len() > replies_before {
+            s.on_log(self);
+            return Done {
+                request,
+                answered_locally: true,
+                client_saw: Vec::new(),
+            };
+        }
+        self.set_header(Headers::Response, ":status", ex.status);
+        for (k, v) in ex.response_headers {
+            self.set_header(Headers::Response, k, v);
+        }
+        s.on_response_headers(self, ex.chunks.is_empty() && ex.end == End::Body);
+        let mut client_saw = Vec::new();
+        let mut buffered = Vec::new();
+        for (i, c) in ex.chunks.iter().enumerate() {
+            buffered.extend_from_slice(c);
+            self.set_body(Body::Response, &buffered);
+            let last = i + 1 == ex.chunks.len() && ex.end == End::Body;
+            if s.on_response_body(self, buffered.len(), last) == Action::Continue {
+                client_saw.extend(
+                    self.bodies
+                        .borrow()
+                        .get(&bkey(Body::Response))
+                        .into_iter()
+                        .flatten(),
+                );
+                buffered.clear();
+            }
+        }
+        if ex.end == End::Trailers {
+            s.on_response_trailers(self);
+            client_saw.extend(
+                self.bodies
+                    .borrow()
+                    .get(&bkey(Body::Response))
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        s.on_log(self);
+        Done {
+            request,
+            answered_locally: false,
+            client_saw,
+        }
+    }
+
+    /// Every record shipped so far, in order.
+    pub fn shipped(&self) -> Vec<serde_json::Value> {
+        self.calls
+            .borrow()
+            .iter()
+            .flat_map(|c| {
+                String::from_utf8_lossy(&c.body)
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Lets the root's flush come, acknowledges the batch, and returns what it shipped.
+    pub fn flush(&self, root: &mut super::Root) -> Vec<serde_json::Value> {
+        self.advance(10_000);
+        let before = self.calls.borrow().len();
+        root.on_tick(self);
+        let shipped = self.shipped();
+        let calls = self.calls.borrow().len();
+        if calls > before {
+            self.set_header(Headers::CallResponse, ":status", "200");
+            root.on_http_call_response(self, calls as u32, 1, 0);
+        }
+        let earlier: usize = self
+            .calls
+            .borrow()
+            .iter()
+            .take(before)
+            .map(|c| String::from_utf8_lossy(&c.body).lines().count())
+            .sum();
+        shipped.into_iter().skip(earlier).collect()
+    }
+}

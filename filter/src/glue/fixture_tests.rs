@@ -8,7 +8,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::Value;
 
-use super::fake::FakeHost;
+use super::fake::{Exchange, FakeHost};
 use super::*;
 
 const FIXTURES: [(&str, &str); 6] = [
@@ -40,55 +40,40 @@ const FIXTURES: [(&str, &str); 6] = [
 
 const CFG: &str = r#"{"audit":{"cluster":"c","batch_max_records":1000,"batch_max_bytes":10000000},"mcp":{"record_notifications":true}}"#;
 
-/// Runs one recorded exchange, its answer delivered in `chunk`-byte pieces.
-fn replay(host: &FakeHost, r: &Root, ex: &Value, chunk: usize) {
-    host.clear_headers(Headers::Request);
-    host.clear_headers(Headers::Response);
-    let req = &ex["request"];
-    host.set_header(Headers::Request, ":path", "/mcp");
-    host.set_header(Headers::Request, ":method", req["method"].as_str().unwrap());
-    for (k, v) in req["headers"].as_object().unwrap() {
-        host.set_header(Headers::Request, k, v.as_str().unwrap());
-    }
-    let body = req["body"].as_str().unwrap();
-    let mut s = r.new_stream(1).unwrap();
-    s.on_request_headers(host, body.is_empty());
-    if !body.is_empty() {
-        host.set_body(Body::Request, body.as_bytes());
-        s.on_request_body(host, body.len(), true);
-    }
-    let resp = &ex["response"];
-    let status = resp["status"].as_u64().unwrap().to_string();
-    host.set_header(Headers::Response, ":status", &status);
-    for (k, v) in resp["headers"].as_object().unwrap() {
-        host.set_header(Headers::Response, k, v.as_str().unwrap());
-    }
-    let bytes = resp["body"].as_str().unwrap().as_bytes();
-    s.on_response_headers(host, bytes.is_empty());
-    let pieces: Vec<&[u8]> = bytes.chunks(chunk.max(1)).collect();
-    for (i, p) in pieces.iter().enumerate() {
-        host.set_body(Body::Response, p);
-        s.on_response_body(host, p.len(), i + 1 == pieces.len());
-    }
-    s.on_log(host);
+fn borrow(h: &[(String, String)]) -> Vec<(&str, &str)> {
+    h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-/// Ships what the outbox holds and returns it (acknowledging the batch).
-fn drain(host: &FakeHost, r: &mut Root) -> Vec<Value> {
-    host.advance(10_000);
-    let before = host.calls.borrow().len();
-    r.on_tick(host);
-    let calls = host.calls.borrow().clone();
-    let Some(call) = calls.get(before) else {
-        return Vec::new();
+/// Runs one recorded exchange, its answer delivered in `chunk`-byte pieces.
+fn replay(host: &FakeHost, r: &Root, ex: &Value, chunk: usize) {
+    let pairs = |v: &Value| -> Vec<(String, String)> {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect()
     };
-    host.set_header(Headers::CallResponse, ":status", "200");
-    r.on_http_call_response(host, calls.len() as u32, 1, 0);
-    String::from_utf8(call.body.clone())
+    let (req, resp) = (&ex["request"], &ex["response"]);
+    let (headers, response_headers) = (pairs(&req["headers"]), pairs(&resp["headers"]));
+    let status = resp["status"].as_u64().unwrap().to_string();
+    let chunks: Vec<&[u8]> = resp["body"]
+        .as_str()
         .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .as_bytes()
+        .chunks(chunk.max(1))
+        .collect();
+    host.exchange(
+        r,
+        &Exchange {
+            method: req["method"].as_str().unwrap(),
+            headers: &borrow(&headers),
+            body: req["body"].as_str().unwrap(),
+            status: &status,
+            response_headers: &borrow(&response_headers),
+            chunks: &chunks,
+            ..Exchange::default()
+        },
+    );
 }
 
 fn check(file: &str, chunk: usize) {
@@ -105,7 +90,7 @@ fn check(file: &str, chunk: usize) {
     assert!(r.configure(&host, CFG.as_bytes()));
     for ex in doc["exchanges"].as_array().unwrap() {
         replay(&host, &r, ex, chunk);
-        let recs = drain(&host, &mut r);
+        let recs = host.flush(&mut r);
         let name = format!("{file} / {} (chunks of {chunk})", ex["name"]);
         let expect = &ex["expect"];
         let calls = expect["calls"].as_array().unwrap();

@@ -8,7 +8,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::Value;
 
-use super::fake::FakeHost;
+use super::fake::{Exchange, FakeHost};
 use super::*;
 
 const SECRET_MAIL: &str = "alice@example.com";
@@ -18,74 +18,25 @@ fn cfg(masking: &str) -> String {
     format!(r#"{{"audit":{{"cluster":"c"}},"masking":{masking}}}"#)
 }
 
-/// One exchange; returns the stream's action on the last request body callback.
-fn exchange(host: &FakeHost, r: &Root, body: &str, ct: &str, chunks: &[&str]) -> Action {
-    host.clear_headers(Headers::Request);
-    host.clear_headers(Headers::Response);
-    host.rewritten.borrow_mut().clear();
-    host.set_header(Headers::Request, ":path", "/mcp");
-    host.set_header(Headers::Request, ":method", "POST");
-    host.set_header(Headers::Request, "content-length", &body.len().to_string());
-    let mut s = r.new_stream(1).unwrap();
-    s.on_request_headers(host, false);
-    host.set_body(Body::Request, body.as_bytes());
-    let action = s.on_request_body(host, body.len(), true);
-    if !host.responses.borrow().is_empty() {
-        s.on_log(host);
-        return action;
+const JSON: &[(&str, &str)] = &[
+    ("content-type", "application/json"),
+    ("content-length", "1"),
+];
+const SSE: &[(&str, &str)] = &[("content-type", "text/event-stream")];
+
+/// The call, with a `content-length` the filter must drop when it rewrites the body.
+fn call<'a>(response_headers: &'a [(&'a str, &'a str)], chunks: &'a [&'a [u8]]) -> Exchange<'a> {
+    Exchange {
+        headers: &[("content-length", "1")],
+        body: CALL,
+        response_headers,
+        chunks,
+        ..Exchange::default()
     }
-    host.set_header(Headers::Response, ":status", "200");
-    host.set_header(Headers::Response, "content-type", ct);
-    host.set_header(Headers::Response, "content-length", "1");
-    s.on_response_headers(host, false);
-    let mut sent = Vec::new();
-    // As Envoy does: after a Pause the next callback sees everything buffered so far.
-    let mut buffered = String::new();
-    for (i, c) in chunks.iter().enumerate() {
-        buffered.push_str(c);
-        host.set_body(Body::Response, buffered.as_bytes());
-        let a = s.on_response_body(host, buffered.len(), i + 1 == chunks.len());
-        if a == Action::Continue {
-            sent.push(
-                String::from_utf8(host.bodies.borrow().get(&1).cloned().unwrap_or_default())
-                    .unwrap(),
-            );
-            buffered.clear();
-        }
-    }
-    host.properties.borrow_mut().insert(
-        "mcptrail.test.client_saw".into(),
-        sent.concat().into_bytes(),
-    );
-    s.on_log(host);
-    action
 }
 
-fn client_saw(host: &FakeHost) -> String {
-    String::from_utf8(
-        host.properties
-            .borrow()
-            .get("mcptrail.test.client_saw")
-            .cloned()
-            .unwrap_or_default(),
-    )
-    .unwrap()
-}
-
-fn records(host: &FakeHost, r: &mut Root) -> Vec<Value> {
-    host.advance(5_000);
-    r.on_tick(host);
-    host.calls
-        .borrow()
-        .iter()
-        .flat_map(|c| {
-            String::from_utf8(c.body.clone())
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+fn utf8(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
 }
 
 fn root(host: &FakeHost, config: &str) -> Root {
@@ -107,16 +58,17 @@ fn records_are_masked_and_the_server_gets_what_the_client_sent() {
     );
     let reply =
         r#"{"jsonrpc":"2.0","id":9,"error":{"code":-32000,"message":"no user alice@example.com"}}"#;
-    exchange(&host, &r, CALL, "application/json", &[reply]);
+    let done = host.exchange(&r, &call(JSON, &[reply.as_bytes()]));
     assert!(
         host.rewritten.borrow().is_empty(),
         "nothing rewritten without requests/responses"
     );
-    assert!(
-        client_saw(&host).contains(SECRET_MAIL),
+    assert_eq!(
+        done.client_saw,
+        reply.as_bytes(),
         "the client's answer is untouched"
     );
-    let recs = records(&host, &mut r);
+    let recs = host.flush(&mut r);
     let line = recs[0].to_string();
     assert!(
         !line.contains("hunter2") && !line.contains(SECRET_MAIL),
@@ -154,7 +106,7 @@ fn json_answers_are_masked_for_the_client_when_asked() {
         r#"{{"jsonrpc":"2.0","id":9,"result":{{"content":[{{"type":"text","text":{text}}}]}}}}"#
     );
     let (a, b) = reply.split_at(reply.len() / 2);
-    exchange(&host, &r, CALL, "application/json", &[a, b]);
+    let done = host.exchange(&r, &call(JSON, &[a.as_bytes(), b.as_bytes()]));
     assert_eq!(
         host.header(Headers::Request, "accept-encoding").as_deref(),
         Some("identity")
@@ -163,11 +115,11 @@ fn json_answers_are_masked_for_the_client_when_asked() {
         host.header(Headers::Response, "content-length").is_none(),
         "length changes"
     );
-    let saw = client_saw(&host);
+    let saw = utf8(&done.client_saw);
     assert!(!saw.contains(SECRET_MAIL) && !saw.contains("4111"), "{saw}");
     let v: Value = serde_json::from_str(&saw).unwrap();
     assert_eq!(v["id"], 9, "still a valid reply");
-    let recs = records(&host, &mut r);
+    let recs = host.flush(&mut r);
     assert!(recs[0]["masked"]
         .as_array()
         .unwrap()
@@ -189,9 +141,9 @@ fn sse_answers_are_masked_event_by_event_even_split_inside_a_secret() {
     // Split inside the e-mail address and inside the token.
     let cut1 = events.find("bob@").unwrap() + 2;
     let cut2 = events.find("s3cr").unwrap() + 3;
-    let chunks = [&events[..cut1], &events[cut1..cut2], &events[cut2..]];
-    exchange(&host, &r, CALL, "text/event-stream", &chunks);
-    let saw = client_saw(&host);
+    let e = events.as_bytes();
+    let done = host.exchange(&r, &call(SSE, &[&e[..cut1], &e[cut1..cut2], &e[cut2..]]));
+    let saw = utf8(&done.client_saw);
     for secret in ["bob@example.org", "s3cr3t", SECRET_MAIL] {
         assert!(!saw.contains(secret), "{secret} reached the client: {saw}");
     }
@@ -201,7 +153,7 @@ fn sse_answers_are_masked_event_by_event_even_split_inside_a_secret() {
         "both events delivered: {saw}"
     );
     assert!(saw.contains("id: 2"));
-    let recs = records(&host, &mut r);
+    let recs = host.flush(&mut r);
     assert_eq!(recs[0]["outcome"]["status"], "ok");
 }
 
@@ -209,14 +161,14 @@ fn sse_answers_are_masked_event_by_event_even_split_inside_a_secret() {
 fn requests_are_masked_before_the_server_when_asked() {
     let host = FakeHost::default();
     let r = root(&host, &cfg(r#"{"fields":["password"],"requests":true}"#));
-    let action = exchange(
-        &host,
+    let done = host.exchange(
         &r,
-        CALL,
-        "application/json",
-        &[r#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#],
+        &call(
+            JSON,
+            &[br#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#],
+        ),
     );
-    assert_eq!(action, Action::Continue);
+    assert_eq!(done.request, Action::Continue);
     assert!(host.header(Headers::Request, "content-length").is_none());
     let sent = host.rewritten.borrow()[0].clone();
     let v: Value = serde_json::from_slice(&sent).unwrap();
@@ -228,14 +180,14 @@ fn requests_are_masked_before_the_server_when_asked() {
 fn bodies_beyond_the_bound_are_passed_with_a_record_or_refused() {
     let host = FakeHost::default();
     let mut r = root(&host, &cfg(r#"{"fields":["password"],"max_bytes":64}"#));
-    exchange(
-        &host,
+    host.exchange(
         &r,
-        CALL,
-        "application/json",
-        &[r#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#],
+        &call(
+            JSON,
+            &[br#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#],
+        ),
     );
-    let recs = records(&host, &mut r);
+    let recs = host.flush(&mut r);
     assert_eq!(recs[0]["kind"], "command");
     assert!(
         recs[0]["mcp"]["arguments"].is_null(),
@@ -253,9 +205,10 @@ fn bodies_beyond_the_bound_are_passed_with_a_record_or_refused() {
         &host,
         &cfg(r#"{"fields":["password"],"max_bytes":64,"on_too_large":"block"}"#),
     );
-    exchange(&host, &r, CALL, "application/json", &[]);
+    let done = host.exchange(&r, &call(JSON, &[]));
+    assert!(done.answered_locally);
     assert_eq!(host.responses.borrow()[0].0, 413);
-    let recs = records(&host, &mut r);
+    let recs = host.flush(&mut r);
     assert_eq!(recs[0]["kind"], "decode.error");
     assert_eq!(recs[0]["outcome"]["status"], "denied");
     assert!(!recs[0].to_string().contains("hunter2"));

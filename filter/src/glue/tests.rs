@@ -41,20 +41,6 @@ fn post(host: &FakeHost, root: &Root, body: &str, status: Option<&str>) {
     s.on_log(host);
 }
 
-fn shipped(host: &FakeHost) -> Vec<Value> {
-    host.calls
-        .borrow()
-        .iter()
-        .flat_map(|c| {
-            String::from_utf8(c.body.clone())
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn bad_config_is_rejected_with_the_key() {
     let host = FakeHost::default();
@@ -96,7 +82,7 @@ fn command_record_per_request_shipped_on_tick() {
     assert_eq!(h(":method").as_deref(), Some("POST"));
     assert_eq!(h("x-api-key").as_deref(), Some("k"));
     assert_eq!(h("content-type").as_deref(), Some("application/x-ndjson"));
-    let recs = shipped(&host);
+    let recs = host.shipped();
     assert_eq!(recs.len(), 1);
     let rec = &recs[0];
     assert_eq!(rec["v"], 1);
@@ -129,7 +115,7 @@ fn batch_notification_and_garbage() {
     );
     post(&host, &r, "{not json", Some("400"));
     r.on_tick(&host);
-    let recs = shipped(&host);
+    let recs = host.shipped();
     let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
@@ -174,7 +160,7 @@ fn oversized_body_gives_decode_error() {
         Some("200"),
     );
     r.on_tick(&host);
-    let recs = shipped(&host);
+    let recs = host.shipped();
     assert_eq!(recs[0]["kind"], "decode.error");
     assert!(recs[0]["reason"]
         .as_str()
@@ -199,7 +185,7 @@ fn upstream_failure_and_abort_outcomes() {
         None,
     );
     r.on_tick(&host);
-    let recs = shipped(&host);
+    let recs = host.shipped();
     assert_eq!(recs[0]["outcome"]["status"], "upstream_error");
     assert_eq!(recs[1]["outcome"]["status"], "aborted");
 }
@@ -291,7 +277,6 @@ mod auth_and_policy {
 
     use super::super::fake::FakeHost;
     use super::super::*;
-    use super::shipped;
     use crate::jwt::testkit::*;
 
     fn config(extra_auth: &str, policy: &str) -> String {
@@ -372,7 +357,7 @@ mod auth_and_policy {
         );
         finish(&host, &mut s, "401");
         r.on_tick(&host);
-        let rec = &shipped(&host)[0];
+        let rec = &host.shipped()[0];
         assert_eq!(rec["kind"], "auth.denied");
         assert_eq!(rec["auth"]["error"], "missing_token");
         assert_eq!(rec["outcome"]["status"], "denied");
@@ -426,7 +411,7 @@ mod auth_and_policy {
         assert_eq!(body(&host, &mut s, CALL), Action::Continue);
         finish(&host, &mut s, "200");
         r.on_tick(&host);
-        let rec = &shipped(&host)[0];
+        let rec = &host.shipped()[0];
         assert_eq!(rec["kind"], "command");
         assert_eq!(rec["identity"]["sub"], "alice");
         assert_eq!(rec["identity"]["iss"], ISS);
@@ -536,7 +521,7 @@ mod auth_and_policy {
         assert_eq!(body(&host, &mut s, CALL), Action::Continue);
         finish(&host, &mut s, "200");
         r.on_tick(&host);
-        let recs = shipped(&host);
+        let recs = host.shipped();
         assert_eq!(recs[0]["kind"], "policy.denied");
         assert_eq!(recs[0]["mcp"]["tool"], "delete_user");
         assert_eq!(recs[0]["policy"]["rule"], 1);
@@ -559,7 +544,7 @@ mod auth_and_policy {
         assert_eq!(first_reply(&host).0, 403);
         s.on_log(&host);
         r.on_tick(&host);
-        let rec = &shipped(&host)[0];
+        let rec = &host.shipped()[0];
         assert_eq!(rec["kind"], "policy.denied");
         assert_eq!(rec["outcome"]["http_status"], 403);
     }
@@ -610,7 +595,7 @@ mod auth_and_policy {
         finish(&host, &mut s, "200");
         host.advance(1000);
         r.on_tick(&host);
-        let recs = shipped(&host);
+        let recs = host.shipped();
         assert_eq!(recs.last().unwrap()["identity"]["sub"], "alice");
     }
 
@@ -637,9 +622,9 @@ mod sessions_and_headers {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::super::fake::FakeHost;
+    use super::super::fake::{Exchange, FakeHost};
     use super::super::*;
-    use super::{root, shipped};
+    use super::root;
 
     /// The response side of an exchange: status, new session id, body.
     type Resp<'a> = (&'a str, Option<&'a str>, &'a str);
@@ -654,29 +639,20 @@ mod sessions_and_headers {
         resp: Resp<'_>,
     ) -> Action {
         let (status, resp_session, resp_body) = resp;
-        host.clear_headers(Headers::Request);
-        host.clear_headers(Headers::Response);
-        host.set_header(Headers::Request, ":path", "/mcp");
-        host.set_header(Headers::Request, ":method", method);
-        for (k, v) in headers {
-            host.set_header(Headers::Request, k, v);
-        }
-        let mut s = r.new_stream(1).unwrap();
-        let action = s.on_request_headers(host, body.is_empty());
-        if !body.is_empty() {
-            host.set_body(Body::Request, body.as_bytes());
-            s.on_request_body(host, body.len(), true);
-        }
-        host.set_header(Headers::Response, ":status", status);
-        host.set_header(Headers::Response, "content-type", "application/json");
+        let mut response_headers = vec![("content-type", "application/json")];
         if let Some(rs) = resp_session {
-            host.set_header(Headers::Response, "mcp-session-id", rs);
+            response_headers.push(("mcp-session-id", rs));
         }
-        s.on_response_headers(host, false);
-        host.set_body(Body::Response, resp_body.as_bytes());
-        s.on_response_body(host, resp_body.len(), true);
-        s.on_log(host);
-        action
+        let ex = Exchange {
+            method,
+            headers,
+            body,
+            status,
+            response_headers: &response_headers,
+            chunks: &[resp_body.as_bytes()],
+            ..Exchange::default()
+        };
+        host.exchange(r, &ex).request
     }
 
     const CFG: &str = r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"]}}"#;
@@ -707,7 +683,7 @@ mod sessions_and_headers {
             ("200", None, ""),
         );
         r.on_tick(&host);
-        let recs = shipped(&host);
+        let recs = host.shipped();
         let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
         assert_eq!(
             kinds,
@@ -743,7 +719,7 @@ mod sessions_and_headers {
         );
         host.advance(2000);
         r.on_tick(&host);
-        let recs = shipped(&host);
+        let recs = host.shipped();
         let last = recs.last().unwrap();
         assert_eq!(last["kind"], "session.end");
         assert!(last["reason"].as_str().unwrap().contains("404"));
@@ -791,7 +767,7 @@ mod sessions_and_headers {
                 assert_eq!(action, Action::Continue);
             }
             r.on_tick(&host);
-            let recs = shipped(&host);
+            let recs = host.shipped();
             let last = recs.last().unwrap();
             assert_eq!(last["identity"]["sub"], "mallory");
             if reject {
@@ -822,6 +798,6 @@ mod sessions_and_headers {
         s.on_response_headers(&host, true);
         s.on_log(&host);
         r.on_tick(&host);
-        assert_eq!(shipped(&host)[0]["mcp"]["header_mismatch"], true);
+        assert_eq!(host.shipped()[0]["mcp"]["header_mismatch"], true);
     }
 }
