@@ -95,6 +95,18 @@ async fn drained(stack: &Stack) {
 
 /// The collected file verifies clean, in one stream, with `records` records and
 /// `dropped` reported lost.
+/// Waits until calls `0..n` are all recorded, then checks each came once and the stream
+/// verifies with nothing dropped.
+async fn every_call_once(stack: &Stack, n: usize, what: &str) {
+    let recs = stack
+        .collector
+        .wait_for_within(what, SETTLE, |r| msgs(r).len() >= n)
+        .await
+        .unwrap();
+    assert_eq!(msgs(&recs), (0..n).collect::<Vec<_>>(), "each call once");
+    assert_complete(stack, n, 0);
+}
+
 fn assert_complete(stack: &Stack, records: usize, dropped: u64) {
     let report = stack.collector.verify();
     assert!(
@@ -129,15 +141,7 @@ async fn collector_errors_then_recovers() {
     .await;
     tokio::time::sleep(FAULT).await;
     stack.collector.set_fault(Fault::None);
-    let recs = stack
-        .collector
-        .wait_for_within("every call once the collector recovers", SETTLE, |r| {
-            msgs(r).len() >= n
-        })
-        .await
-        .unwrap();
-    assert_eq!(msgs(&recs), (0..n).collect::<Vec<_>>(), "each call once");
-    assert_complete(&stack, n, 0);
+    every_call_once(&stack, n, "every call once the collector recovers").await;
     let (batches, stored, dups) = stack.collector.sink_counters();
     assert_eq!(
         dups, 0,
@@ -186,15 +190,7 @@ async fn collector_stopped_then_restarted_on_the_same_port() {
     .await;
     tokio::time::sleep(FAULT).await;
     stack.collector.restart().await.unwrap();
-    let recs = stack
-        .collector
-        .wait_for_within("every call once the collector is back", SETTLE, |r| {
-            msgs(r).len() >= n
-        })
-        .await
-        .unwrap();
-    assert_eq!(msgs(&recs), (0..n).collect::<Vec<_>>(), "each call once");
-    assert_complete(&stack, n, 0);
+    every_call_once(&stack, n, "every call once the collector is back").await;
     eprintln!(
         "stop/restart: {n} records; {} refused connections while stopped; {:?}",
         fails(),
