@@ -438,6 +438,16 @@ fn challenge(slot: &Slot, error: Option<(&str, Option<&str>)>) -> String {
     v
 }
 
+/// Replaces the current body chunk; a host refusal is logged (the original then passes).
+fn replace_body(host: &dyn Host, which: Body, data: &[u8]) {
+    if let Err(e) = host.set_body(which, data) {
+        host.log(
+            Level::Warn,
+            &format!("mcptrail: cannot rewrite the {which:?} body: {}", e.0),
+        );
+    }
+}
+
 fn send(host: &dyn Host, status: u32, headers: &[(&str, &str)], body: &[u8]) {
     if let Err(e) = host.send_response(status, headers, body) {
         host.log(
@@ -1097,12 +1107,7 @@ impl Stream {
             m => !masking.mask_message(m).is_empty(),
         };
         if changed {
-            if let Err(e) = host.set_body(Body::Request, value.to_string().as_bytes()) {
-                host.log(
-                    Level::Warn,
-                    &format!("mcptrail: cannot rewrite the request: {}", e.0),
-                );
-            }
+            replace_body(host, Body::Request, value.to_string().as_bytes());
         }
         None
     }
@@ -1287,12 +1292,7 @@ impl Stream {
         }
         self.response_bytes = bytes;
         if let Some(new_body) = replacement {
-            if let Err(e) = host.set_body(Body::Response, &new_body) {
-                host.log(
-                    Level::Warn,
-                    &format!("mcptrail: cannot rewrite the response: {}", e.0),
-                );
-            }
+            replace_body(host, Body::Response, &new_body);
         }
         self.resp = Some(resp);
         self.record_delivered(host);
@@ -1320,12 +1320,7 @@ impl Stream {
                 let replacement = self.rewrite_json(&mut resp, &whole, &filter);
                 drop(filter);
                 if let Some(new_body) = replacement {
-                    if let Err(e) = host.set_body(Body::Response, &new_body) {
-                        host.log(
-                            Level::Warn,
-                            &format!("mcptrail: cannot rewrite the response: {}", e.0),
-                        );
-                    }
+                    replace_body(host, Body::Response, &new_body);
                 }
             }
             response::BodyKind::Json => {
@@ -1626,53 +1621,34 @@ impl Stream {
             return self.refusal_records(&refusal, messages.as_deref(), now, outcome);
         }
         if self.body_overflow {
-            let mut r = self.base(Kind::DecodeError, now);
-            r.reason = Some(format!(
+            let why = format!(
                 "request body larger than mcp.max_body_bytes ({} bytes); passed through undecoded",
                 self.shared.config.mcp.max_body_bytes
-            ));
-            r.outcome = Some(outcome);
-            return vec![r];
+            );
+            return vec![self.decode_error(&why, now, outcome)];
         }
-        let Some(messages) = messages else {
-            let mut out = Vec::new();
-            if let Some(p) = self.resp.as_ref().and_then(|r| r.problem.as_ref()) {
-                let mut r = self.base(Kind::DecodeError, now);
-                r.reason = Some(format!("response: {p}"));
-                r.outcome = Some(outcome.clone());
-                out.push(r);
-            }
-            self.session_records(&mut out, now, &outcome);
-            return out;
-        };
-        if !self.request_done && self.response_status.is_none() {
-            // The client went away before its request was complete.
-            let mut r = self.base(Kind::DecodeError, now);
-            r.reason = Some("request body incomplete: the client went away".into());
-            r.outcome = Some(outcome);
-            return vec![r];
+        if messages.is_some() && !self.request_done && self.response_status.is_none() {
+            let why = "request body incomplete: the client went away";
+            return vec![self.decode_error(why, now, outcome)];
         }
+        // A GET or DELETE has no messages of its own; its answer may still be undecodable.
+        let messages = messages.unwrap_or_default();
         let mut out: Vec<Record> = messages
             .iter()
             .map(|item| match item {
                 Ok(m) => self.message_record(m, now, outcome.clone()),
-                Err(e) => self.decode_error(e, now, outcome.clone()),
+                Err(e) => self.decode_error(&e.to_string(), now, outcome.clone()),
             })
             .collect();
         if self.arguments_too_large() {
-            let mut r = self.base(Kind::DecodeError, now);
-            r.reason = Some(format!(
+            let why = format!(
                 "request body larger than masking.max_bytes ({} bytes): arguments not recorded",
                 self.shared.config.masking.max_bytes
-            ));
-            r.outcome = Some(outcome.clone());
-            out.push(r);
+            );
+            out.push(self.decode_error(&why, now, outcome.clone()));
         }
         if let Some(problem) = self.response_problem(&messages) {
-            let mut r = self.base(Kind::DecodeError, now);
-            r.reason = Some(problem);
-            r.outcome = Some(outcome.clone());
-            out.push(r);
+            out.push(self.decode_error(&problem, now, outcome.clone()));
         }
         self.session_records(&mut out, now, &outcome);
         out
@@ -1805,10 +1781,10 @@ impl Stream {
         vec![r]
     }
 
-    fn decode_error(&self, e: &DecodeError, now: u64, outcome: Outcome) -> Record {
+    /// A `decode.error` record; the reason goes through masking (it may quote a body).
+    fn decode_error(&self, why: &str, now: u64, outcome: Outcome) -> Record {
         let mut r = self.base(Kind::DecodeError, now);
-        let reason = e.to_string();
-        r.reason = Some(self.shared.config.masking.mask_text(&reason).into_owned());
+        r.reason = Some(self.shared.config.masking.mask_text(why).into_owned());
         r.outcome = Some(outcome);
         r
     }
