@@ -949,14 +949,13 @@ impl Stream {
     }
 
     pub fn on_request_body(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Action {
+        if self.answered_locally() {
+            return Action::Pause; // nothing of it goes upstream
+        }
         if !self.in_scope {
             return Action::Continue;
         }
-        let held = self.held();
-        if self.silent || matches!(self.slot.borrow().gate, Gate::Refused(_)) {
-            return Action::Pause;
-        }
-        if !held {
+        if !self.held() {
             self.copy_chunk(host, size);
             if end_of_stream {
                 self.request_done = true;
@@ -973,8 +972,8 @@ impl Stream {
 
     /// HTTP/2 bodies may end in trailers instead of an end-of-stream body callback.
     pub fn on_request_trailers(&mut self, host: &dyn Host) -> Action {
-        if self.silent || matches!(self.slot.borrow().gate, Gate::Refused(_)) {
-            return Action::Pause; // answered locally: nothing of it goes upstream
+        if self.answered_locally() {
+            return Action::Pause; // nothing of it goes upstream
         }
         if !self.in_scope || self.request_done {
             return Action::Continue;
@@ -985,6 +984,11 @@ impl Stream {
             return Action::Continue;
         }
         self.finish_held_body(host, usize::MAX)
+    }
+
+    /// The filter answered the request itself (a refusal, metadata, a full buffer).
+    fn answered_locally(&self) -> bool {
+        self.silent || matches!(self.slot.borrow().gate, Gate::Refused(_))
     }
 
     /// Whether the request body is held back (policy needs it, or auth is pending).
@@ -1853,41 +1857,24 @@ impl Stream {
         // What the record keeps of the message, masked: never a secret in the trail.
         let masking = &self.shared.config.masking;
         let mut masked = Vec::new();
-        let mut arguments = if self.arguments_too_large() {
+        // Each part is masked where it sits in the message, so rules and pointers agree.
+        let mut masked_part = |part: Option<(&str, &Value)>| {
+            part.map(|(at, v)| {
+                let mut v = v.clone();
+                masked.extend(masking.mask_value_at(&mut v, at));
+                v
+            })
+        };
+        let arguments = if self.arguments_too_large() {
             None
         } else {
-            m.arguments().cloned()
+            masked_part(m.arguments_at())
         };
-        if let Some(a) = arguments.as_mut() {
-            let at = if m.method.as_deref() == Some("completion/complete") {
-                "/params/argument"
-            } else {
-                "/params/arguments"
-            };
-            masked.extend(masking.mask_value_at(a, at));
-        }
-        let mut client = m.client_info().cloned();
-        if let Some(c) = client.as_mut() {
-            let at = if m
-                .params
-                .as_ref()
-                .is_some_and(|p| p.get("clientInfo").is_some())
-            {
-                "/params/clientInfo"
-            } else {
-                "/params/_meta/io.modelcontextprotocol~1clientInfo"
-            };
-            masked.extend(masking.mask_value_at(c, at));
-        }
-        let resource = m.resource().map(|uri| {
+        let client = masked_part(m.client_info_at());
+        let resource = m.resource_at().and_then(|(at, uri)| {
             let mut v = Value::String(uri.to_string());
-            let at = if m.method.as_deref() == Some("completion/complete") {
-                "/params/ref/uri"
-            } else {
-                "/params/uri"
-            };
             masked.extend(masking.mask_value_at(&mut v, at));
-            v.as_str().unwrap_or_default().to_string()
+            v.as_str().map(str::to_string)
         });
         let mut outcome = outcome;
         if let Some(e) = outcome.error.as_mut() {

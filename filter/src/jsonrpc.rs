@@ -35,13 +35,20 @@ impl Message {
         }
     }
 
-    /// `params.arguments` of a `tools/call` or `prompts/get`.
+    /// `params.arguments` of a `tools/call` or `prompts/get` (`params.argument` of a
+    /// `completion/complete`).
     pub fn arguments(&self) -> Option<&Value> {
-        match self.method.as_deref() {
-            Some("tools/call" | "prompts/get") => self.params.as_ref()?.get("arguments"),
-            Some("completion/complete") => self.params.as_ref()?.get("argument"),
-            _ => None,
-        }
+        self.arguments_at().map(|(_, v)| v)
+    }
+
+    /// [`Message::arguments`] with its JSON Pointer in the message (for `masked`).
+    pub fn arguments_at(&self) -> Option<(&'static str, &Value)> {
+        let (at, key) = match self.method.as_deref() {
+            Some("tools/call" | "prompts/get") => ("/params/arguments", "arguments"),
+            Some("completion/complete") => ("/params/argument", "argument"),
+            _ => return None,
+        };
+        Some((at, self.params.as_ref()?.get(key)?))
     }
 
     /// The prompt a `prompts/get` or `completion/complete` names.
@@ -60,15 +67,20 @@ impl Message {
 
     /// The resource a `resources/read`, `resources/subscribe` or `completion/complete` names.
     pub fn resource(&self) -> Option<&str> {
+        self.resource_at().map(|(_, v)| v)
+    }
+
+    /// [`Message::resource`] with its JSON Pointer in the message.
+    pub fn resource_at(&self) -> Option<(&'static str, &str)> {
         let p = self.params.as_ref()?;
         match self.method.as_deref() {
             Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
-                p.get("uri")?.as_str()
+                Some(("/params/uri", p.get("uri")?.as_str()?))
             }
             Some("completion/complete")
                 if p.pointer("/ref/type")?.as_str() == Some("ref/resource") =>
             {
-                p.pointer("/ref/uri")?.as_str()
+                Some(("/params/ref/uri", p.pointer("/ref/uri")?.as_str()?))
             }
             _ => None,
         }
@@ -77,9 +89,22 @@ impl Message {
     /// Who the client says it is: `clientInfo` of `initialize`, or the per-request
     /// `_meta` of the stateless 2026-07-28 protocol.
     pub fn client_info(&self) -> Option<&Value> {
+        self.client_info_at().map(|(_, v)| v)
+    }
+
+    /// [`Message::client_info`] with its JSON Pointer in the message.
+    pub fn client_info_at(&self) -> Option<(&'static str, &Value)> {
         let p = self.params.as_ref()?;
-        p.get("clientInfo")
-            .or_else(|| p.pointer("/_meta/io.modelcontextprotocol~1clientInfo"))
+        match p.get("clientInfo") {
+            Some(c) => Some(("/params/clientInfo", c)),
+            None => {
+                const META: &str = "/_meta/io.modelcontextprotocol~1clientInfo";
+                Some((
+                    "/params/_meta/io.modelcontextprotocol~1clientInfo",
+                    p.pointer(META)?,
+                ))
+            }
+        }
     }
 
     /// What `Mcp-Name` should carry for this message (2026-07-28 standard headers).
