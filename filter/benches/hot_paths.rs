@@ -242,6 +242,7 @@ fn record(c: &mut Criterion) {
         response_bytes: Some(1024),
         notifications: 0,
         server_requests: 0,
+        result_preview: None,
     });
     let mut group = c.benchmark_group("record");
     for (name, key) in [

@@ -312,6 +312,8 @@ struct RawMcp {
     record_notifications: bool,
     #[serde(default)]
     decode: Option<bool>,
+    #[serde(default)]
+    result_preview_bytes: usize,
 }
 
 /// Sessions remembered per VM unless `mcp.max_sessions` says otherwise.
@@ -422,6 +424,8 @@ pub struct McpSettings {
     pub record_notifications: bool,
     /// Decode and record MCP traffic; `false` keeps only authentication (and its refusals).
     pub decode: bool,
+    /// How much of each reply's `result` the command record keeps (0: none).
+    pub result_preview_bytes: usize,
 }
 
 impl McpSettings {
@@ -912,6 +916,7 @@ impl RawMcp {
             max_sessions: self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS).max(1),
             record_notifications: self.record_notifications,
             decode: self.decode.unwrap_or(true),
+            result_preview_bytes: self.result_preview_bytes,
         })
     }
 }
@@ -1159,6 +1164,7 @@ mod tests {
             max_sessions: 1,
             record_notifications: false,
             decode: true,
+            result_preview_bytes: 0,
         };
         assert!(m.in_scope("/mcp"));
         assert!(m.in_scope("/mcp/"));
@@ -1173,6 +1179,7 @@ mod tests {
             max_sessions: 1,
             record_notifications: false,
             decode: true,
+            result_preview_bytes: 0,
         };
         assert!(all.in_scope("/anything"));
     }

@@ -438,6 +438,18 @@ fn challenge(slot: &Slot, error: Option<(&str, Option<&str>)>) -> String {
     v
 }
 
+/// The first `max` bytes of `text` (cut on a character boundary), `…` when cut.
+fn preview(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", text.get(..end).unwrap_or_default())
+}
+
 /// Replaces the current body chunk; a host refusal is logged (the original then passes).
 fn replace_body(host: &dyn Host, which: Body, data: &[u8]) {
     if let Err(e) = host.set_body(which, data) {
@@ -1146,6 +1158,7 @@ impl Stream {
             response::Responses::new(&content_type, self.shared.config.mcp.max_body_bytes);
         resp.collect_server = self.shared.config.mcp.record_notifications;
         resp.collect_replies = self.method == "GET";
+        resp.keep_results = self.shared.config.mcp.result_preview_bytes > 0;
         if h.get("content-encoding")
             .map(str::to_string)
             .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
@@ -1428,6 +1441,7 @@ impl Stream {
                 response_bytes: None,
                 notifications: 0,
                 server_requests: 0,
+                result_preview: None,
             });
             return r;
         }
@@ -1572,6 +1586,7 @@ impl Stream {
             response_bytes: Some(self.response_bytes),
             notifications: self.resp.as_ref().map_or(0, |r| r.notifications),
             server_requests: self.resp.as_ref().map_or(0, |r| r.server_requests),
+            result_preview: None,
         }
     }
 
@@ -1879,6 +1894,21 @@ impl Stream {
         let mut outcome = outcome;
         if let Some(e) = outcome.error.as_mut() {
             masked.extend(masking.mask_value_at(e, "/error"));
+        }
+        let preview_bytes = self.shared.config.mcp.result_preview_bytes;
+        let result = m.id.as_ref().filter(|_| preview_bytes > 0).and_then(|id| {
+            self.resp
+                .as_ref()?
+                .replies
+                .get(&response::id_key(id))?
+                .result
+                .as_ref()
+        });
+        if let Some(result) = result {
+            // Masked whole, then cut: a secret is never cut in half before the detectors see it.
+            let mut v = result.clone();
+            masked.extend(masking.mask_value_at(&mut v, "/result"));
+            outcome.result_preview = Some(preview(&v.to_string(), preview_bytes));
         }
         if let Some(id) = m.id.as_ref() {
             if let Some(p) = self.reply_masked.borrow().get(&response::id_key(id)) {

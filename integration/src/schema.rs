@@ -81,6 +81,7 @@ mod tests {
             response_bytes: Some(512),
             notifications: 0,
             server_requests: 0,
+            result_preview: None,
         }
     }
 
@@ -245,6 +246,8 @@ mod tests {
         if let Some(o) = long.outcome.as_mut() {
             o.notifications = 3;
             o.server_requests = 1;
+            o.result_preview =
+                Some(r#"{"content":[{"text":"[REDACTED] rows","type":"text"}]}"#.into());
         }
         out.push(long);
         let mut resumed = request(Kind::Command, "tools/call", Status::Ok);

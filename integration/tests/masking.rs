@@ -54,6 +54,7 @@ async fn drive(stack: &Stack) -> String {
 
 async fn run(mode: Mode, responses: bool) {
     let mut config = base_plugin_config();
+    config["mcp"]["result_preview_bytes"] = json!(400);
     config["masking"] = json!({
         "fields": ["password", "api_key"],
         "detectors": ["email", "us_ssn", "credit_card", "aws_access_key"],
@@ -87,6 +88,21 @@ async fn run(mode: Mode, responses: bool) {
         .any(|p| p == "/params/arguments/password"));
     let echo = recs.iter().find(|x| x["mcp"]["tool"] == "echo").unwrap();
     assert_eq!(echo["mcp"]["arguments"]["text"], "write to [REDACTED]");
+    // The result previews are masked whether or not the client's answers are.
+    let customer = recs
+        .iter()
+        .find(|x| x["mcp"]["tool"] == "get_customer")
+        .unwrap();
+    let preview = customer["outcome"]["result_preview"].as_str().unwrap();
+    assert!(preview.contains("Jane Doe"), "{preview}");
+    assert!(
+        customer["masked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().starts_with("/result/content/0/text")),
+        "{customer}"
+    );
     // The client: unchanged unless responses are masked too.
     let leaked: Vec<&str> = SECRETS[1..]
         .iter()

@@ -119,6 +119,10 @@ pub struct Outcome {
     /// Server-to-client requests (sampling, elicitation, roots) seen in the answer.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub server_requests: u64,
+    /// The start of the reply's `result` (compact JSON, masked), when
+    /// `mcp.result_preview_bytes` asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_preview: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

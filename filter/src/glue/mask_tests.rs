@@ -213,3 +213,47 @@ fn bodies_beyond_the_bound_are_passed_with_a_record_or_refused() {
     assert_eq!(recs[0]["outcome"]["status"], "denied");
     assert!(!recs[0].to_string().contains("hunter2"));
 }
+
+#[test]
+fn result_previews_are_masked_whole_then_cut() {
+    let host = FakeHost::default();
+    let config = r#"{"audit":{"cluster":"c"},"mcp":{"result_preview_bytes":60},"masking":{"detectors":["email"]}}"#;
+    let mut r = root(&host, config);
+    let reply = r#"{"jsonrpc":"2.0","id":9,"result":{"content":[{"type":"text","text":"owner alice@example.com, since 2019, plan gold, seats 40, renewal pending"}]}}"#;
+    let sse = format!("id: 1\ndata: {reply}\n\n");
+    for (headers, answer) in [(JSON, reply), (SSE, sse.as_str())] {
+        let done = host.exchange(&r, &call(headers, &[answer.as_bytes()]));
+        assert!(
+            utf8(&done.client_saw).contains(SECRET_MAIL),
+            "only the record is masked"
+        );
+        let recs = host.flush(&mut r);
+        let preview = recs[0]["outcome"]["result_preview"].as_str().unwrap();
+        assert!(
+            preview.starts_with(r#"{"content":[{"text":"owner [REDACTED], since"#),
+            "{preview}"
+        );
+        assert!(
+            preview.ends_with('…') && preview.len() <= 60 + '…'.len_utf8(),
+            "{preview}"
+        );
+        assert!(recs[0]["masked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/result/content/0/text"));
+    }
+    // Off by default: no preview, and answers are only classified.
+    let host = FakeHost::default();
+    let mut r = root(&host, &cfg(r#"{"detectors":["email"]}"#));
+    host.exchange(
+        &r,
+        &call(
+            JSON,
+            &[br#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#],
+        ),
+    );
+    assert!(host.flush(&mut r)[0]["outcome"]
+        .get("result_preview")
+        .is_none());
+}

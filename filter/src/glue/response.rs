@@ -29,6 +29,8 @@ pub struct Reply {
     pub protocol_version: Option<String>,
     /// The SSE event that carried it.
     pub event_id: Option<String>,
+    /// The `result`, kept when records carry a preview of it.
+    pub result: Option<Value>,
 }
 
 impl Reply {
@@ -46,6 +48,7 @@ impl Reply {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             event_id: event_id.map(str::to_string),
+            result: None,
         }
     }
 
@@ -97,6 +100,8 @@ pub struct Responses {
     pub collect_replies: bool,
     /// Drained by the stream after each callback.
     pub delivered: Vec<Delivered>,
+    /// Keep each reply's `result` (`mcp.result_preview_bytes`).
+    pub keep_results: bool,
 }
 
 /// The key a JSON-RPC id is matched by.
@@ -128,6 +133,7 @@ impl Responses {
             collect_server: false,
             collect_replies: false,
             delivered: Vec::new(),
+            keep_results: false,
         }
     }
 
@@ -158,33 +164,47 @@ impl Responses {
         if body.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
-        let Some(rewrite) = rewrite else {
-            match std::str::from_utf8(body) {
-                Ok(text) => self.absorb_peeked(text, None, "JSON response is not valid JSON"),
-                Err(e) => self.problem = Some(format!("JSON response is not valid JSON: {e}")),
+        const WHAT: &str = "JSON response is not valid JSON";
+        match std::str::from_utf8(body) {
+            Ok(text) => self
+                .decode(text, None, rewrite, WHAT)
+                .map(String::into_bytes),
+            Err(e) => {
+                self.problem = Some(format!("{WHAT}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Decodes one JSON text (a body, an event's data) and learns from it. What is only read
+    /// is classified without building its tree; with a rewrite (or when results are kept)
+    /// it is parsed whole, and the rewritten text is returned when anything changed.
+    fn decode(
+        &mut self,
+        text: &str,
+        event_id: Option<&str>,
+        rewrite: Option<Rewrite<'_>>,
+        what: &str,
+    ) -> Option<String> {
+        if rewrite.is_none() && !self.keep_results {
+            match jsonrpc::peek_body(text) {
+                Ok(items) => self.absorb_messages(items, event_id),
+                Err(jsonrpc::DecodeError::Json(e)) => self.problem = Some(format!("{what}: {e}")),
+                Err(e) => self.problem = Some(format!("response: {e}")),
             }
             return None;
-        };
-        let mut value: Value = match serde_json::from_slice(body) {
+        }
+        let mut value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                self.problem = Some(format!("JSON response is not valid JSON: {e}"));
+                self.problem = Some(format!("{what}: {e}"));
                 return None;
             }
         };
-        let changed = rewrite_all(&mut value, rewrite);
-        let new_body = changed.then(|| value.to_string().into_bytes());
-        self.absorb(value, None);
-        new_body
-    }
-
-    /// Decodes what only needs reading (no rewrite) without building the whole tree.
-    fn absorb_peeked(&mut self, text: &str, event_id: Option<&str>, what: &str) {
-        match jsonrpc::peek_body(text) {
-            Ok(items) => self.absorb_messages(items, event_id),
-            Err(jsonrpc::DecodeError::Json(e)) => self.problem = Some(format!("{what}: {e}")),
-            Err(e) => self.problem = Some(format!("response: {e}")),
-        }
+        let changed = rewrite.is_some_and(|f| rewrite_all(&mut value, f));
+        let new_text = changed.then(|| value.to_string());
+        self.absorb(value, event_id);
+        new_text
     }
 
     /// Feeds an SSE chunk. With a rewrite, returns what should replace the chunk: the
@@ -201,19 +221,9 @@ impl Responses {
                     self.max
                 ));
             } else if !ev.data.trim().is_empty() {
-                match rewrite {
-                    None => {
-                        self.absorb_peeked(&ev.data, ev.id.as_deref(), "SSE event data is not JSON")
-                    }
-                    Some(f) => match serde_json::from_str::<Value>(&ev.data) {
-                        Ok(mut v) => {
-                            if rewrite_all(&mut v, f) {
-                                ev.data = v.to_string();
-                            }
-                            self.absorb(v, ev.id.as_deref());
-                        }
-                        Err(e) => self.problem = Some(format!("SSE event data is not JSON: {e}")),
-                    },
+                let what = "SSE event data is not JSON";
+                if let Some(new_data) = self.decode(&ev.data, ev.id.as_deref(), rewrite, what) {
+                    ev.data = new_data;
                 }
             }
             if let Some(out) = out.as_mut() {
@@ -255,7 +265,12 @@ impl Responses {
                     }
                     jsonrpc::Kind::Response => {
                         let Some(id) = m.id.as_ref() else { continue };
-                        self.replies.insert(id_key(id), Reply::of(&m, event_id));
+                        let key = id_key(id);
+                        let mut reply = Reply::of(&m, event_id);
+                        if self.keep_results {
+                            reply.result = m.result;
+                        }
+                        self.replies.insert(key, reply);
                     }
                     jsonrpc::Kind::Notification | jsonrpc::Kind::Request => {
                         if m.kind == jsonrpc::Kind::Notification {
