@@ -799,15 +799,14 @@ impl Stream {
                 host.set_header(Headers::Request, name, None);
             }
         }
-        let full_path = h.get(":path").map(str::to_string).unwrap_or_default();
-        let path = full_path.split(['?', '#']).next().unwrap_or("").to_string();
+        let full_path = h.get(":path").unwrap_or_default();
+        let path = full_path.split(['?', '#']).next().unwrap_or("");
         let auth_on = self.shared.config.auth.mode != Mode::Off;
         let scheme = h
             .get("x-forwarded-proto")
-            .map(str::to_string)
-            .or_else(|| h.get(":scheme").map(str::to_string))
-            .unwrap_or_else(|| "http".into());
-        let authority = h.get(":authority").map(str::to_string).unwrap_or_default();
+            .or_else(|| h.get(":scheme"))
+            .unwrap_or("http");
+        let authority = h.get(":authority").unwrap_or_default();
         let origin = format!("{scheme}://{authority}");
         self.method = h.get(":method").map(str::to_string).unwrap_or_default();
         if auth_on
@@ -816,9 +815,9 @@ impl Stream {
                 .strip_prefix(METADATA_PATH)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         {
-            return self.serve_metadata(host, &path, &origin);
+            return self.serve_metadata(host, path, &origin);
         }
-        if !self.shared.config.mcp.in_scope(&full_path) {
+        if !self.shared.config.mcp.in_scope(full_path) {
             return Action::Continue;
         }
         self.in_scope = true;
@@ -849,7 +848,7 @@ impl Stream {
         {
             let mut slot = self.slot.borrow_mut();
             slot.origin = origin;
-            slot.path = path;
+            slot.path = path.to_string();
             slot.hold_body = self.method == "POST"
                 && !end_of_stream
                 && (self.shared.config.policy.can_deny() || rewrite_request);
@@ -875,10 +874,7 @@ impl Stream {
             return Action::Pause;
         }
         if auth_on {
-            let token = h
-                .get("authorization")
-                .map(str::to_string)
-                .and_then(|h| bearer(&h).map(str::to_string));
+            let token = h.get("authorization").and_then(bearer).map(str::to_string);
             match token {
                 None if self.shared.config.auth.mode == Mode::Required => {
                     let mut slot = self.slot.borrow_mut();
@@ -1150,17 +1146,13 @@ impl Stream {
             self.session_from_response = self.session.is_some();
         }
         self.response_done = end_of_stream;
-        let content_type = h
-            .get("content-type")
-            .map(str::to_string)
-            .unwrap_or_default();
+        let content_type = h.get("content-type").unwrap_or_default();
         let mut resp =
-            response::Responses::new(&content_type, self.shared.config.mcp.max_body_bytes);
+            response::Responses::new(content_type, self.shared.config.mcp.max_body_bytes);
         resp.collect_server = self.shared.config.mcp.record_notifications;
         resp.collect_replies = self.method == "GET";
         resp.keep_results = self.shared.config.mcp.result_preview_bytes > 0;
         if h.get("content-encoding")
-            .map(str::to_string)
             .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
         {
             resp.kind = response::BodyKind::Other;
