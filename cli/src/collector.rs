@@ -181,10 +181,26 @@ async fn ingest(
     for (l, key) in fresh {
         s.lines += 1;
         let n = s.lines;
-        let before = s.verifier.problems().len();
-        s.verifier.feed(n, &l);
-        for p in s.verifier.problems().iter().skip(before) {
+        let v = &mut s.verifier;
+        let (problems, explained, pending) =
+            (v.problems().len(), v.explained().len(), v.pending_count());
+        v.feed(n, &l);
+        for p in v.problems().iter().skip(problems) {
             eprintln!("collector: verify: line {}: {}", p.line, p.message);
+        }
+        if v.pending_count() > pending {
+            for p in v.pending().iter().filter(|p| p.line == n) {
+                eprintln!(
+                    "collector: verify: line {}: {} (pending: a later audit.dropped count may explain it)",
+                    p.line, p.message
+                );
+            }
+        }
+        for g in v.explained().iter().skip(explained) {
+            eprintln!(
+                "collector: verify: line {}: stream {} seq {}..{} lost after exhausted retries, explained by the audit.dropped count on line {}",
+                g.line, g.stream, g.seqs.0, g.seqs.1, g.by.1
+            );
         }
         if let Some((pos, hash)) = key {
             s.seen.remember(pos, hash);

@@ -6,13 +6,12 @@
 //! records missing since the previous count, those gaps are explained, not problems (they are
 //! still listed in the report).
 
-use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::Context as _;
 use base64::Engine as _;
-use mcptrail::audit::chain::{Problem, StreamSummary, Verifier};
+use mcptrail::audit::chain::{ExplainedGap, Problem, StreamSummary, Verifier};
 
 /// Decodes a base64 HMAC key as given on the command line or in `MCPTRAIL_HMAC_KEY`.
 pub fn decode_key(b64: &str) -> anyhow::Result<Vec<u8>> {
@@ -24,112 +23,30 @@ pub fn decode_key(b64: &str) -> anyhow::Result<Vec<u8>> {
 /// The outcome of verifying files.
 #[derive(Debug, Default)]
 pub struct Report {
-    pub problems: Vec<(String, Problem)>,
+    pub problems: Vec<Problem>,
     pub streams: Vec<StreamSummary>,
     /// Gaps accounted for by `audit.dropped` (`retries_exhausted`) records.
     pub explained: Vec<ExplainedGap>,
 }
 
-/// A gap in a stream that the filter itself reported lost.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExplainedGap {
-    pub file: String,
-    /// The line after the gap.
-    pub line: usize,
-    pub stream: String,
-    /// The seqs missing, first and last.
-    pub seqs: (u64, u64),
-    /// Where the `audit.dropped` record that completed the count is.
-    pub by: (String, usize),
-}
-
-/// A gap waiting for its `audit.dropped` count.
-#[derive(Debug)]
-struct Gap {
-    file: String,
-    line: usize,
-    seqs: (u64, u64),
-    uncovered: u64,
-}
-
-#[derive(Debug, Default)]
-struct Losses {
-    last_seq: u64,
-    gaps: VecDeque<Gap>,
-}
-
-/// What the gap accounting needs of a line.
-fn chain_facts(line: &str) -> Option<(String, u64, Option<u64>)> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let c = v.get("chain")?;
-    let stream = c.get("stream")?.as_str()?.to_string();
-    let seq = c.get("seq")?.as_u64()?;
-    let retries_lost = (v.get("kind").and_then(|k| k.as_str()) == Some("audit.dropped")
-        && v.pointer("/dropped/reason").and_then(|r| r.as_str()) == Some("retries_exhausted"))
-    .then(|| v.pointer("/dropped/count").and_then(|c| c.as_u64()))
-    .flatten();
-    Some((stream, seq, retries_lost))
-}
-
 /// Verifies files in order, as one interleaved collection.
 pub fn verify_files(key: Option<Vec<u8>>, files: &[impl AsRef<Path>]) -> anyhow::Result<Report> {
     let mut v = Verifier::new(key);
-    let mut problems = Vec::new();
-    let mut losses: HashMap<String, Losses> = HashMap::new();
-    let mut explained = Vec::new();
     for f in files {
         let f = f.as_ref();
         let name = f.display().to_string();
         let file = std::fs::File::open(f).with_context(|| format!("cannot open {name}"))?;
-        let seen = v.problems().len();
+        v.set_source(&name);
         for (i, line) in BufReader::new(file).lines().enumerate() {
             let line = line.with_context(|| format!("cannot read {name}"))?;
             v.feed(i + 1, &line);
-            let Some((stream, seq, retries_lost)) = chain_facts(&line) else {
-                continue;
-            };
-            let st = losses.entry(stream.clone()).or_default();
-            if seq > st.last_seq + 1 {
-                st.gaps.push_back(Gap {
-                    file: name.clone(),
-                    line: i + 1,
-                    seqs: (st.last_seq + 1, seq - 1),
-                    uncovered: seq - st.last_seq - 1,
-                });
-            }
-            st.last_seq = st.last_seq.max(seq);
-            // The count must match the gaps since the previous count exactly: a count that
-            // covers more than is missing could hide a deleted line behind an honest loss.
-            // (A count with no gap at all is a batch that was stored but never acknowledged.)
-            if let Some(count) = retries_lost {
-                let missing: u64 = st.gaps.iter().map(|g| g.uncovered).sum();
-                let gaps = std::mem::take(&mut st.gaps);
-                if missing == count {
-                    explained.extend(gaps.into_iter().map(|g| ExplainedGap {
-                        file: g.file,
-                        line: g.line,
-                        stream: stream.clone(),
-                        seqs: g.seqs,
-                        by: (name.clone(), i + 1),
-                    }));
-                }
-            }
-        }
-        for p in v.problems().iter().skip(seen) {
-            problems.push((name.clone(), p.clone()));
         }
     }
-    // A gap problem is withdrawn when the filter's own count explains it.
-    problems.retain(|(file, p)| {
-        !(p.message.starts_with("gap:")
-            && explained
-                .iter()
-                .any(|g| &g.file == file && g.line == p.line))
-    });
+    v.finish();
     Ok(Report {
-        problems,
+        problems: v.problems().to_vec(),
         streams: v.summary(),
-        explained,
+        explained: v.explained().to_vec(),
     })
 }
 
@@ -137,13 +54,13 @@ pub fn verify_files(key: Option<Vec<u8>>, files: &[impl AsRef<Path>]) -> anyhow:
 /// verdict; with whether it was clean.
 pub fn render_report(r: &Report) -> (String, bool) {
     let mut out = String::new();
-    for (file, p) in &r.problems {
-        out.push_str(&format!("{file}:{}: {}\n", p.line, p.message));
+    for p in &r.problems {
+        out.push_str(&format!("{}:{}: {}\n", p.source, p.line, p.message));
     }
     for g in &r.explained {
         out.push_str(&format!(
             "{}:{}: note: stream {} seq {}..{} lost after exhausted retries, counted by the audit.dropped record at {}:{}\n",
-            g.file, g.line, g.stream, g.seqs.0, g.seqs.1, g.by.0, g.by.1
+            g.source, g.line, g.stream, g.seqs.0, g.seqs.1, g.by.0, g.by.1
         ));
     }
     for s in &r.streams {

@@ -296,13 +296,11 @@ impl Collector {
         match mcptrail_cli::verify::verify_files(Some(TEST_HMAC_KEY.to_vec()), &[&self.out]) {
             Ok(r) => r,
             Err(e) => mcptrail_cli::verify::Report {
-                problems: vec![(
-                    self.out.display().to_string(),
-                    mcptrail::audit::chain::Problem {
-                        line: 0,
-                        message: e.to_string(),
-                    },
-                )],
+                problems: vec![mcptrail::audit::chain::Problem {
+                    source: self.out.display().to_string(),
+                    line: 0,
+                    message: e.to_string(),
+                }],
                 ..Default::default()
             },
         }

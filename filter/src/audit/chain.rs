@@ -102,11 +102,35 @@ impl Chain {
     }
 }
 
-/// A problem `verify` found, with the 1-based line it is on.
+/// A problem `verify` found, with the 1-based line it is on (in `source`, when the lines come
+/// from several files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    pub source: String,
     pub line: usize,
     pub message: String,
+}
+
+/// A gap the filter itself accounted for: the records were sealed, then given up after
+/// exhausted retries, and a later `audit.dropped` (`retries_exhausted`) counts exactly them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainedGap {
+    /// Where the line after the gap is.
+    pub source: String,
+    pub line: usize,
+    pub stream: String,
+    /// The seqs missing, first and last.
+    pub seqs: (u64, u64),
+    /// Where the `audit.dropped` record that completed the count is.
+    pub by: (String, usize),
+}
+
+/// A gap waiting for the filter's count of what it lost.
+#[derive(Debug, Clone)]
+struct PendingGap {
+    source: String,
+    line: usize,
+    seqs: (u64, u64),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -115,7 +139,20 @@ struct StreamState {
     last_hash: String,
     records: u64,
     dropped_reported: u64,
-    lost_seqs: u64,
+    /// Gaps since the last `retries_exhausted` count.
+    pending: Vec<PendingGap>,
+}
+
+fn gap_problem(stream: &str, g: &PendingGap) -> Problem {
+    Problem {
+        source: g.source.clone(),
+        line: g.line,
+        message: format!(
+            "gap: stream {stream} jumps from seq {} to {}",
+            g.seqs.0.saturating_sub(1),
+            g.seqs.1.saturating_add(1)
+        ),
+    }
 }
 
 /// Per-stream summary after verification.
@@ -129,12 +166,20 @@ pub struct StreamSummary {
 }
 
 /// Checks lines of one or more interleaved streams, in the order they were collected.
+///
+/// A gap in a stream is a problem unless the filter accounted for it: when the next
+/// `audit.dropped` record with reason `retries_exhausted` in that stream counts exactly the
+/// records missing since the previous such count, those gaps are explained (a count that
+/// covers more than is missing could hide a deleted line behind an honest loss). Until that
+/// count comes, a gap is pending; [`Verifier::finish`] settles what is left as problems.
 #[derive(Debug, Default)]
 pub struct Verifier {
     key: Option<Vec<u8>>,
     streams: HashMap<String, StreamState>,
     order: Vec<String>,
     problems: Vec<Problem>,
+    explained: Vec<ExplainedGap>,
+    source: String,
 }
 
 impl Verifier {
@@ -145,14 +190,21 @@ impl Verifier {
         }
     }
 
+    /// Names where the next lines come from (a file), for the problems found in them.
+    pub fn set_source(&mut self, source: &str) {
+        self.source = source.to_string();
+    }
+
     /// Checks one line; problems are collected.
     pub fn feed(&mut self, line_no: usize, line: &str) {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
             return;
         }
+        let source = self.source.clone();
         let mut problem = |m: String| {
             self.problems.push(Problem {
+                source: source.clone(),
                 line: line_no,
                 message: m,
             })
@@ -212,6 +264,7 @@ impl Verifier {
             };
             if chain.prev != want_prev {
                 self.problems.push(Problem {
+                    source: self.source.clone(),
                     line: line_no,
                     message: format!(
                         "broken link: stream {} seq {} does not follow the previous record",
@@ -221,6 +274,7 @@ impl Verifier {
             }
         } else if chain.seq <= st.last_seq {
             self.problems.push(Problem {
+                source: self.source.clone(),
                 line: line_no,
                 message: format!(
                     "stream {} seq {} again or out of order (after seq {})",
@@ -229,19 +283,68 @@ impl Verifier {
             });
             return;
         } else {
-            st.lost_seqs += chain.seq - expected;
-            self.problems.push(Problem {
+            st.pending.push(PendingGap {
+                source: self.source.clone(),
                 line: line_no,
-                message: format!(
-                    "gap: stream {} jumps from seq {} to {}",
-                    chain.stream, st.last_seq, chain.seq
-                ),
+                seqs: (expected, chain.seq - 1),
             });
         }
         st.last_seq = chain.seq;
         st.last_hash = hash;
         st.records += 1;
         st.dropped_reported += dropped.unwrap_or(0);
+        let retries_lost = value.pointer("/dropped/reason").and_then(|r| r.as_str())
+            == Some("retries_exhausted")
+            && value.get("kind").and_then(|k| k.as_str()) == Some("audit.dropped");
+        if let (true, Some(count)) = (retries_lost, dropped) {
+            let gaps = std::mem::take(&mut st.pending);
+            let missing: u64 = gaps.iter().map(|g| g.seqs.1 - g.seqs.0 + 1).sum();
+            // (A count with no gap at all is a batch stored but never acknowledged.)
+            if missing == count {
+                self.explained
+                    .extend(gaps.into_iter().map(|g| ExplainedGap {
+                        source: g.source,
+                        line: g.line,
+                        stream: chain.stream.clone(),
+                        seqs: g.seqs,
+                        by: (self.source.clone(), line_no),
+                    }));
+            } else {
+                let stream = chain.stream.as_str();
+                self.problems
+                    .extend(gaps.iter().map(|g| gap_problem(stream, g)));
+            }
+        }
+    }
+
+    /// The input is over: gaps no count explained are problems.
+    pub fn finish(&mut self) {
+        for name in &self.order {
+            if let Some(st) = self.streams.get_mut(name) {
+                let gaps = std::mem::take(&mut st.pending);
+                self.problems
+                    .extend(gaps.iter().map(|g| gap_problem(name, g)));
+            }
+        }
+    }
+
+    /// How many gaps are not settled yet.
+    pub fn pending_count(&self) -> usize {
+        self.streams.values().map(|st| st.pending.len()).sum()
+    }
+
+    /// Gaps seen but not settled yet (a count may still explain them), as problems.
+    pub fn pending(&self) -> Vec<Problem> {
+        self.order
+            .iter()
+            .filter_map(|n| self.streams.get(n).map(|st| (n, st)))
+            .flat_map(|(n, st)| st.pending.iter().map(move |g| gap_problem(n, g)))
+            .collect()
+    }
+
+    /// Gaps the filter's own `audit.dropped` counts explain.
+    pub fn explained(&self) -> &[ExplainedGap] {
+        &self.explained
     }
 
     /// The problems found so far.
@@ -284,7 +387,48 @@ mod tests {
         for (i, l) in lines.iter().enumerate() {
             v.feed(i + 1, l);
         }
+        v.finish();
         v
+    }
+
+    #[test]
+    fn gaps_are_explained_only_by_an_exact_count_of_what_retries_lost() {
+        let trail = |count: u64| {
+            let mut c = Chain::new("s1".into(), Some(KEY.to_vec()));
+            let mut l: Vec<String> = (0..5).map(|i| c.seal(&format!("{{\"i\":{i}}}"))).collect();
+            l.push(c.seal(&format!(
+                r#"{{"kind":"audit.dropped","dropped":{{"count":{count},"reason":"retries_exhausted"}}}}"#
+            )));
+            l.remove(2); // seq 3 lost with its batch...
+            l.remove(2); // ...and seq 4
+            l
+        };
+        let v = verify(Some(KEY), &trail(2));
+        assert!(v.problems().is_empty(), "{:?}", v.problems());
+        assert_eq!(v.explained().len(), 1);
+        assert_eq!(v.explained()[0].seqs, (3, 4));
+        assert_eq!(v.explained()[0].by.1, 4, "the count's line");
+        // A count that covers more (or less) than is missing explains nothing.
+        for count in [1, 3] {
+            let v = verify(Some(KEY), &trail(count));
+            assert!(v.explained().is_empty());
+            assert!(
+                v.problems()[0].message.starts_with("gap:"),
+                "{:?}",
+                v.problems()
+            );
+        }
+        // No count at all: the gap stays pending until the input ends.
+        let mut l = lines(Some(KEY), 4);
+        l.remove(1);
+        let mut v = Verifier::new(Some(KEY.to_vec()));
+        for (i, line) in l.iter().enumerate() {
+            v.feed(i + 1, line);
+        }
+        assert!(v.problems().is_empty());
+        assert_eq!(v.pending_count(), 1);
+        v.finish();
+        assert_eq!(v.problems().len(), 1);
     }
 
     #[test]
