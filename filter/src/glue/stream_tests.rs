@@ -204,13 +204,28 @@ fn answers_that_end_in_trailers_are_complete() {
 
 #[test]
 fn decode_off_keeps_authentication_only() {
+    use crate::jwt::testkit::{claims, jwks, sign, AUD, ISS, NOW};
     let host = FakeHost::default();
-    let mut r = root(&host, r#"{"audit":{"cluster":"c"},"mcp":{"decode":false}}"#);
-    host.exchange(&r, &post(&[PROGRESS_1, RESULT], End::Body));
+    host.now.set(NOW as u64 * 1000);
+    let cfg = format!(
+        r#"{{"audit":{{"cluster":"c"}},"mcp":{{"decode":false}},
+        "auth":{{"mode":"required","providers":[{{"issuer":"{ISS}","audiences":["{AUD}"],"jwks":{}}}]}}}}"#,
+        jwks()
+    );
+    let mut r = root(&host, &cfg);
+    let token = format!("Bearer {}", sign("ES256", &claims("alice")));
+    let admitted = Exchange {
+        headers: &[("authorization", token.as_str())],
+        ..post(&[PROGRESS_1, RESULT], End::Body)
+    };
+    assert!(!host.exchange(&r, &admitted).answered_locally);
     assert!(
         host.flush(&mut r).is_empty(),
         "nothing decoded, nothing recorded"
     );
+    // Refusals are still recorded.
+    assert!(host.exchange(&r, &post(&[], End::Body)).answered_locally);
+    assert_eq!(kinds(&host.flush(&mut r)), ["auth.denied"]);
     let bad = r#"{"audit":{"cluster":"c"},"mcp":{"decode":false},"policy":{"rules":[{"tools":["x"],"action":"deny"}]}}"#;
     let mut r2 = Root::default();
     assert!(!r2.configure(&host, bad.as_bytes()));
