@@ -357,18 +357,23 @@ impl FakeHost {
         }
     }
 
-    /// Every record shipped so far, in order.
-    pub fn shipped(&self) -> Vec<serde_json::Value> {
+    /// The records of each call, in order.
+    fn records_by_call(&self) -> Vec<Vec<serde_json::Value>> {
         self.calls
             .borrow()
             .iter()
-            .flat_map(|c| {
+            .map(|c| {
                 String::from_utf8_lossy(&c.body)
                     .lines()
                     .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect::<Vec<_>>()
+                    .collect()
             })
             .collect()
+    }
+
+    /// Every record shipped so far, in order.
+    pub fn shipped(&self) -> Vec<serde_json::Value> {
+        self.records_by_call().into_iter().flatten().collect()
     }
 
     /// Lets the root's flush come, acknowledges the batch, and returns what it shipped.
@@ -376,19 +381,16 @@ impl FakeHost {
         self.advance(10_000);
         let before = self.calls.borrow().len();
         root.on_tick(self);
-        let shipped = self.shipped();
         let calls = self.calls.borrow().len();
         if calls > before {
             self.set_header(Headers::CallResponse, ":status", "200");
             root.on_http_call_response(self, calls as u32, 1, 0);
         }
-        let earlier: usize = self
-            .calls
-            .borrow()
-            .iter()
-            .take(before)
-            .map(|c| String::from_utf8_lossy(&c.body).lines().count())
-            .sum();
-        shipped.into_iter().skip(earlier).collect()
+        self.records_by_call()
+            .into_iter()
+            .skip(before)
+            .take(calls - before)
+            .flatten()
+            .collect()
     }
 }
