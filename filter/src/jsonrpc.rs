@@ -275,13 +275,18 @@ impl<'de> Deserialize<'de> for Peek<'de> {
     }
 }
 
-/// What a reply's `result` says that the audit trail uses.
+/// What a reply's `result` says that the audit trail uses. A `null` member is present, as in
+/// a `serde_json::Value` (plain `Option` would read it as absent).
 #[derive(Deserialize)]
 struct ResultPeek {
-    #[serde(rename = "isError", default)]
+    #[serde(rename = "isError", default, deserialize_with = "present")]
     is_error: Option<Value>,
-    #[serde(rename = "protocolVersion", default)]
+    #[serde(rename = "protocolVersion", default, deserialize_with = "present")]
     protocol_version: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Classifies a response message or batch (an SSE event's data, a JSON answer) without
@@ -406,6 +411,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":false,"isError":true},"id":3}"#,
             r#"{"jsonrpc":"1.0","jsonrpc":"2.0","id":1,"result":{},"result":null}"#,
             r#"{"jsonrpc":"2.0","\u0069d":4,"method":"m"}"#,
+            // Fuzz finding (CI smoke, target `jsonrpc`): a `null` flag is present in both
+            // readers (serde's `Option` used to read it as absent in the peek).
+            r#"{"jsonrpc":"2.0","id":1,"result":{"isError":null,"protocolVersion":null}}"#,
         ];
         for c in cases {
             let full = decode_body(c.as_bytes());
