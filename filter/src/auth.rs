@@ -4,7 +4,6 @@
 use std::collections::{HashMap, VecDeque};
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::audit::record::Identity;
 use crate::jwt::{self, Alg, ClaimNames, Jwk, JwtError, KeyMaterial};
@@ -155,9 +154,22 @@ pub struct AuthStats {
 #[derive(Debug)]
 pub struct Authenticator {
     keys: Vec<KeyState>,
-    cache: HashMap<[u8; 32], Verified>,
-    order: VecDeque<[u8; 32]>,
+    cache: HashMap<u128, Verified>,
+    order: VecDeque<u128>,
+    /// Keys of the cache's token hash, random per VM.
+    cache_key: [u64; 2],
     stats: AuthStats,
+}
+
+/// Two random 64-bit values from the standard library's per-process hashing keys (WASI
+/// `random_get` in Envoy), so the crate needs no randomness source of its own.
+fn random_key() -> [u64; 2] {
+    use std::hash::BuildHasher as _;
+    let state = std::collections::hash_map::RandomState::new();
+    [
+        state.hash_one(0x6d63_7074_7261_696c_u64),
+        state.hash_one(0x746f_6b65_6e73_u64),
+    ]
 }
 
 fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
@@ -180,6 +192,7 @@ impl Authenticator {
             keys: vec![KeyState::default(); settings.providers.len()],
             cache: HashMap::new(),
             order: VecDeque::new(),
+            cache_key: random_key(),
             stats: AuthStats::default(),
         }
     }
@@ -203,7 +216,7 @@ impl Authenticator {
         may_wait: bool,
     ) -> Outcome {
         let now_s = (now_ms / 1000) as i64;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let digest = self.token_key(token);
         if let Some(v) = self.cache.get(&digest) {
             if v.exp_s > now_s {
                 self.stats.cache_hits += 1;
@@ -307,7 +320,18 @@ impl Authenticator {
         Outcome::Verified(verified)
     }
 
-    fn remember(&mut self, digest: [u8; 32], v: Verified, cap: usize) {
+    /// The cache key of a token: a keyed 128-bit SipHash-2-4. A cache hit admits a token
+    /// without verifying it, so the key must not collide for two tokens an attacker can
+    /// choose: the hash keys are random per VM and never leave it.
+    fn token_key(&self, token: &str) -> u128 {
+        use std::hash::Hasher as _;
+        let [k0, k1] = self.cache_key;
+        let mut h = siphasher::sip128::SipHasher24::new_with_keys(k0, k1);
+        h.write(token.as_bytes());
+        siphasher::sip128::Hasher128::finish128(&h).as_u128()
+    }
+
+    fn remember(&mut self, digest: u128, v: Verified, cap: usize) {
         if cap == 0 {
             return;
         }

@@ -555,7 +555,13 @@ impl Masker {
         if spans.is_empty() {
             return;
         }
-        spans.retain(|sp| !self.inside_mask_output(s, sp.start, sp.end));
+        // Most strings hold no masking output: one search spares a search per span.
+        let has_output = |needle: &str| {
+            !needle.is_empty() && memchr::memmem::find(s.as_bytes(), needle.as_bytes()).is_some()
+        };
+        if has_output(&self.replacement) || has_output(HASH_PREFIX) {
+            spans.retain(|sp| !self.inside_mask_output(s, sp.start, sp.end));
+        }
         if spans.len() < 2 {
             return;
         }
@@ -649,9 +655,10 @@ impl Masker {
                     mac.update(text.as_bytes());
                     let tag = mac.finalize().into_bytes();
                     out.push_str(HASH_PREFIX);
-                    for b in tag.iter().take(HASH_HEX_LEN / 2) {
-                        let _ = write!(out, "{b:02x}");
-                    }
+                    crate::audit::chain::push_hex(
+                        out,
+                        tag.get(..HASH_HEX_LEN / 2).unwrap_or_default(),
+                    );
                 }
                 None => out.push_str(&self.replacement),
             },

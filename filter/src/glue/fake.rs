@@ -329,31 +329,26 @@ impl FakeHost {
             self.set_body(Body::Response, &buffered);
             let last = i + 1 == ex.chunks.len() && ex.end == End::Body;
             if s.on_response_body(self, buffered.len(), last) == Action::Continue {
-                client_saw.extend(
-                    self.bodies
-                        .borrow()
-                        .get(&bkey(Body::Response))
-                        .into_iter()
-                        .flatten(),
-                );
+                self.take_response(&mut client_saw);
                 buffered.clear();
             }
         }
         if ex.end == End::Trailers {
             s.on_response_trailers(self);
-            client_saw.extend(
-                self.bodies
-                    .borrow()
-                    .get(&bkey(Body::Response))
-                    .into_iter()
-                    .flatten(),
-            );
+            self.take_response(&mut client_saw);
         }
         s.on_log(self);
         Done {
             request,
             answered_locally: false,
             client_saw,
+        }
+    }
+
+    /// Appends the response chunk the stream let through to what the client saw.
+    fn take_response(&self, client_saw: &mut Vec<u8>) {
+        if let Some(b) = self.bodies.borrow().get(&bkey(Body::Response)) {
+            client_saw.extend_from_slice(b);
         }
     }
 

@@ -246,6 +246,14 @@ fn b64url(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
 }
 
+/// The first digit at or after `i` (`b.len()` when none): the digit-led detectors jump there
+/// instead of testing every byte (one tight loop, the detectors' main cost on long text).
+fn next_digit(b: &[u8], i: usize) -> usize {
+    b.get(i..)
+        .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
+        .map_or(b.len(), |k| i + k)
+}
+
 /// Length of the run of bytes satisfying `f` starting at `i`.
 fn run(b: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
     b.get(i..)
@@ -346,12 +354,8 @@ const MAX_GROUPS: usize = 24;
 /// Card numbers: 13-19 digits, optionally in groups separated by one space or dash, the
 /// first digit 2-6 (the card networks' ranges), Luhn-valid. Longer digit runs hold no card.
 fn credit_card(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
-    let mut i = 0usize;
+    let mut i = next_digit(b, 0);
     while i < b.len() {
-        if !digit(at(b, i)) {
-            i += 1;
-            continue;
-        }
         // Collect a run of digit groups.
         let mut groups = [(0usize, 0usize); MAX_GROUPS];
         let mut n = 0usize;
@@ -406,7 +410,7 @@ fn credit_card(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
                 None => a += 1,
             }
         }
-        i = run_end.max(i + 1);
+        i = next_digit(b, run_end.max(i + 1));
     }
 }
 
@@ -434,12 +438,8 @@ fn luhn(b: &[u8], groups: &[(usize, usize)]) -> bool {
 /// `AAA-GG-SSSS` (or with spaces), area not 000, 666 or 9xx, group not 00, serial not 0000,
 /// not part of a longer dash/dot-separated number.
 fn us_ssn(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
-    let mut i = 0usize;
+    let mut i = next_digit(b, 0);
     while i + 11 <= b.len() {
-        if !digit(at(b, i)) {
-            i += 1;
-            continue;
-        }
         let len = run(b, i, digit);
         let prev = before(b, i);
         let chained = |c: u8, next: u8| matches!(c, b'-' | b'.' | b'/') && digit(next);
@@ -456,12 +456,12 @@ fn us_ssn(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
                 let next = at(b, end);
                 if !alnum(next) && !chained(next, at(b, end + 1)) && ssn_valid(b, i) {
                     hit(i, end);
-                    i = end;
+                    i = next_digit(b, end);
                     continue;
                 }
             }
         }
-        i += len.max(1);
+        i = next_digit(b, i + len.max(1));
     }
 }
 
@@ -600,7 +600,13 @@ fn iban_length(cc: [u8; 2]) -> Option<usize> {
 /// in groups of four separated by single spaces, one letter case throughout, mod-97 == 1.
 fn iban(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     let mut i = 0usize;
-    while i + 15 <= b.len() {
+    loop {
+        // A candidate has its check digits at `i + 2`: start no earlier than two bytes
+        // before the next digit.
+        i = i.max(next_digit(b, i + 2).saturating_sub(2));
+        if i + 15 > b.len() {
+            break;
+        }
         let (c0, c1) = (at(b, i), at(b, i + 1));
         if !(c0.is_ascii_alphabetic()
             && c1.is_ascii_alphabetic()
@@ -717,22 +723,18 @@ fn phone_end(b: &[u8], mut i: usize) -> Option<usize> {
 /// Dotted quads, each octet 0-255 without leading zeros, not part of a longer dotted
 /// number (`1.2.3.4.5`) and not a version (`v1.2.3.4`, `version 1.2.3.4`).
 fn ipv4(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
-    let mut i = 0usize;
+    let mut i = next_digit(b, 0);
     while i + 7 <= b.len() {
-        if !digit(at(b, i)) {
-            i += 1;
-            continue;
-        }
         let prev = before(b, i);
         let chained = prev == b'.' && digit(before(b, i.saturating_sub(1)));
         if !alnum(prev) && !chained && !after_version_word(b, i) {
             if let Some(end) = ipv4_at(b, i) {
                 hit(i, end);
-                i = end;
+                i = next_digit(b, end);
                 continue;
             }
         }
-        i += run(b, i, digit).max(1);
+        i = next_digit(b, i + run(b, i, digit).max(1));
     }
 }
 

@@ -1,0 +1,28 @@
+//! One whole `tools/call` exchange through the glue (request headers and body, answer headers
+//! and body, log, a shipped batch every 100 calls), natively through the fake host, for the
+//! depth ladder of `make bench`. Host calls cost nothing here; `make bench-v8` runs the same
+//! code in V8. `perf record` on this bench shows where the filter's own time goes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+use criterion::{criterion_group, criterion_main, Criterion};
+
+mod support;
+use support::exchange::{Rig, Traffic};
+
+fn exchange(c: &mut Criterion) {
+    let (traffic, variants) = Traffic::new();
+    let mut group = c.benchmark_group("exchange_1k_tools_call");
+    for (name, config) in variants {
+        let mut rig = Rig::new(name, &config);
+        group.bench_function(name, |b| b.iter(|| rig.exchange(&traffic)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, exchange);
+criterion_main!(benches);

@@ -1,0 +1,41 @@
+//! The criterion exchange bench's workload, timed in a plain loop so it runs compiled to
+//! `wasm32-wasip1` under Node's V8, the engine Envoy embeds: the filter's own cost per call
+//! in V8, without Envoy's host calls (`make bench-v8`). Natively it runs too, for the ratio.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+use std::time::Instant;
+
+#[path = "../benches/support/exchange.rs"]
+mod exchange;
+use exchange::{Rig, Traffic};
+
+fn main() {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let (traffic, variants) = Traffic::new();
+    for (name, config) in variants {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
+        let mut rig = Rig::new(name, &config);
+        for _ in 0..2_000 {
+            rig.exchange(&traffic);
+        }
+        // Median of 5 rounds of 4,000 calls.
+        let mut rounds: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..4_000 {
+                    rig.exchange(&traffic);
+                }
+                t.elapsed().as_secs_f64() * 1e6 / 4_000.0
+            })
+            .collect();
+        rounds.sort_by(f64::total_cmp);
+        println!("{name:<12} {:>8.2} µs per exchange", rounds[2]);
+    }
+}
