@@ -14,7 +14,7 @@ export MCPTRAIL_TOOLS := $(TOOLS)
 # Logic tests compiled to wasm run under Node through wasm-bindgen's runner.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
-.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench bench-micro bench-auth \
+.PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench bench-micro bench-exchange bench-v8 bench-auth \
 	bench-sse clean image validate-deploy compose-up compose-down compose-token compose-audit \
 	fuzz fuzz-smoke fuzz-seeds sse-diff faults
 
@@ -90,6 +90,13 @@ bench: setup build build-cli ## The benchmark: plain Envoy vs jwt_authn vs mcptr
 
 bench-micro: ## Criterion micro-benches of the hot paths (JWT verify cold and cached, ...)
 	cargo bench -p mcptrail-filter --bench hot_paths
+
+bench-exchange: ## One whole tools/call through the glue, natively (criterion), per pipeline depth
+	cargo bench -p mcptrail-filter --features testkit --bench exchange
+
+bench-v8: ## The same exchange compiled to wasm and run in Node's V8: the filter's own µs per call and host calls, no Envoy
+	cargo build -q --release -p mcptrail-filter --features testkit --example exchange_v8 --target wasm32-wasip1
+	node --no-warnings scripts/run-wasi.mjs target/wasm32-wasip1/release/examples/exchange_v8.wasm
 
 bench-auth: setup build ## Token verification cost inside Envoy: auth off vs cached vs cold
 	cargo run -q -p mcptrail-integration --bin auth-bench 300

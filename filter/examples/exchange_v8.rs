@@ -36,6 +36,16 @@ fn main() {
             })
             .collect();
         rounds.sort_by(f64::total_cmp);
-        println!("{name:<12} {:>8.2} µs per exchange", rounds[2]);
+        // Host calls of one exchange (a batch shipped every 100 adds a few, not counted).
+        rig.host.host_calls.borrow_mut().clear();
+        rig.exchange(&traffic);
+        let calls = rig.host.host_calls.borrow();
+        let list: Vec<String> = calls.iter().map(|(m, n)| format!("{m} {n}")).collect();
+        println!(
+            "{name:<12} {:>8.2} µs per exchange, {:>2} host calls ({})",
+            rounds[2],
+            rig.host.host_call_total(),
+            list.join(", ")
+        );
     }
 }

@@ -38,6 +38,9 @@ fn variants(jwks: &Value) -> Vec<(&'static str, Value)> {
     full_masking["responses"] = json!(true);
     let mut full_audit = audit.clone();
     full_audit["hmac_key"] = json!(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    let policy = json!({"default": "allow", "rules": [
+        {"tools": ["delete_*"], "groups": ["admins"], "action": "allow"},
+        {"tools": ["delete_*"], "action": "deny"}]});
     vec![
         (
             "vm_only",
@@ -58,9 +61,22 @@ fn variants(jwks: &Value) -> Vec<(&'static str, Value)> {
         (
             "full",
             json!({"audit": full_audit, "auth": auth, "mcp": {"paths": ["/mcp"]}, "masking": full_masking,
-                   "policy": {"default": "allow", "rules": [
-                       {"tools": ["delete_*"], "groups": ["admins"], "action": "allow"},
-                       {"tools": ["delete_*"], "action": "deny"}]}}),
+                   "policy": policy}),
+        ),
+        // The full pipeline less one of its parts, to see what each costs.
+        (
+            "full-policy",
+            json!({"audit": full_audit, "auth": auth, "mcp": {"paths": ["/mcp"]}, "masking": full_masking}),
+        ),
+        (
+            "full-answers",
+            json!({"audit": full_audit, "auth": auth, "mcp": {"paths": ["/mcp"]}, "masking": masking,
+                   "policy": policy}),
+        ),
+        (
+            "full-hmac",
+            json!({"audit": audit, "auth": auth, "mcp": {"paths": ["/mcp"]}, "masking": full_masking,
+                   "policy": policy}),
         ),
     ]
 }
@@ -100,7 +116,7 @@ impl Traffic {
 
 /// A configured root and its host, driving exchanges; every 100th ships a batch.
 pub struct Rig {
-    host: FakeHost,
+    pub host: FakeHost,
     root: Root,
     n: u32,
 }

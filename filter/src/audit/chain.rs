@@ -62,7 +62,8 @@ pub struct Chain {
     stream: String,
     seq: u64,
     prev: String,
-    key: Option<Vec<u8>>,
+    /// The MAC keyed once (the key's two blocks hashed here, not per record).
+    mac: Option<HmacSha256>,
 }
 
 impl Chain {
@@ -71,7 +72,7 @@ impl Chain {
             stream,
             seq: 0,
             prev: ZERO_HEX.to_string(),
-            key,
+            mac: key.and_then(|k| HmacSha256::new_from_slice(&k).ok()),
         }
     }
 
@@ -97,14 +98,14 @@ impl Chain {
             "{sep}\"chain\":{{\"stream\":\"{}\",\"seq\":{},\"prev\":\"{}\"",
             self.stream, self.seq, self.prev
         );
-        if let Some(key) = &self.key {
+        if let Some(keyed) = &self.mac {
             line.push_str(",\"mac\":\"");
             let at = line.len();
             line.push_str(ZERO_HEX);
             line.push_str("\"}}");
-            if let Some(mac) = hmac_hex(key, line.as_bytes()) {
-                line.replace_range(at..at + ZERO_HEX.len(), &mac);
-            }
+            let mut mac = keyed.clone();
+            mac.update(line.as_bytes());
+            line.replace_range(at..at + ZERO_HEX.len(), &hex(&mac.finalize().into_bytes()));
         } else {
             line.push_str("}}");
         }

@@ -38,6 +38,9 @@ pub struct FakeHost {
     /// Metrics by id: (name, value).
     pub metrics: RefCell<Vec<(String, i64)>>,
     pub metric_calls: Cell<u64>,
+    /// Host calls made through the trait, by method: each one crosses the VM boundary in
+    /// Envoy, so their number per request is a cost worth watching.
+    pub host_calls: RefCell<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 fn hkey(map: Headers) -> u8 {
@@ -58,6 +61,15 @@ fn bkey(which: Body) -> u8 {
 }
 
 impl FakeHost {
+    fn count(&self, method: &'static str) {
+        *self.host_calls.borrow_mut().entry(method).or_default() += 1;
+    }
+
+    /// Host calls so far, all methods together.
+    pub fn host_call_total(&self) -> u64 {
+        self.host_calls.borrow().values().sum()
+    }
+
     pub fn set_header(&self, map: Headers, name: &str, value: &str) {
         self.headers
             .borrow_mut()
@@ -94,19 +106,23 @@ impl FakeHost {
 
 impl Host for FakeHost {
     fn now_ms(&self) -> u64 {
+        self.count("now_ms");
         self.now.get()
     }
 
     fn random_u64(&self) -> u64 {
+        self.count("random_u64");
         self.rand.set(self.rand.get() + 1);
         self.rand.get()
     }
 
     fn log(&self, level: Level, message: &str) {
+        self.count("log");
         self.logs.borrow_mut().push((level, message.to_string()));
     }
 
     fn header(&self, map: Headers, name: &str) -> Option<String> {
+        self.count("header");
         self.headers
             .borrow()
             .get(&(hkey(map), name.to_string()))
@@ -114,6 +130,7 @@ impl Host for FakeHost {
     }
 
     fn headers(&self, map: Headers) -> Vec<(String, String)> {
+        self.count("headers");
         let k = hkey(map);
         let mut v: Vec<(String, String)> = self
             .headers
@@ -127,6 +144,7 @@ impl Host for FakeHost {
     }
 
     fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>> {
+        self.count("body");
         let b = self.bodies.borrow();
         let data = b.get(&bkey(which))?;
         let end = start.saturating_add(max).min(data.len());
@@ -134,6 +152,7 @@ impl Host for FakeHost {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.count("property");
         self.properties.borrow().get(&path.join(".")).cloned()
     }
 
@@ -143,6 +162,7 @@ impl Host for FakeHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), HostError> {
+        self.count("send_response");
         self.replies_to.borrow_mut().push(self.effective.get());
         self.responses.borrow_mut().push((
             status,
@@ -162,6 +182,7 @@ impl Host for FakeHost {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u32, HostError> {
+        self.count("http_call");
         if self.fail_calls.get() {
             return Err(HostError("BadArgument".into()));
         }
@@ -179,11 +200,13 @@ impl Host for FakeHost {
     }
 
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
+        self.count("set_tick_period_ms");
         self.tick_ms.set(ms);
         Ok(())
     }
 
     fn define_metric(&self, _kind: MetricKind, name: &str) -> Result<u32, HostError> {
+        self.count("define_metric");
         let mut m = self.metrics.borrow_mut();
         if let Some(i) = m.iter().position(|(n, _)| n == name) {
             return Ok(i as u32);
@@ -193,6 +216,7 @@ impl Host for FakeHost {
     }
 
     fn increment_metric(&self, id: u32, delta: i64) -> Result<(), HostError> {
+        self.count("increment_metric");
         self.metric_calls.set(self.metric_calls.get() + 1);
         let mut m = self.metrics.borrow_mut();
         let slot = m
@@ -203,10 +227,12 @@ impl Host for FakeHost {
     }
 
     fn memory_bytes(&self) -> u64 {
+        self.count("memory_bytes");
         1 << 20
     }
 
     fn set_header(&self, map: Headers, name: &str, value: Option<&str>) {
+        self.count("set_header");
         let key = (hkey(map), name.to_string());
         match value {
             Some(v) => {
@@ -219,17 +245,20 @@ impl Host for FakeHost {
     }
 
     fn set_body(&self, which: Body, data: &[u8]) -> Result<(), HostError> {
+        self.count("set_body");
         self.rewritten.borrow_mut().push(data.to_vec());
         self.bodies.borrow_mut().insert(bkey(which), data.to_vec());
         Ok(())
     }
 
     fn resume_request(&self) -> Result<(), HostError> {
+        self.count("resume_request");
         self.resumed.borrow_mut().push(self.effective.get());
         Ok(())
     }
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        self.count("set_effective_context");
         self.effective.set(context_id);
         Ok(())
     }

@@ -801,3 +801,43 @@ mod sessions_and_headers {
         assert_eq!(host.shipped()[0]["mcp"]["header_mismatch"], true);
     }
 }
+
+/// Every host call crosses the VM boundary in Envoy (and one that returns data also calls
+/// back into the VM for memory): how many a call takes is part of the filter's cost, kept in
+/// check here (the time itself is measured by `make bench`, never asserted).
+#[test]
+fn host_calls_per_decoded_call_stay_few() {
+    let host = FakeHost::default();
+    host.properties
+        .borrow_mut()
+        .insert("source.address".into(), b"127.0.0.1:5000".to_vec());
+    for (config, most) in [
+        (
+            r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"],"decode":false}}"#,
+            3,
+        ),
+        (CONFIG, 12),
+        (
+            r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"]},"masking":{"detectors":["email"],"responses":true}}"#,
+            15,
+        ),
+    ] {
+        let r = root(&host, config);
+        let reply = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"bob@example.com"}]}}"#;
+        let ex = fake::Exchange {
+            headers: &[("x-request-id", "r1"), ("content-type", "application/json")],
+            body: r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#,
+            chunks: &[reply],
+            ..fake::Exchange::default()
+        };
+        host.host_calls.borrow_mut().clear();
+        host.exchange(&r, &ex);
+        let calls = host.host_call_total();
+        assert!(
+            calls <= most,
+            "{config}: {calls} host calls, {:?}",
+            host.host_calls.borrow()
+        );
+        assert!(calls > 0);
+    }
+}

@@ -599,30 +599,27 @@ fn iban_length(cc: [u8; 2]) -> Option<usize> {
 /// An IBAN: country code, two check digits, the country's exact length, written compact or
 /// in groups of four separated by single spaces, one letter case throughout, mod-97 == 1.
 fn iban(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
-    let mut i = 0usize;
-    loop {
-        // A candidate has its check digits at `i + 2`: start no earlier than two bytes
-        // before the next digit.
-        i = i.max(next_digit(b, i + 2).saturating_sub(2));
-        if i + 15 > b.len() {
-            break;
+    // A candidate's check digits start a run of digits (the country code is letters): one
+    // look per digit run rather than per byte.
+    let mut from = 0usize;
+    let mut p = next_digit(b, 0);
+    while p < b.len() {
+        let run_end = p + run(b, p, digit);
+        if let Some(i) = p.checked_sub(2) {
+            if i >= from
+                && i + 15 <= b.len()
+                && at(b, i).is_ascii_alphabetic()
+                && at(b, i + 1).is_ascii_alphabetic()
+                && run_end - p >= 2
+                && !alnum(before(b, i))
+            {
+                if let Some(end) = iban_at(b, i) {
+                    hit(i, end);
+                    from = end;
+                }
+            }
         }
-        let (c0, c1) = (at(b, i), at(b, i + 1));
-        if !(c0.is_ascii_alphabetic()
-            && c1.is_ascii_alphabetic()
-            && digit(at(b, i + 2))
-            && digit(at(b, i + 3))
-            && !alnum(before(b, i)))
-        {
-            i += 1;
-            continue;
-        }
-        if let Some(end) = iban_at(b, i) {
-            hit(i, end);
-            i = end;
-        } else {
-            i += 1;
-        }
+        p = next_digit(b, run_end.max(from));
     }
 }
 
@@ -727,8 +724,9 @@ fn ipv4(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     while i + 7 <= b.len() {
         let prev = before(b, i);
         let chained = prev == b'.' && digit(before(b, i.saturating_sub(1)));
-        if !alnum(prev) && !chained && !after_version_word(b, i) {
-            if let Some(end) = ipv4_at(b, i) {
+        if !alnum(prev) && !chained {
+            // The cheap shape test first: most digit runs are not dotted quads.
+            if let Some(end) = ipv4_at(b, i).filter(|_| !after_version_word(b, i)) {
                 hit(i, end);
                 i = next_digit(b, end);
                 continue;

@@ -351,6 +351,27 @@ struct Cell {
     p50: f64,
     p99: f64,
     errors: u64,
+    /// CPU time per request of Envoy and of the collector, µs (from /proc; 10 ms ticks).
+    envoy_cpu_us: Option<f64>,
+    sink_cpu_us: Option<f64>,
+}
+
+/// User + system CPU time of a process so far, µs (`/proc/PID/stat` fields 14 and 15).
+fn cpu_us(pid: u32) -> Option<f64> {
+    static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let tick = *TICK.get_or_init(|| {
+        tool_version("getconf", "CLK_TCK")
+            .trim()
+            .parse()
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: f64 = f.next()?.parse().ok()?;
+    let stime: f64 = f.next()?.parse().ok()?;
+    Some((utime + stime) / tick * 1e6)
 }
 
 fn summarise(runs: &[Run]) -> Cell {
@@ -364,6 +385,8 @@ fn summarise(runs: &[Run]) -> Cell {
         p50: median(&mut p50),
         p99: median(&mut p99),
         errors: runs.iter().map(|r| r.errors).sum(),
+        envoy_cpu_us: None,
+        sink_cpu_us: None,
     }
 }
 
@@ -551,6 +574,7 @@ end
                     continue;
                 }
                 let url = format!("{base}{}", w.path);
+                let cpu_before = (envoy.pid().and_then(cpu_us), cpu_us(sink.child.id()));
                 let mut rs = Vec::new();
                 for _ in 0..runs {
                     let r = if w.h2 {
@@ -566,7 +590,13 @@ end
                     };
                     rs.push(r);
                 }
-                let cell = summarise(&rs);
+                let mut cell = summarise(&rs);
+                let requests: f64 = rs.iter().map(|r| r.rps * f64::from(secs)).sum();
+                let per_request = |before: Option<f64>, after: Option<f64>| {
+                    Some((after? - before?) / requests).filter(|_| requests > 0.0)
+                };
+                cell.envoy_cpu_us = per_request(cpu_before.0, envoy.pid().and_then(cpu_us));
+                cell.sink_cpu_us = per_request(cpu_before.1, cpu_us(sink.child.id()));
                 eprintln!(
                     "bench: {:<24} {:<58} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs{}",
                     v.name,
@@ -664,22 +694,32 @@ end
         let _ = writeln!(md, "## {}\n", w.name);
         let _ = writeln!(
             md,
-            "| variant | req/s (min–max) | × plain | p50 µs | p99 µs | errors |"
+            "| variant | req/s (min–max) | × plain | p50 µs | p99 µs | errors | Envoy CPU µs/req | collector CPU µs/req |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
         let plain = results[wi].first().and_then(|c| c.as_ref()).map(|c| c.rps);
         for (vi, v) in variants.iter().enumerate() {
             match results[wi].get(vi).and_then(|c| c.as_ref()) {
                 Some(c) => {
                     let ratio = plain.map_or("–".to_string(), |p| format!("{:.2}", c.rps / p));
+                    let us = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
                     let _ = writeln!(
                         md,
-                        "| {} | {:.0} ({:.0}–{:.0}) | {} | {:.0} | {:.0} | {} |",
-                        v.name, c.rps, c.rps_min, c.rps_max, ratio, c.p50, c.p99, c.errors
+                        "| {} | {:.0} ({:.0}–{:.0}) | {} | {:.0} | {:.0} | {} | {} | {} |",
+                        v.name,
+                        c.rps,
+                        c.rps_min,
+                        c.rps_max,
+                        ratio,
+                        c.p50,
+                        c.p99,
+                        c.errors,
+                        us(c.envoy_cpu_us),
+                        us(c.sink_cpu_us)
                     );
                 }
                 None => {
-                    let _ = writeln!(md, "| {} | – | | | | |", v.name);
+                    let _ = writeln!(md, "| {} | – | | | | | | |", v.name);
                 }
             }
         }
