@@ -89,7 +89,7 @@ bench: setup build build-cli ## The benchmark: plain Envoy vs jwt_authn vs mcptr
 	@echo; echo "## Streaming (make bench-sse)"; ./target/release/sse-bench 100 | tee -a bench/results/latest.md
 
 bench-micro: ## Criterion micro-benches of the hot paths (JWT verify cold and cached, ...)
-	cargo bench -p mcptrail-filter --bench hot_paths
+	cargo bench -p mcptrail-filter --features testkit --bench hot_paths
 
 bench-exchange: ## One whole tools/call through the glue, natively (criterion), per pipeline depth
 	cargo bench -p mcptrail-filter --features testkit --bench exchange

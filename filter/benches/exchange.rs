@@ -15,11 +15,11 @@ mod support;
 use support::exchange::{Rig, Traffic};
 
 fn exchange(c: &mut Criterion) {
-    let (traffic, variants) = Traffic::new();
+    let (traffic, depths) = Traffic::new();
     let mut group = c.benchmark_group("exchange_1k_tools_call");
-    for (name, config) in variants {
-        let mut rig = Rig::new(name, &config);
-        group.bench_function(name, |b| b.iter(|| rig.exchange(&traffic)));
+    for d in depths {
+        let mut rig = Rig::new(d.name, &d.config);
+        group.bench_function(d.name, |b| b.iter(|| rig.exchange(&traffic)));
     }
     group.finish();
 }

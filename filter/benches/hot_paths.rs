@@ -7,49 +7,16 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider};
 use mcptrail::config::Config;
+use mcptrail::jwt::testkit::{self, AUD, ISS, NOW};
 use mcptrail::jwt::{parse_jwks, Alg, ClaimNames};
 use mcptrail::mask::Detector;
-use rsa::pkcs8::DecodePrivateKey as _;
-use rsa::signature::{SignatureEncoding as _, Signer as _};
-use rsa::traits::PublicKeyParts as _;
 use serde_json::{json, Value};
 
-const PEM: &str = include_str!("../testdata/rsa-test-key.pem");
-const ISS: &str = "https://idp.example.com";
-const AUD: &str = "https://mcp.example.com/mcp";
-const NOW_S: u64 = 1_795_514_400;
-
-fn b64(d: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
-}
-
-fn token(alg: &str, kid: &str, sub: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let h = json!({"alg": alg, "kid": kid, "typ": "JWT"});
-    let c = json!({"iss": ISS, "aud": AUD, "sub": sub, "exp": NOW_S + 3600, "iat": NOW_S, "groups": ["eng"]});
-    let input = format!(
-        "{}.{}",
-        b64(h.to_string().as_bytes()),
-        b64(c.to_string().as_bytes())
-    );
-    let sig = sign(input.as_bytes());
-    format!("{input}.{}", b64(&sig))
-}
-
 fn settings(cache: usize) -> AuthSettings {
-    let rsa = rsa::RsaPrivateKey::from_pkcs8_pem(PEM)
-        .unwrap()
-        .to_public_key();
-    let p256 = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let p = p256.verifying_key().to_encoded_point(false);
-    let jwks = json!({"keys": [
-        {"kty":"RSA","kid":"rsa","n":b64(&rsa.n().to_bytes_be()),"e":b64(&rsa.e().to_bytes_be())},
-        {"kty":"EC","crv":"P-256","kid":"ec","x":b64(p.x().unwrap()),"y":b64(p.y().unwrap())},
-    ]});
-    let (keys, _) = parse_jwks(jwks.to_string().as_bytes()).unwrap();
+    let (keys, _) = parse_jwks(testkit::jwks().to_string().as_bytes()).unwrap();
     AuthSettings {
         mode: Mode::Required,
         providers: vec![Provider {
@@ -69,16 +36,9 @@ fn settings(cache: usize) -> AuthSettings {
 }
 
 fn verify(c: &mut Criterion) {
-    let rsa_key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(
-        rsa::RsaPrivateKey::from_pkcs8_pem(PEM).unwrap(),
-    );
-    let rs = token("RS256", "rsa", "alice", |m| rsa_key.sign(m).to_vec());
-    let ec_key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let es = token("ES256", "ec", "alice", |m| {
-        let s: p256::ecdsa::Signature = ec_key.sign(m);
-        s.to_vec()
-    });
-    let now_ms = NOW_S * 1000;
+    let rs = testkit::sign("RS256", &testkit::claims("alice"));
+    let es = testkit::sign("ES256", &testkit::claims("alice"));
+    let now_ms = NOW as u64 * 1000;
     for (name, tok) in [("rs256", &rs), ("es256", &es)] {
         let cold = settings(0);
         let mut a = Authenticator::new(&cold);

@@ -16,12 +16,13 @@ use exchange::{Rig, Traffic};
 
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
-    let (traffic, variants) = Traffic::new();
-    for (name, config) in variants {
+    let (traffic, depths) = Traffic::new();
+    for d in depths {
+        let name = d.name;
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
-        let mut rig = Rig::new(name, &config);
+        let mut rig = Rig::new(name, &d.config);
         for _ in 0..2_000 {
             rig.exchange(&traffic);
         }
@@ -42,7 +43,7 @@ fn main() {
         let calls = rig.host.host_calls.borrow();
         let list: Vec<String> = calls.iter().map(|(m, n)| format!("{m} {n}")).collect();
         println!(
-            "{name:<12} {:>8.2} µs per exchange, {:>2} host calls ({})",
+            "{name:<24} {:>8.2} µs per exchange, {:>2} host calls ({})",
             rounds[2],
             rig.host.host_call_total(),
             list.join(", ")

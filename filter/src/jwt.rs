@@ -521,7 +521,7 @@ pub fn check_claims(
     Ok(exp)
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 #[cfg(test)]

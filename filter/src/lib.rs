@@ -27,6 +27,9 @@ pub mod policy;
 pub mod sessions;
 pub mod sse;
 pub mod time;
+/// The benchmark workload (test and bench support).
+#[cfg(any(test, feature = "testkit"))]
+pub mod workload;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod proxy;

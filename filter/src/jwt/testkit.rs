@@ -1,4 +1,11 @@
-//! Test-only token minting with fixed keys (no randomness, so it also runs in wasm).
+//! Token minting with fixed keys for tests and benches (no randomness, so it also runs in
+//! wasm); exposed by the `testkit` feature. Never part of the filter module.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use base64::Engine as _;
 use rsa::pkcs8::DecodePrivateKey as _;

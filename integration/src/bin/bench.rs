@@ -15,15 +15,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use mcptrail::workload;
 use mcptrail_integration::envoy::{self, loopback, Direct, EnvoySpec};
 use mcptrail_integration::{DevIssuer, Envoy, TEST_HMAC_KEY_B64};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const AUD: &str = "https://mcp.bench/mcp";
 
 /// What a variant puts in Envoy's filter chain.
 struct Variant {
-    name: &'static str,
+    name: String,
     /// `jwt_authn` before everything: `Some(cache)`.
     jwt_authn: Option<bool>,
     /// The mcptrail plugin configuration.
@@ -44,37 +45,6 @@ struct Run {
     p50_us: f64,
     p99_us: f64,
     errors: u64,
-}
-
-fn filler(n: usize) -> String {
-    // Text with things maskers look for, as tool results carry them.
-    let unit = "Customer alice@example.com paid with 4111 1111 1111 1111 from 10.1.2.3; note: ";
-    unit.repeat(n / unit.len() + 1).chars().take(n).collect()
-}
-
-fn json_reply(bytes: usize) -> String {
-    let text = filler(bytes.saturating_sub(80));
-    json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}], "isError": false}})
-        .to_string()
-}
-
-fn sse_reply(events: usize) -> String {
-    let mut s = String::new();
-    for i in 1..events {
-        let _ = write!(
-            s,
-            "id: {i}\ndata: {}\n\n",
-            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": i, "total": events, "message": "working"}})
-        );
-    }
-    let _ = write!(s, "id: {events}\ndata: {}\n\n", json_reply(200));
-    s
-}
-
-fn request_body() -> String {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lookup_customer",
-        "arguments": {"query": filler(800), "api_key": "sk-bench-0123456789", "limit": 10}}})
-    .to_string()
 }
 
 fn jwt_authn_yaml(jwks: &str, issuer: &str, cache: bool) -> String {
@@ -104,73 +74,29 @@ fn jwt_authn_yaml(jwks: &str, issuer: &str, cache: bool) -> String {
     )
 }
 
+/// Plain Envoy, then the mcptrail depths of the shared workload with `jwt_authn` (default and
+/// cached) placed after the VM-only floor.
 fn variants(issuer: &str, jwks: &Value) -> Vec<Variant> {
-    let auth = json!({"mode": "required", "providers": [{"issuer": issuer, "audiences": [AUD], "jwks": jwks}]});
-    let audit = json!({"cluster": "audit_collector", "authority": "collector"});
-    let masking = json!({
-        "fields": ["password", "secret", "token", "api_key", "authorization"],
-        "detectors": ["email", "credit_card", "us_ssn", "iban", "phone", "ipv4", "jwt", "bearer_token",
-                      "aws_access_key", "gcp_api_key", "github_token", "slack_token", "private_key"],
-    });
-    let mut full_masking = masking.clone();
-    full_masking["responses"] = json!(true);
-    let mut full_audit = audit.clone();
-    full_audit["hmac_key"] = json!(TEST_HMAC_KEY_B64);
-    vec![
-        Variant {
-            name: "plain Envoy",
-            jwt_authn: None,
-            mcptrail: None,
-        },
-        Variant {
-            name: "mcptrail: out of scope",
-            jwt_authn: None,
-            mcptrail: Some(json!({"audit": audit, "mcp": {"paths": ["/elsewhere"]}})),
-        },
-        Variant {
-            name: "mcptrail: VM only",
-            jwt_authn: None,
-            mcptrail: Some(json!({"audit": audit, "mcp": {"paths": ["/mcp"], "decode": false}})),
-        },
-        Variant {
-            name: "jwt_authn",
-            jwt_authn: Some(false),
-            mcptrail: None,
-        },
-        Variant {
-            name: "jwt_authn + cache",
-            jwt_authn: Some(true),
-            mcptrail: None,
-        },
-        Variant {
-            name: "mcptrail: auth",
-            jwt_authn: None,
-            mcptrail: Some(
-                json!({"audit": audit, "auth": auth, "mcp": {"paths": ["/mcp"], "decode": false}}),
-            ),
-        },
-        Variant {
-            name: "mcptrail: auth+decode",
-            jwt_authn: None,
-            mcptrail: Some(json!({"audit": audit, "auth": auth, "mcp": {"paths": ["/mcp"]}})),
-        },
-        Variant {
-            name: "mcptrail: +mask",
-            jwt_authn: None,
-            mcptrail: Some(
-                json!({"audit": audit, "auth": auth, "mcp": {"paths": ["/mcp"]}, "masking": masking}),
-            ),
-        },
-        Variant {
-            name: "mcptrail: full",
-            jwt_authn: None,
-            mcptrail: Some(
-                json!({"audit": full_audit, "auth": auth, "mcp": {"paths": ["/mcp"]},
-                "masking": full_masking,
-                "policy": {"default": "allow", "rules": [{"tools": ["delete_*"], "groups": ["admins"], "action": "allow"}, {"tools": ["delete_*"], "action": "deny"}]}}),
-            ),
-        },
-    ]
+    let envoy = |name: &str, jwt_authn| Variant {
+        name: name.to_string(),
+        jwt_authn,
+        mcptrail: None,
+    };
+    let mcptrail = |d: workload::Depth| Variant {
+        name: format!("mcptrail: {}", d.name),
+        jwt_authn: None,
+        mcptrail: Some(d.config),
+    };
+    // The ablations (the full pipeline less one part) are timed by `make bench-v8` only.
+    let mut depths = workload::ladder(issuer, AUD, jwks, TEST_HMAC_KEY_B64)
+        .into_iter()
+        .filter(|d| !d.ablation);
+    let mut all = vec![envoy("plain Envoy", None)];
+    all.extend(depths.by_ref().take(2).map(mcptrail));
+    all.push(envoy("jwt_authn", Some(false)));
+    all.push(envoy("jwt_authn + cache", Some(true)));
+    all.extend(depths.map(mcptrail));
+    all
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -421,7 +347,7 @@ async fn main() -> anyhow::Result<()> {
     let token = idp.token("alice", &["eng"], AUD);
 
     // Request bodies and wrk scripts.
-    let body = request_body();
+    let body = workload::request();
     let body_path = dir.path().join("body.json");
     std::fs::write(&body_path, &body)?;
     let tokens_path = dir.path().join("tokens.txt");
@@ -464,17 +390,17 @@ end
         Direct {
             path: "/mcp/json1k".into(),
             content_type: "application/json".into(),
-            body: json_reply(1024),
+            body: workload::json_reply(1024),
         },
         Direct {
             path: "/mcp/json64k".into(),
             content_type: "application/json".into(),
-            body: json_reply(64 * 1024),
+            body: workload::json_reply(64 * 1024),
         },
         Direct {
             path: "/mcp/sse100".into(),
             content_type: "text/event-stream".into(),
-            body: sse_reply(100),
+            body: workload::sse_reply(100),
         },
     ];
     let workloads = [
@@ -527,7 +453,7 @@ end
     };
     let variants: Vec<Variant> = variants(&idp.issuer, &jwks)
         .into_iter()
-        .filter(|v| v.name == "plain Envoy" || pick("BENCH_VARIANTS", v.name))
+        .filter(|v| v.name == "plain Envoy" || pick("BENCH_VARIANTS", &v.name))
         .collect();
     let workloads: Vec<Workload> = workloads
         .into_iter()
