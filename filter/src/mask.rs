@@ -81,6 +81,8 @@
 mod detectors;
 #[cfg(test)]
 mod props;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 #[cfg(test)]
 mod tests;
 

@@ -7,19 +7,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use mcptrail::mask::testkit::{holds_json, unresolved, SAFE_PATTERNS, SAFE_REPLACEMENTS};
 use mcptrail::mask::{Action, Detector, FieldRule, Masker, PathRule, Pattern, MAX_KEEP};
 use serde_json::Value;
-
-/// Replacements that no rule here can match.
-const SAFE_REPLACEMENTS: [&str; 4] = ["[REDACTED]", "***", "<masked>", "#"];
-/// Patterns that cannot match masking output (replacements, `hash:` tokens, `*` runs).
-const SAFE_PATTERNS: [&str; 5] = [
-    "EMP-[0-9]{6}",
-    "(?i)secret[0-9]+",
-    "[a-z]+@[a-z]+\\.[a-z]{2,}",
-    "Z{2,}",
-    "[0-9]{4,}",
-];
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Act {
@@ -69,24 +59,6 @@ fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-fn check_pointers(out: &Value, masked: &[String]) {
-    for p in masked {
-        let resolves = out.pointer(p).is_some()
-            || p.match_indices('/')
-                .map(|(i, _)| p.get(..i).unwrap_or(""))
-                .any(|prefix| out.pointer(prefix).is_some_and(Value::is_string));
-        assert!(resolves, "{p} does not resolve in {out}");
-    }
-}
-
-fn looks_like_json(s: &str) -> bool {
-    let t = s.trim();
-    matches!(
-        (t.chars().next(), t.chars().last()),
-        (Some('{'), Some('}')) | (Some('['), Some(']')) | (Some('"'), Some('"'))
-    )
-}
-
 fuzz_target!(|case: Case| {
     let mut safe = case.replacement.is_none();
     let replacement = match &case.replacement {
@@ -128,7 +100,9 @@ fuzz_target!(|case: Case| {
     };
     let original = v.clone();
     let masked = m.mask_message(&mut v);
-    check_pointers(&v, &masked);
+    if let Some(p) = unresolved(&v, &masked) {
+        panic!("{p} does not resolve in {v}");
+    }
     if safe {
         let once = v.clone();
         let again = m.mask_message(&mut v);
@@ -147,7 +121,7 @@ fuzz_target!(|case: Case| {
     all.mask_message(&mut w);
     let mut texts = Vec::new();
     strings(&w, &mut texts);
-    for t in texts.into_iter().filter(|t| !looks_like_json(t)) {
+    for t in texts.into_iter().filter(|t| !holds_json(t)) {
         assert_eq!(all.detector_matching(t), None, "a match survived in {t:?}");
     }
 });
