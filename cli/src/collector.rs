@@ -316,7 +316,7 @@ mod tests {
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let mut chain = mcptrail::audit::chain::Chain::new("00000000000000aa".into(), Some(key));
         let l: Vec<String> = (0..3)
-            .map(|i| chain.seal(&format!("{{\"i\":{i}}}")))
+            .map(|i| chain.seal(format!("{{\"i\":{i}}}")))
             .collect();
         let post = |body: String| {
             let url = url.clone();

@@ -94,7 +94,7 @@ mod tests {
 
     fn sealed(records: &[String]) -> Vec<String> {
         let mut c = Chain::new("00000000000000c1".into(), Some(KEY.to_vec()));
-        records.iter().map(|r| c.seal(r)).collect()
+        records.iter().map(|r| c.seal(r.clone())).collect()
     }
 
     fn command(i: usize) -> String {

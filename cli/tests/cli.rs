@@ -47,7 +47,7 @@ fn trail(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
         ),
     ]
     .iter()
-    .map(|r| chain.seal(r))
+    .map(|r| chain.seal(r.to_string()))
     .collect();
     let f = dir.join("audit.ndjson");
     std::fs::write(&f, lines.join("\n") + "\n").unwrap();

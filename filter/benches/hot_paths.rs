@@ -216,7 +216,7 @@ fn record(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let json = serde_json::to_string(&r).unwrap();
-                chain.seal(&json)
+                chain.seal(json)
             })
         });
     }

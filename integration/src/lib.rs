@@ -503,7 +503,7 @@ mod tests {
     async fn an_invalid_record_fails_loudly_with_the_record_and_the_error() {
         let c = Collector::start().await.unwrap();
         let mut chain = mcptrail::audit::chain::Chain::new("00000000000000ab".into(), None);
-        let line = chain.seal(r#"{"v":1,"kind":"command","ts":"yesterday"}"#);
+        let line = chain.seal(r#"{"v":1,"kind":"command","ts":"yesterday"}"#.into());
         let r = reqwest::Client::new()
             .post(format!("http://{}/ingest", c.addr))
             .header("content-type", "application/x-ndjson")

@@ -272,7 +272,7 @@ mod tests {
         records
             .iter()
             .map(|r| {
-                let line = chain.seal(&serde_json::to_string(r).unwrap());
+                let line = chain.seal(serde_json::to_string(r).unwrap());
                 serde_json::from_str(&line).unwrap()
             })
             .collect()

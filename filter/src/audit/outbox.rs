@@ -166,7 +166,7 @@ impl Outbox {
     fn seal(&mut self, record: &Record, now_ms: u64) {
         // Serialising our own types cannot fail; an empty object is the safe fallback.
         let json = serde_json::to_string(record).unwrap_or_else(|_| "{}".into());
-        let line = self.chain.seal(&json);
+        let line = self.chain.seal(json);
         let meta = (self.settings.format == Format::Otlp).then(|| Meta::of(record, now_ms));
         self.queue.push_back(Entry {
             line,
