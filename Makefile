@@ -73,10 +73,7 @@ run: setup build ## Start the local stack (Envoy + filter, demo MCP server, coll
 size: build ## Module size, plain and after wasm-opt -Oz (needs binaryen: apt-get install binaryen)
 	@ls -l $(WASM) | awk '{print "plain:        " $$5 " bytes"}'
 	@command -v wasm-opt >/dev/null || { echo "wasm-opt not found (apt-get install binaryen)"; exit 1; }
-	@wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-	  --enable-mutable-globals --enable-multivalue --enable-reference-types \
-	  $(WASM) -o target/mcptrail.opt.wasm
-	@ls -l target/mcptrail.opt.wasm | awk '{print "wasm-opt -Oz: " $$5 " bytes"}'
+	@bash scripts/wasm-opt-size.sh $(WASM)
 
 fixtures: setup ## Re-record the decoder fixtures from real MCP servers (filter/testdata/exchanges/)
 	cargo build -q -p mcptrail-integration --bin demo-mcp-server

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Load generators for `make bench`, from Debian's packages: wrk (HTTP/1.1, latency
-# percentiles) and h2load (nghttp2-client; h2c). Only the benchmark needs them.
+# What `make bench` needs from Debian's packages: the load generators wrk (HTTP/1.1, latency
+# percentiles) and h2load (nghttp2-client; h2c), and wasm-opt (binaryen) for the module size
+# after `-Oz`. Only the benchmark needs them.
 set -euo pipefail
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v wasm-opt >/dev/null 2>&1 || missing+=(binaryen)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup-bench: installing ${missing[*]} (apt)"
   sudo_cmd=""

@@ -610,9 +610,19 @@ end
         tool_version("wrk", "--version"),
         tool_version("h2load", "--version")
     );
+    // The size a deployment could ship after binaryen's size optimiser (it is not applied to
+    // the module measured here).
+    let opt_size = Command::new("bash")
+        .arg(envoy::repo_root().join("scripts/wasm-opt-size.sh"))
+        .arg(&module)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().ok())
+        .map_or("wasm-opt not installed".to_string(), |n| format!("{n} bytes"));
     let _ = writeln!(
         md,
-        "- module: {module_size} bytes (`make size` for the wasm-opt figure)"
+        "- module: {module_size} bytes as built; after `wasm-opt -Oz`: {opt_size}"
     );
     let _ = writeln!(md, "- method: {runs} runs of {secs} s per cell after a 1 s warm-up, {conns} connections, 1 load thread; median (min–max); Envoy answers the calls itself (`direct_response`), so only the filters differ. h2c latency columns are h2load's mean and max (it reports no percentiles).");
     let _ = writeln!(md, "- request: a {} byte `tools/call`; the token is RS256 (2048-bit); `mcptrail: full` adds an HMAC chain, policy and masking of responses; all mcptrail variants ship records to `mcptrail collect` (fsync per batch)\n", body.len());
