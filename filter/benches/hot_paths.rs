@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider};
+use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider, TEST_CACHE_KEY};
 use mcptrail::config::Config;
 use mcptrail::jwt::testkit::{self, AUD, ISS, NOW};
 use mcptrail::jwt::{parse_jwks, Alg, ClaimNames};
@@ -41,7 +41,7 @@ fn verify(c: &mut Criterion) {
     let now_ms = NOW as u64 * 1000;
     for (name, tok) in [("rs256", &rs), ("es256", &es)] {
         let cold = settings(0);
-        let mut a = Authenticator::new(&cold);
+        let mut a = Authenticator::new(&cold, TEST_CACHE_KEY);
         c.bench_function(&format!("jwt_verify_{name}_cold"), |b| {
             b.iter(|| {
                 assert!(matches!(
@@ -51,7 +51,7 @@ fn verify(c: &mut Criterion) {
             })
         });
         let cached = settings(1024);
-        let mut a = Authenticator::new(&cached);
+        let mut a = Authenticator::new(&cached, TEST_CACHE_KEY);
         c.bench_function(&format!("jwt_verify_{name}_cached"), |b| {
             b.iter(|| {
                 assert!(matches!(

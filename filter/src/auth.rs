@@ -161,16 +161,9 @@ pub struct Authenticator {
     stats: AuthStats,
 }
 
-/// Two random 64-bit values from the standard library's per-process hashing keys (WASI
-/// `random_get` in Envoy), so the crate needs no randomness source of its own.
-fn random_key() -> [u64; 2] {
-    use std::hash::BuildHasher as _;
-    let state = std::collections::hash_map::RandomState::new();
-    [
-        state.hash_one(0x6d63_7074_7261_696c_u64),
-        state.hash_one(0x746f_6b65_6e73_u64),
-    ]
-}
+/// A fixed cache key for tests, benches and fuzzing (a VM draws its own from the host).
+#[cfg(any(test, feature = "testkit"))]
+pub const TEST_CACHE_KEY: [u64; 2] = [0x6d63_7074_7261_696c, 0x746f_6b65_6e73];
 
 fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
@@ -187,12 +180,14 @@ fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
 }
 
 impl Authenticator {
-    pub fn new(settings: &AuthSettings) -> Self {
+    /// `cache_key`: random per VM (from the host), so nobody outside the VM can make two
+    /// tokens share a cache entry.
+    pub fn new(settings: &AuthSettings, cache_key: [u64; 2]) -> Self {
         Self {
             keys: vec![KeyState::default(); settings.providers.len()],
             cache: HashMap::new(),
             order: VecDeque::new(),
-            cache_key: random_key(),
+            cache_key,
             stats: AuthStats::default(),
         }
     }

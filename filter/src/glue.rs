@@ -174,7 +174,10 @@ impl Root {
         }
         self.next_flush_ms = 0;
         self.shared = Some(Rc::new(Shared {
-            auth: RefCell::new(Authenticator::new(&config.auth)),
+            auth: RefCell::new(Authenticator::new(
+                &config.auth,
+                [host.random_u64(), host.random_u64()],
+            )),
             sessions: RefCell::new(Sessions::new(config.mcp.max_sessions)),
             config,
             outbox: RefCell::new(outbox),

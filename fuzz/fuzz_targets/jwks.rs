@@ -10,7 +10,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mcptrail::auth::{Authenticator, Outcome};
+use mcptrail::auth::{Authenticator, Outcome, TEST_CACHE_KEY};
 use mcptrail::config::Config;
 use mcptrail::jwt::{self, KeyMaterial, MIN_RSA_BITS};
 use mcptrail_fuzz::{b64url, ed_jwk, rsa_jwk, valid_token, Signer, AUD, ISS, NOW_S};
@@ -128,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
         panic!("the target's own configuration is refused");
     };
     let s = config.auth;
-    let mut auth = Authenticator::new(&s);
+    let mut auth = Authenticator::new(&s, TEST_CACHE_KEY);
     let now = NOW_S as u64 * 1000;
     let good = json!({"keys": [ed_jwk("ed")]}).to_string();
     let _ = auth.on_fetch(&s, 0, Ok(good.as_bytes()), now);

@@ -13,7 +13,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mcptrail::auth::{Authenticator, Outcome};
+use mcptrail::auth::{Authenticator, Outcome, TEST_CACHE_KEY};
 use mcptrail::config::Config;
 use mcptrail::jwt::{self, ClaimNames};
 use mcptrail_fuzz::{b64, b64url, jwks, signature, Signer, AUD, HMAC_SECRET, ISS, NOW_S};
@@ -264,7 +264,7 @@ fn now_ms(rel_s: i32) -> u64 {
 
 fuzz_target!(|data: &[u8]| {
     let s = settings();
-    let mut auth = Authenticator::new(&s);
+    let mut auth = Authenticator::new(&s, TEST_CACHE_KEY);
     let Some((mode, rest)) = data.split_first() else {
         return;
     };

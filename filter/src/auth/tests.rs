@@ -41,7 +41,7 @@ const NOW_MS: u64 = NOW as u64 * 1000;
 #[test]
 fn inline_keys_verify_and_cache() {
     let s = settings(provider(false, true));
-    let mut a = Authenticator::new(&s);
+    let mut a = Authenticator::new(&s, TEST_CACHE_KEY);
     let t = sign("RS256", &claims("alice"));
     let Outcome::Verified(v) = a.authenticate(&s, &t, NOW_MS, true) else {
         panic!("not verified")
@@ -70,7 +70,7 @@ fn inline_keys_verify_and_cache() {
 #[test]
 fn denials_carry_reason_issuer_kid() {
     let s = settings(provider(false, true));
-    let mut a = Authenticator::new(&s);
+    let mut a = Authenticator::new(&s, TEST_CACHE_KEY);
     let mut c = claims("x");
     c["iss"] = json!("https://evil.example.com");
     let Outcome::Denied(d) = a.authenticate(&s, &sign("RS256", &c), NOW_MS, true) else {
@@ -93,7 +93,7 @@ fn denials_carry_reason_issuer_kid() {
     p.shared_secret = Some(HMAC_SECRET.to_vec());
     p.algorithms.push(Alg::HS256);
     let s2 = settings(p);
-    let mut a2 = Authenticator::new(&s2);
+    let mut a2 = Authenticator::new(&s2, TEST_CACHE_KEY);
     assert!(matches!(
         a2.authenticate(&s2, &sign("HS256", &claims("x")), NOW_MS, true),
         Outcome::Verified(_)
@@ -109,7 +109,7 @@ fn denials_carry_reason_issuer_kid() {
 #[test]
 fn fetched_keys_wait_then_verify_and_rotate() {
     let s = settings(provider(true, false));
-    let mut a = Authenticator::new(&s);
+    let mut a = Authenticator::new(&s, TEST_CACHE_KEY);
     let t = sign("RS256", &claims("alice"));
     assert_eq!(
         a.authenticate(&s, &t, NOW_MS, true),
@@ -159,7 +159,7 @@ fn fetched_keys_wait_then_verify_and_rotate() {
 #[test]
 fn failed_fetch_keeps_last_good_set_and_times_out_waiters() {
     let s = settings(provider(true, false));
-    let mut a = Authenticator::new(&s);
+    let mut a = Authenticator::new(&s, TEST_CACHE_KEY);
     let t = sign("ES256", &claims("alice"));
     assert_eq!(a.due_fetches(&s, NOW_MS), vec![0]);
     let line = a.on_fetch(&s, 0, Err("HTTP 503".into()), NOW_MS);
@@ -183,7 +183,7 @@ fn failed_fetch_keeps_last_good_set_and_times_out_waiters() {
 fn cache_is_bounded() {
     let mut s = settings(provider(false, true));
     s.cache_max_entries = 2;
-    let mut a = Authenticator::new(&s);
+    let mut a = Authenticator::new(&s, TEST_CACHE_KEY);
     for sub in ["a", "b", "c"] {
         assert!(matches!(
             a.authenticate(&s, &sign("EdDSA", &claims(sub)), NOW_MS, true),
@@ -191,4 +191,34 @@ fn cache_is_bounded() {
         ));
     }
     assert_eq!(a.cache_len(), 2);
+}
+
+/// A cache hit admits a token without verifying it: only the very same bytes may hit, under
+/// any cache key.
+#[test]
+fn only_the_same_token_hits_the_cache() {
+    let s = settings(provider(false, true));
+    for key in [TEST_CACHE_KEY, [0, 0], [u64::MAX, 1]] {
+        let mut a = Authenticator::new(&s, key);
+        let t = sign("RS256", &claims("alice"));
+        assert!(matches!(
+            a.authenticate(&s, &t, NOW_MS, true),
+            Outcome::Verified(_)
+        ));
+        // The same token with its last signature character changed, or one byte longer.
+        let last = t.chars().last().unwrap();
+        let flipped = format!(
+            "{}{}",
+            &t[..t.len() - 1],
+            if last == 'A' { 'B' } else { 'A' }
+        );
+        for other in [flipped, format!("{t}A")] {
+            assert!(
+                matches!(a.authenticate(&s, &other, NOW_MS, true), Outcome::Denied(_)),
+                "{key:?}"
+            );
+        }
+        assert_eq!(a.stats().cache_hits, 0);
+        assert_eq!(a.stats().verifications, 3);
+    }
 }

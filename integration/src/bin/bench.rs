@@ -618,8 +618,15 @@ end
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().ok())
-        .map_or("wasm-opt not installed".to_string(), |n| format!("{n} bytes"));
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or("wasm-opt not installed".to_string(), |n| {
+            format!("{n} bytes")
+        });
     let _ = writeln!(
         md,
         "- module: {module_size} bytes as built; after `wasm-opt -Oz`: {opt_size}"
