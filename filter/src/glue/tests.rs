@@ -811,15 +811,21 @@ fn host_calls_per_decoded_call_stay_few() {
     host.properties
         .borrow_mut()
         .insert("source.address".into(), b"127.0.0.1:5000".to_vec());
-    for (config, most) in [
+    // (configuration, most host calls, body reads, bodies replaced): the last two prove the
+    // call was really decoded (and its answer masked), so the bound is not met vacuously.
+    for (config, most, reads, rewrites) in [
         (
             r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"],"decode":false}}"#,
             3,
+            0,
+            0,
         ),
-        (CONFIG, 12),
+        (CONFIG, 12, 2, 0),
         (
             r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"]},"masking":{"detectors":["email"],"responses":true}}"#,
             15,
+            2,
+            1,
         ),
     ] {
         let r = root(&host, config);
@@ -833,11 +839,13 @@ fn host_calls_per_decoded_call_stay_few() {
         host.host_calls.borrow_mut().clear();
         host.exchange(&r, &ex);
         let calls = host.host_call_total();
-        assert!(
-            calls <= most,
-            "{config}: {calls} host calls, {:?}",
-            host.host_calls.borrow()
+        let made = host.host_calls.borrow();
+        assert!(calls <= most, "{config}: {calls} host calls, {made:?}");
+        let count = |m: &str| made.get(m).copied().unwrap_or(0);
+        assert_eq!(
+            (count("body"), count("set_body")),
+            (reads, rewrites),
+            "{config}: {made:?}"
         );
-        assert!(calls > 0);
     }
 }
