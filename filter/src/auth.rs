@@ -196,11 +196,6 @@ impl Authenticator {
         self.stats
     }
 
-    /// Whether any provider fetches its keys.
-    pub fn fetches(settings: &AuthSettings) -> bool {
-        settings.providers.iter().any(|p| p.fetch.is_some())
-    }
-
     /// Authenticates a bearer token. `may_wait` false turns a `Wait` into a denial (used when
     /// a held request's wait is over).
     pub fn authenticate(

@@ -55,7 +55,11 @@ fn command_record_per_request_shipped_on_tick() {
     let host = FakeHost::default();
     host.now.set(1_795_514_400_000);
     let mut r = root(&host, CONFIG);
-    assert_eq!(host.tick_ms.get(), 500);
+    assert_eq!(
+        host.tick_ms.get(),
+        FAST_TICK_MS,
+        "flush_interval_ms 500; the tick is faster"
+    );
     post(
         &host,
         &r,
@@ -227,6 +231,52 @@ fn failed_batches_are_retried_then_reported_dropped() {
     let stats = r.shared().unwrap().outbox.borrow().stats();
     assert_eq!(stats.shipped, 1);
     assert_eq!(stats.dropped_retries_exhausted, 1);
+}
+
+/// A backlog (records queued faster than batches are acknowledged) leaves in full batches on
+/// the fast tick, not only at the flush: waiting a whole flush interval at a high record rate
+/// would fill the buffer and drop records.
+#[test]
+fn full_batches_leave_between_flushes() {
+    let host = FakeHost::default();
+    let mut r = root(
+        &host,
+        r#"{"audit":{"cluster":"c","flush_interval_ms":5000,"batch_max_records":10},"mcp":{"paths":["/mcp"]}}"#,
+    );
+    r.on_tick(&host); // the first flush, nothing queued
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    for _ in 0..25 {
+        post(&host, &r, ping, Some("200"));
+    }
+    assert!(host.calls.borrow().is_empty(), "streams never ship");
+    host.set_header(Headers::CallResponse, ":status", "200");
+    host.advance(FAST_TICK_MS);
+    r.on_tick(&host);
+    assert_eq!(
+        host.calls.borrow().len(),
+        1,
+        "a full batch leaves on the next tick"
+    );
+    r.on_http_call_response(&host, 1, 1, 0);
+    assert_eq!(
+        host.calls.borrow().len(),
+        2,
+        "the next full one on the answer"
+    );
+    r.on_http_call_response(&host, 2, 1, 0);
+    host.advance(FAST_TICK_MS);
+    r.on_tick(&host);
+    assert_eq!(
+        host.calls.borrow().len(),
+        2,
+        "a partial batch waits for the flush"
+    );
+    host.advance(5000);
+    r.on_tick(&host);
+    assert_eq!(host.calls.borrow().len(), 3);
+    r.on_http_call_response(&host, 3, 1, 0);
+    assert_eq!(host.shipped().len(), 25);
+    assert_eq!(r.shared().unwrap().outbox.borrow().stats().shipped, 25);
 }
 
 #[test]
