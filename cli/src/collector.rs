@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use mcptrail::audit::chain::{sha256_hex, Verifier};
+use mcptrail::audit::chain::{read_line, ReadLine, Verifier};
 use mcptrail::audit::otlp;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -55,14 +55,11 @@ struct Seen {
     streams: HashMap<String, (HashMap<u64, String>, VecDeque<u64>)>,
 }
 
-/// `(chain.stream, chain.seq)` of a record line.
-fn position(line: &str) -> Option<(String, u64)> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let c = v.get("chain")?;
-    Some((
-        c.get("stream")?.as_str()?.to_string(),
-        c.get("seq")?.as_u64()?,
-    ))
+/// A line's `((chain.stream, chain.seq), sha256)`, when it has a chain.
+fn stored_key(read: &Result<ReadLine, String>) -> Option<Stored> {
+    read.as_ref()
+        .ok()
+        .map(|r| ((r.chain.stream.clone(), r.chain.seq), r.hash.clone()))
 }
 
 impl Seen {
@@ -121,7 +118,8 @@ pub fn record_lines(headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, Str
         if l.trim().is_empty() {
             continue;
         }
-        if serde_json::from_str::<serde_json::Value>(l).is_err() {
+        // Syntax only: the verifier reads the fields it needs, once, later.
+        if serde_json::from_str::<serde::de::IgnoredAny>(l).is_err() {
             return Err(format!("line {} is not JSON", i + 1));
         }
         out.push(l.to_string());
@@ -144,24 +142,27 @@ async fn ingest(
     };
     let mut s = sink.lock().await;
     // Drop what is already stored (a batch sent again after a lost answer).
-    let mut fresh: Vec<(String, Option<Stored>)> = Vec::with_capacity(lines.len());
+    // Each line is read (its chain fields, its hash) once, for deduplication and verifying.
+    let mut fresh: Vec<(String, Option<Stored>, Result<ReadLine, String>)> =
+        Vec::with_capacity(lines.len());
     let mut duplicates = 0u64;
     for l in lines {
-        let key = position(&l).map(|p| (p, sha256_hex(l.as_bytes())));
+        let read = read_line(&l);
+        let key = stored_key(&read);
         let again = key.as_ref().is_some_and(|(p, h)| {
             s.seen.is_stored(p, h)
                 || fresh
                     .iter()
-                    .any(|(_, k)| k.as_ref().is_some_and(|(kp, kh)| kp == p && kh == h))
+                    .any(|(_, k, _)| k.as_ref().is_some_and(|(kp, kh)| kp == p && kh == h))
         });
         if again {
             duplicates += 1;
         } else {
-            fresh.push((l, key));
+            fresh.push((l, key, read));
         }
     }
     let mut buf = Vec::with_capacity(body.len() + fresh.len());
-    for (l, _) in &fresh {
+    for (l, _, _) in &fresh {
         buf.extend_from_slice(l.as_bytes());
         buf.push(b'\n');
     }
@@ -178,14 +179,14 @@ async fn ingest(
         return (StatusCode::INTERNAL_SERVER_ERROR, "write failed\n".into());
     }
     let stored = fresh.len();
-    for (l, key) in fresh {
+    for (l, key, read) in fresh {
         s.lines += 1;
         let n = s.lines;
         let v = &mut s.verifier;
-        let (problems, explained, pending) =
-            (v.problems().len(), v.explained().len(), v.pending_count());
-        v.feed(n, &l);
-        for p in v.problems().iter().skip(problems) {
+        let pending = v.pending_count();
+        v.feed_read(n, &l, read);
+        // Taken once logged: a sink that runs for months keeps no growing list.
+        for p in v.take_problems() {
             eprintln!("collector: verify: line {}: {}", p.line, p.message);
         }
         if v.pending_count() > pending {
@@ -196,7 +197,7 @@ async fn ingest(
                 );
             }
         }
-        for g in v.explained().iter().skip(explained) {
+        for g in v.take_explained() {
             eprintln!(
                 "collector: verify: line {}: stream {} seq {}..{} lost after exhausted retries, explained by the audit.dropped count on line {}",
                 g.line, g.stream, g.seqs.0, g.seqs.1, g.by.1
@@ -246,11 +247,23 @@ pub async fn router_with_counters(opts: &Options) -> anyhow::Result<(Router, Arc
     let mut lines = 0;
     for l in String::from_utf8_lossy(&existing).lines() {
         lines += 1;
-        verifier.feed(lines, l);
-        if let Some(p) = position(l) {
-            seen.remember(p, sha256_hex(l.as_bytes()));
+        let l = l.strip_suffix('\r').unwrap_or(l);
+        if l.trim().is_empty() {
+            continue;
         }
+        let read = read_line(l);
+        if let Some((p, hash)) = stored_key(&read) {
+            seen.remember(p, hash);
+        }
+        verifier.feed_read(lines, l, read);
     }
+    for p in verifier.take_problems() {
+        eprintln!(
+            "collector: verify (stored earlier): line {}: {}",
+            p.line, p.message
+        );
+    }
+    verifier.take_explained();
     let counters = Arc::new(Counters::default());
     let sink = Arc::new(Mutex::new(Sink {
         file,

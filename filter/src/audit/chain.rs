@@ -56,6 +56,59 @@ fn hmac_hex(key: &[u8], data: &[u8]) -> Option<String> {
     Some(hex(&mac.finalize().into_bytes()))
 }
 
+/// What verification needs of a record line, read once: no JSON tree is built (the rest of
+/// the record is checked for syntax and skipped), and the line is hashed once.
+#[derive(Debug, Clone)]
+pub struct ReadLine {
+    pub chain: ChainField,
+    /// Lowercase hex SHA-256 of the line: the next record's `prev`.
+    pub hash: String,
+    /// `dropped.count`, when the record has one.
+    dropped: Option<u64>,
+    /// An `audit.dropped` record counting records lost after exhausted retries.
+    retries_lost: bool,
+}
+
+/// The fields of a record line the verifier reads; others are skipped.
+#[derive(Deserialize)]
+struct LineHead {
+    kind: Option<serde_json::Value>,
+    chain: Option<serde_json::Value>,
+    dropped: Option<serde_json::Value>,
+}
+
+/// Reads a record line for verification; the error is the problem to report.
+pub fn read_line(line: &str) -> Result<ReadLine, String> {
+    let head: LineHead = serde_json::from_str(line).map_err(|e| {
+        if e.is_data() {
+            format!("not a record: {e}")
+        } else {
+            format!("not JSON: {e}")
+        }
+    })?;
+    if !line.trim_start().starts_with('{') {
+        return Err("not a record: not a JSON object".into());
+    }
+    let chain = match head.chain.map(serde_json::from_value::<ChainField>) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => return Err(format!("bad chain: {e}")),
+        None => return Err("record has no chain".into()),
+    };
+    let dropped = head.dropped.as_ref();
+    Ok(ReadLine {
+        chain,
+        hash: sha256_hex(line.as_bytes()),
+        dropped: dropped
+            .and_then(|d| d.get("count"))
+            .and_then(serde_json::Value::as_u64),
+        retries_lost: dropped
+            .and_then(|d| d.get("reason"))
+            .and_then(serde_json::Value::as_str)
+            == Some("retries_exhausted")
+            && head.kind.as_ref().and_then(serde_json::Value::as_str) == Some("audit.dropped"),
+    })
+}
+
 /// The sealing side: one per VM (stream).
 #[derive(Debug, Clone)]
 pub struct Chain {
@@ -216,6 +269,12 @@ impl Verifier {
         if line.trim().is_empty() {
             return;
         }
+        self.feed_read(line_no, line, read_line(line));
+    }
+
+    /// Checks one line already read by [`read_line`] (a collector reads each line once for
+    /// its own bookkeeping and for the verifier).
+    pub fn feed_read(&mut self, line_no: usize, line: &str, read: Result<ReadLine, String>) {
         let source = self.source.clone();
         let mut problem = |m: String| {
             self.problems.push(Problem {
@@ -224,20 +283,15 @@ impl Verifier {
                 message: m,
             })
         };
-        let value: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => return problem(format!("not JSON: {e}")),
+        let ReadLine {
+            chain,
+            hash,
+            dropped,
+            retries_lost,
+        } = match read {
+            Ok(r) => r,
+            Err(m) => return problem(m),
         };
-        let chain: ChainField = match value
-            .get("chain")
-            .cloned()
-            .map(serde_json::from_value::<ChainField>)
-        {
-            Some(Ok(c)) => c,
-            Some(Err(e)) => return problem(format!("bad chain: {e}")),
-            None => return problem("record has no chain".into()),
-        };
-        let hash = sha256_hex(line.as_bytes());
         match (&self.key, &chain.mac) {
             (Some(key), Some(mac)) => {
                 let zeroed = match line.rfind(mac.as_str()) {
@@ -261,10 +315,6 @@ impl Verifier {
             )),
             (None, _) => {}
         }
-        let dropped = value
-            .get("dropped")
-            .and_then(|d| d.get("count"))
-            .and_then(serde_json::Value::as_u64);
         let known = self.streams.contains_key(&chain.stream);
         if !known {
             self.order.push(chain.stream.clone());
@@ -308,9 +358,6 @@ impl Verifier {
         st.last_hash = hash;
         st.records += 1;
         st.dropped_reported += dropped.unwrap_or(0);
-        let retries_lost = value.pointer("/dropped/reason").and_then(|r| r.as_str())
-            == Some("retries_exhausted")
-            && value.get("kind").and_then(|k| k.as_str()) == Some("audit.dropped");
         if let (true, Some(count)) = (retries_lost, dropped) {
             let gaps = std::mem::take(&mut st.pending);
             let missing: u64 = gaps.iter().map(|g| g.seqs.1 - g.seqs.0 + 1).sum();
@@ -365,6 +412,16 @@ impl Verifier {
     /// The problems found so far.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
+    }
+
+    /// The problems found since the last take (a long-running sink logs and forgets them).
+    pub fn take_problems(&mut self) -> Vec<Problem> {
+        std::mem::take(&mut self.problems)
+    }
+
+    /// The gaps explained since the last take.
+    pub fn take_explained(&mut self) -> Vec<ExplainedGap> {
+        std::mem::take(&mut self.explained)
     }
 
     /// Per-stream counts, in order of first appearance.
@@ -518,5 +575,26 @@ mod tests {
         let v = verify(Some(KEY), &mixed);
         assert!(v.problems().is_empty());
         assert_eq!(v.summary().len(), 2);
+    }
+
+    #[test]
+    fn lines_that_are_not_chained_records_are_named_as_such() {
+        let ok = &lines(None, 1)[0];
+        let read = read_line(ok).unwrap();
+        assert_eq!((read.chain.seq, read.hash.len()), (1, 64));
+        assert_eq!(read.hash, sha256_hex(ok.as_bytes()));
+        let dup_chain = ok.replacen('{', r#"{"chain":{"stream":"x","seq":9,"prev":"p"},"#, 1);
+        for (line, problem) in [
+            ("{\"a\":", "not JSON"),
+            ("[1,2,3]", "not a record"),
+            (r#""text""#, "not a record"),
+            (r#"{"a":1}"#, "record has no chain"),
+            (r#"{"chain":{"seq":"one"}}"#, "bad chain"),
+            (dup_chain.as_str(), "not a record: duplicate field `chain`"),
+        ] {
+            let got = read_line(line).unwrap_err();
+            assert!(got.starts_with(problem), "{line}: {got}");
+            assert!(!verify(None, &[line.to_string()]).problems().is_empty());
+        }
     }
 }

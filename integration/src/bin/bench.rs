@@ -113,20 +113,26 @@ struct Sink {
 }
 
 impl Sink {
-    fn start(dir: &Path) -> anyhow::Result<Sink> {
+    /// `keyed`: verify MACs too (a keyed collector flags every record without one, so the
+    /// variants that seal no MAC get a collector without the key).
+    fn start(dir: &Path, keyed: bool) -> anyhow::Result<Sink> {
         let bin = envoy::repo_root().join("target/release/mcptrail");
         if !bin.exists() {
             bail!("{} not found: run `make build-cli`", bin.display());
         }
         let addr = loopback(free_port()?);
-        let out = dir.join("audit.ndjson");
-        let child = Command::new(bin)
-            .args(["collect", "--listen", &addr.to_string(), "--out"])
-            .arg(&out)
-            .args(["--hmac-key", TEST_HMAC_KEY_B64])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let out = dir.join(if keyed {
+            "audit-mac.ndjson"
+        } else {
+            "audit.ndjson"
+        });
+        let mut cmd = Command::new(bin);
+        cmd.args(["collect", "--listen", &addr.to_string(), "--out"])
+            .arg(&out);
+        if keyed {
+            cmd.args(["--hmac-key", TEST_HMAC_KEY_B64]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline {
@@ -345,7 +351,10 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let idp = DevIssuer::start(loopback(0), None).await?;
     let jwks = idp.keys.read().map(|k| k.clone()).unwrap_or(Value::Null);
-    let sink = Sink::start(dir.path())?;
+    let sinks = [
+        Sink::start(dir.path(), false)?,
+        Sink::start(dir.path(), true)?,
+    ];
     let token = idp.token("alice", &["eng"], AUD);
 
     // Request bodies and wrk scripts.
@@ -471,6 +480,11 @@ end
             if !workloads.iter().any(|w| w.workers == workers) {
                 continue;
             }
+            let keyed = v
+                .mcptrail
+                .as_ref()
+                .is_some_and(|c| c["audit"].get("hmac_key").is_some());
+            let sink = &sinks[usize::from(keyed)];
             let mut spec = EnvoySpec::mcp(
                 v.mcptrail.clone().unwrap_or(Value::Null),
                 loopback(9),
@@ -695,7 +709,7 @@ end
     let _ = writeln!(
         md,
         "\nCollector received {} records in all. Bench wall time: {:.0} s.",
-        sink.lines(),
+        sinks.iter().map(Sink::lines).sum::<u64>(),
         started.elapsed().as_secs_f64()
     );
 
