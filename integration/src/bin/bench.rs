@@ -290,6 +290,17 @@ struct Cell {
     sink_cpu_us: Option<f64>,
 }
 
+/// One variant's Envoy during the rounds, and what it did.
+struct Lane<'a> {
+    v: &'a Variant,
+    envoy: Envoy,
+    sink: &'a Sink,
+    /// Records and batches shipped before the measured runs (the warm-up's).
+    before: (u64, u64),
+    /// Seconds under load, for the per-second audit figures.
+    busy_s: f64,
+}
+
 /// User + system CPU time of a process so far, µs (`/proc/PID/stat` fields 14 and 15).
 fn cpu_us(pid: u32) -> Option<f64> {
     static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -475,11 +486,14 @@ end
     let mut results: Vec<Vec<Option<Cell>>> = workloads.iter().map(|_| Vec::new()).collect();
     let mut seq_p50: Vec<f64> = Vec::new();
     let mut extras: Vec<String> = Vec::new();
-    for v in &variants {
-        for workers in [1u32, 2] {
-            if !workloads.iter().any(|w| w.workers == workers) {
-                continue;
-            }
+    for workers in [1u32, 2] {
+        if !workloads.iter().any(|w| w.workers == workers) {
+            continue;
+        }
+        // Every variant's Envoy runs at once and the rounds below take them in turn, so a slow
+        // drift of the shared machine falls on all variants alike, not on whichever ran then.
+        let mut lanes = Vec::new();
+        for v in &variants {
             let keyed = v
                 .mcptrail
                 .as_ref()
@@ -497,28 +511,42 @@ end
             }
             let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, workers))
                 .with_context(|| format!("starting Envoy for {}", v.name))?;
-            let base = envoy.url();
             // Warm up (connections, V8 tiering, caches).
-            wrk(&format!("{base}/mcp/json1k"), &warm_script, conns, 1, &[])?;
-            let shipped_before = envoy
-                .stat("wasmcustom.mcptrail.records_shipped")
-                .unwrap_or(0);
-            let batches_before = envoy
-                .stat("wasmcustom.mcptrail.batches_shipped")
-                .unwrap_or(0);
-            let t0 = Instant::now();
-            for (wi, w) in workloads.iter().enumerate() {
-                if w.workers != workers {
-                    continue;
-                }
-                if w.cold && v.jwt_authn.is_none() && v.mcptrail.is_none() {
-                    results[wi].push(None);
-                    continue;
-                }
-                let url = format!("{base}{}", w.path);
-                let cpu_before = (envoy.pid().and_then(cpu_us), cpu_us(sink.child.id()));
-                let mut rs = Vec::new();
-                for _ in 0..runs {
+            wrk(
+                &format!("{}/mcp/json1k", envoy.url()),
+                &warm_script,
+                conns,
+                1,
+                &[],
+            )?;
+            let stat = |name: &str| {
+                envoy
+                    .stat(&format!("wasmcustom.mcptrail.{name}"))
+                    .unwrap_or(0)
+            };
+            let before = (stat("records_shipped"), stat("batches_shipped"));
+            lanes.push(Lane {
+                v,
+                envoy,
+                sink,
+                before,
+                busy_s: 0.0,
+            });
+        }
+        for (wi, w) in workloads.iter().enumerate() {
+            if w.workers != workers {
+                continue;
+            }
+            let mut runs_of: Vec<Vec<Run>> = lanes.iter().map(|_| Vec::new()).collect();
+            let mut cpu_of = vec![(0.0f64, 0.0f64, 0.0f64); lanes.len()];
+            for _ in 0..runs {
+                for (li, lane) in lanes.iter_mut().enumerate() {
+                    if w.cold && lane.v.jwt_authn.is_none() && lane.v.mcptrail.is_none() {
+                        continue;
+                    }
+                    let url = format!("{}{}", lane.envoy.url(), w.path);
+                    let pid = lane.envoy.pid();
+                    let before = (pid.and_then(cpu_us), cpu_us(lane.sink.child.id()));
                     let r = if w.h2 {
                         h2load(&url, &body_path, &token, conns, secs)?
                     } else {
@@ -530,18 +558,30 @@ end
                             &[],
                         )?
                     };
-                    rs.push(r);
+                    let after = (pid.and_then(cpu_us), cpu_us(lane.sink.child.id()));
+                    let c = &mut cpu_of[li];
+                    c.0 += r.rps * f64::from(secs);
+                    c.1 += after.0.zip(before.0).map_or(f64::NAN, |(a, b)| a - b);
+                    c.2 += after.1.zip(before.1).map_or(f64::NAN, |(a, b)| a - b);
+                    lane.busy_s += f64::from(secs);
+                    runs_of[li].push(r);
                 }
-                let mut cell = summarise(&rs);
-                let requests: f64 = rs.iter().map(|r| r.rps * f64::from(secs)).sum();
-                let per_request = |before: Option<f64>, after: Option<f64>| {
-                    Some((after? - before?) / requests).filter(|_| requests > 0.0)
-                };
-                cell.envoy_cpu_us = per_request(cpu_before.0, envoy.pid().and_then(cpu_us));
-                cell.sink_cpu_us = per_request(cpu_before.1, cpu_us(sink.child.id()));
+            }
+            for (li, lane) in lanes.iter().enumerate() {
+                let rs = &runs_of[li];
+                if rs.is_empty() {
+                    results[wi].push(None);
+                    continue;
+                }
+                let mut cell = summarise(rs);
+                let (requests, envoy_us, sink_us) = cpu_of[li];
+                let per_request =
+                    |us: f64| Some(us / requests).filter(|x| requests > 0.0 && x.is_finite());
+                cell.envoy_cpu_us = per_request(envoy_us);
+                cell.sink_cpu_us = per_request(sink_us);
                 eprintln!(
                     "bench: {:<24} {:<58} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs{}",
-                    v.name,
+                    lane.v.name,
                     w.name,
                     cell.rps,
                     cell.p50,
@@ -554,41 +594,48 @@ end
                 );
                 results[wi].push(Some(cell));
             }
-            if workers == 1 {
-                // Added latency per request: one connection, one request at a time.
-                let seq = wrk(&format!("{base}/mcp/json1k"), &warm_script, 1, 2, &[])?;
-                seq_p50.push(seq.p50_us);
-                let elapsed = t0.elapsed().as_secs_f64();
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                let shipped = envoy
-                    .stat("wasmcustom.mcptrail.records_shipped")
-                    .unwrap_or(0)
-                    - shipped_before;
-                let batches = envoy
-                    .stat("wasmcustom.mcptrail.batches_shipped")
-                    .unwrap_or(0)
-                    - batches_before;
-                let vm = envoy
-                    .stat("wasmcustom.mcptrail.vm_memory_bytes")
-                    .unwrap_or(0);
+        }
+        if workers == 1 {
+            // Added latency per request: one connection, one request at a time, in rounds too.
+            let mut p50s: Vec<Vec<f64>> = lanes.iter().map(|_| Vec::new()).collect();
+            for _ in 0..runs {
+                for (li, lane) in lanes.iter_mut().enumerate() {
+                    let url = format!("{}/mcp/json1k", lane.envoy.url());
+                    let seq = wrk(&url, &warm_script, 1, 1, &[])?;
+                    lane.busy_s += 1.0;
+                    p50s[li].push(seq.p50_us);
+                }
+            }
+            // The last partial batches leave at the next flush.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            for (li, lane) in lanes.iter().enumerate() {
+                let p50 = median(&mut p50s[li]);
+                seq_p50.push(p50);
+                let stat = |name: &str| {
+                    lane.envoy
+                        .stat(&format!("wasmcustom.mcptrail.{name}"))
+                        .unwrap_or(0)
+                };
+                let shipped = stat("records_shipped") - lane.before.0;
+                let batches = stat("batches_shipped") - lane.before.1;
+                let vm = stat("vm_memory_bytes");
                 // A filter that kept up only by losing records would look cheap: say so.
-                let dropped: u64 = ["buffer_full", "retries_exhausted"]
-                    .iter()
-                    .filter_map(|r| envoy.stat(&format!("wasmcustom.mcptrail.records_dropped_{r}")))
-                    .sum();
+                let dropped =
+                    stat("records_dropped_buffer_full") + stat("records_dropped_retries_exhausted");
+                let busy = lane.busy_s.max(1.0);
                 extras.push(format!(
                     "| {} | {:.0} | {:.1} | {} | {:.1} | {} | {:.0} |",
-                    v.name,
-                    seq.p50_us,
-                    shipped as f64 / elapsed,
+                    lane.v.name,
+                    p50,
+                    shipped as f64 / busy,
                     dropped,
-                    batches as f64 / elapsed,
+                    batches as f64 / busy,
                     if vm > 0 {
                         format!("{:.1}", vm as f64 / 1048576.0)
                     } else {
                         "–".into()
                     },
-                    envoy.memory_kib().1 as f64 / 1024.0,
+                    lane.envoy.memory_kib().1 as f64 / 1024.0,
                 ));
             }
         }
@@ -653,7 +700,7 @@ end
         md,
         "- module: {module_size} bytes as built; after `wasm-opt -Oz`: {opt_size}"
     );
-    let _ = writeln!(md, "- method: {runs} runs of {secs} s per cell after a 1 s warm-up, {conns} connections, 1 load thread; median (min–max); Envoy answers the calls itself (`direct_response`), so only the filters differ. h2c latency columns are h2load's mean and max (it reports no percentiles).");
+    let _ = writeln!(md, "- method: every variant's Envoy runs at once, warmed up for 1 s; {runs} rounds, each giving every variant one run of {secs} s in turn ({conns} connections, 1 load thread), so drifts of the shared machine hit all alike; median (min–max) of the runs; Envoy answers the calls itself (`direct_response`), so only the filters differ. h2c latency columns are h2load's mean and max (it reports no percentiles).");
     let _ = writeln!(md, "- request: a {} byte `tools/call`; the token is RS256 (2048-bit); `mcptrail: full` adds an HMAC chain, policy and masking of responses; all mcptrail variants ship records to `mcptrail collect` (fsync per batch)\n", body.len());
     for (wi, w) in workloads.iter().enumerate() {
         let _ = writeln!(md, "## {}\n", w.name);
@@ -691,7 +738,7 @@ end
         let _ = writeln!(md);
     }
     let _ = writeln!(md, "## Per request, audit traffic, memory (1 worker)\n");
-    let _ = writeln!(md, "Sequential requests on one connection give the added latency; records and callouts per second are averaged over that Envoy's whole run, records dropped are its total (buffer full or retries exhausted; each one counted in an `audit.dropped` record); VM memory is the `vm_memory_bytes` gauge (all VMs of the process), RSS is Envoy's peak.\n");
+    let _ = writeln!(md, "Sequential requests on one connection give the added latency (median of {runs} rounds of 1 s); records and callouts per second are averaged over the seconds that Envoy was under load, records dropped are its total (buffer full or retries exhausted; each one counted in an `audit.dropped` record); VM memory is the `vm_memory_bytes` gauge (all VMs of the process), RSS is Envoy's peak.\n");
     let _ = writeln!(md, "| variant | p50 µs, 1 connection | added µs | records shipped/s | records dropped | callouts/s | VM memory MiB | Envoy peak RSS MiB |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     let plain_seq = seq_p50.first().copied().unwrap_or(0.0);
