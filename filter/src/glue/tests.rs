@@ -870,10 +870,10 @@ fn host_calls_per_decoded_call_stay_few() {
             0,
             0,
         ),
-        (CONFIG, 12, 2, 0),
+        (CONFIG, 10, 2, 0),
         (
             r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"]},"masking":{"detectors":["email"],"responses":true}}"#,
-            15,
+            13,
             2,
             1,
         ),
