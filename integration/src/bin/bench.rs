@@ -357,7 +357,7 @@ fn tool_version(cmd: &str, arg: &str) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (runs, secs) = if quick { (1, 2) } else { (3, 3) };
+    let (runs, secs) = if quick { (1, 2) } else { (3, 2) };
     let started = Instant::now();
     let dir = tempfile::tempdir()?;
     let idp = DevIssuer::start(loopback(0), None).await?;
