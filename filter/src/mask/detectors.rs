@@ -286,10 +286,11 @@ fn email(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
         if at_pos < from {
             continue;
         }
-        // Local part: up to 64 bytes to the left (a longer run is cut there, so it is
-        // masked rather than missed), starting on a character, no leading dot.
+        // Local part: the whole run to the left, starting on a character, no leading dot. A
+        // run longer than an address's 64 bytes is masked whole rather than missed, and not
+        // cut either: what a cut left behind could read as an address of its own.
         let mut start = at_pos;
-        while start > from && at_pos - start < 64 && email_local(before(b, start)) {
+        while start > from && email_local(before(b, start)) {
             start -= 1;
         }
         while start < at_pos && (at(b, start) == b'.' || (0x80..0xC0).contains(&at(b, start))) {

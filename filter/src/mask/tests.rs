@@ -95,9 +95,17 @@ fn detector_table() {
             vec!["«josé@example.com", "请联系alice@bücher.de"],
         ),
         (
+            // A local part longer than 64 bytes is masked whole, never cut.
             Detector::Email,
             &format!("{}x@example.com", "请".repeat(30)),
-            vec![&format!("{}x@example.com", "请".repeat(21))],
+            vec![&format!("{}x@example.com", "请".repeat(30))],
+        ),
+        (
+            // Fuzz finding (target `mask`): cut at 64 bytes, the rest (`8@23008.eee…`) was an
+            // address of its own, left unmasked.
+            Detector::Email,
+            &format!("8@23008.{}OOO8.OOOӸOOOOOOO@23008.OOO", "e".repeat(110)),
+            vec![&format!("23008.{}OOO8.OOOӸOOOOOOO@23008.OOO", "e".repeat(110))[..]],
         ),
         (Detector::Email, "icon@2x.png", vec![]),
         (Detector::Email, "user@localhost", vec![]),
