@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use mcptrail::audit::chain::{read_line, ReadLine, Verifier};
+use mcptrail::audit::chain::{read_line, record_line, ReadLine, Verifier};
 use mcptrail::audit::otlp;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -43,9 +43,6 @@ pub struct Counters {
     pub duplicates: AtomicU64,
 }
 
-/// A stored line's `((chain.stream, chain.seq), sha256)`.
-type Stored = ((String, u64), String);
-
 /// Lines remembered per stream to recognise a re-sent batch.
 const SEEN_PER_STREAM: usize = 100_000;
 
@@ -55,25 +52,19 @@ struct Seen {
     streams: HashMap<String, (HashMap<u64, String>, VecDeque<u64>)>,
 }
 
-/// A line's `((chain.stream, chain.seq), sha256)`, when it has a chain.
-fn stored_key(read: &Result<ReadLine, String>) -> Option<Stored> {
-    read.as_ref()
-        .ok()
-        .map(|r| ((r.chain.stream.clone(), r.chain.seq), r.hash.clone()))
-}
-
 impl Seen {
-    fn is_stored(&self, pos: &(String, u64), hash: &str) -> bool {
+    /// Whether this very line (same position, same hash) is stored already.
+    fn is_stored(&self, r: &ReadLine) -> bool {
         self.streams
-            .get(&pos.0)
-            .and_then(|(m, _)| m.get(&pos.1))
-            .is_some_and(|h| h == hash)
+            .get(&r.chain.stream)
+            .and_then(|(m, _)| m.get(&r.chain.seq))
+            .is_some_and(|h| *h == r.hash)
     }
 
-    fn remember(&mut self, pos: (String, u64), hash: String) {
-        let (m, order) = self.streams.entry(pos.0).or_default();
-        if m.insert(pos.1, hash).is_none() {
-            order.push_back(pos.1);
+    fn remember(&mut self, r: &ReadLine) {
+        let (m, order) = self.streams.entry(r.chain.stream.clone()).or_default();
+        if m.insert(r.chain.seq, r.hash.clone()).is_none() {
+            order.push_back(r.chain.seq);
         }
         while order.len() > SEEN_PER_STREAM {
             if let Some(old) = order.pop_front() {
@@ -114,10 +105,9 @@ pub fn record_lines(headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, Str
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate() {
-        let l = l.trim_end_matches('\r');
-        if l.trim().is_empty() {
+        let Some(l) = record_line(l) else {
             continue;
-        }
+        };
         // Syntax only: the verifier reads the fields it needs, once, later.
         if serde_json::from_str::<serde::de::IgnoredAny>(l).is_err() {
             return Err(format!("line {} is not JSON", i + 1));
@@ -143,26 +133,27 @@ async fn ingest(
     let mut s = sink.lock().await;
     // Drop what is already stored (a batch sent again after a lost answer).
     // Each line is read (its chain fields, its hash) once, for deduplication and verifying.
-    let mut fresh: Vec<(String, Option<Stored>, Result<ReadLine, String>)> =
-        Vec::with_capacity(lines.len());
+    let mut fresh: Vec<(String, Result<ReadLine, String>)> = Vec::with_capacity(lines.len());
     let mut duplicates = 0u64;
     for l in lines {
         let read = read_line(&l);
-        let key = stored_key(&read);
-        let again = key.as_ref().is_some_and(|(p, h)| {
-            s.seen.is_stored(p, h)
-                || fresh
-                    .iter()
-                    .any(|(_, k, _)| k.as_ref().is_some_and(|(kp, kh)| kp == p && kh == h))
+        let again = read.as_ref().is_ok_and(|r| {
+            s.seen.is_stored(r)
+                || fresh.iter().any(|(_, f)| {
+                    f.as_ref().is_ok_and(|f| {
+                        (&f.chain.stream, f.chain.seq, &f.hash)
+                            == (&r.chain.stream, r.chain.seq, &r.hash)
+                    })
+                })
         });
         if again {
             duplicates += 1;
         } else {
-            fresh.push((l, key, read));
+            fresh.push((l, read));
         }
     }
     let mut buf = Vec::with_capacity(body.len() + fresh.len());
-    for (l, _, _) in &fresh {
+    for (l, _) in &fresh {
         buf.extend_from_slice(l.as_bytes());
         buf.push(b'\n');
     }
@@ -179,7 +170,10 @@ async fn ingest(
         return (StatusCode::INTERNAL_SERVER_ERROR, "write failed\n".into());
     }
     let stored = fresh.len();
-    for (l, key, read) in fresh {
+    for (l, read) in fresh {
+        if let Ok(r) = &read {
+            s.seen.remember(r);
+        }
         s.lines += 1;
         let n = s.lines;
         let v = &mut s.verifier;
@@ -202,9 +196,6 @@ async fn ingest(
                 "collector: verify: line {}: stream {} seq {}..{} lost after exhausted retries, explained by the audit.dropped count on line {}",
                 g.line, g.stream, g.seqs.0, g.seqs.1, g.by.1
             );
-        }
-        if let Some((pos, hash)) = key {
-            s.seen.remember(pos, hash);
         }
         if s.echo {
             println!("{l}");
@@ -247,13 +238,12 @@ pub async fn router_with_counters(opts: &Options) -> anyhow::Result<(Router, Arc
     let mut lines = 0;
     for l in String::from_utf8_lossy(&existing).lines() {
         lines += 1;
-        let l = l.strip_suffix('\r').unwrap_or(l);
-        if l.trim().is_empty() {
+        let Some(l) = record_line(l) else {
             continue;
-        }
+        };
         let read = read_line(l);
-        if let Some((p, hash)) = stored_key(&read) {
-            seen.remember(p, hash);
+        if let Ok(r) = &read {
+            seen.remember(r);
         }
         verifier.feed_read(lines, l, read);
     }
@@ -328,7 +318,7 @@ mod tests {
         let url = format!("http://{}/ingest", listener.local_addr().unwrap());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let mut chain = mcptrail::audit::chain::Chain::new("00000000000000aa".into(), Some(key));
-        let l: Vec<String> = (0..3)
+        let l: Vec<String> = (0..4)
             .map(|i| chain.seal(format!("{{\"i\":{i}}}")))
             .collect();
         let post = |body: String| {
@@ -355,9 +345,13 @@ mod tests {
         assert!(post(format!("{}\n{}\n", l[1], l[2]))
             .await
             .contains("\"accepted\":1,\"duplicates\":1"));
+        // A line twice in one batch is stored once too.
+        assert!(post(format!("{}\n{}\n", l[3], l[3]))
+            .await
+            .contains("\"accepted\":1,\"duplicates\":1"));
         let stored = std::fs::read_to_string(&out).unwrap();
         assert_eq!(stored.lines().collect::<Vec<_>>(), l);
-        assert_eq!(counters.duplicates.load(Ordering::Relaxed), 3);
+        assert_eq!(counters.duplicates.load(Ordering::Relaxed), 4);
         // A different line at a stored position is kept (and is the verifier's business).
         let forged = l[1].replace("\"i\":1", "\"i\":7");
         assert!(post(format!("{forged}\n")).await.contains("\"accepted\":1"));

@@ -77,6 +77,12 @@ struct LineHead {
     dropped: Option<serde_json::Value>,
 }
 
+/// A line of a trail without its `\r` (CRLF files), or `None` when it is blank.
+pub fn record_line(line: &str) -> Option<&str> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    (!line.trim().is_empty()).then_some(line)
+}
+
 /// Reads a record line for verification; the error is the problem to report.
 pub fn read_line(line: &str) -> Result<ReadLine, String> {
     let head: LineHead = serde_json::from_str(line).map_err(|e| {
@@ -265,11 +271,9 @@ impl Verifier {
 
     /// Checks one line; problems are collected.
     pub fn feed(&mut self, line_no: usize, line: &str) {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
-            return;
+        if let Some(line) = record_line(line) {
+            self.feed_read(line_no, line, read_line(line));
         }
-        self.feed_read(line_no, line, read_line(line));
     }
 
     /// Checks one line already read by [`read_line`] (a collector reads each line once for
