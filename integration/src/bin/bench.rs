@@ -301,6 +301,15 @@ struct Lane<'a> {
     busy_s: f64,
 }
 
+impl Lane<'_> {
+    /// One of the filter's counters (`wasmcustom.mcptrail.NAME`), 0 when Envoy has none.
+    fn stat(&self, name: &str) -> u64 {
+        self.envoy
+            .stat(&format!("wasmcustom.mcptrail.{name}"))
+            .unwrap_or(0)
+    }
+}
+
 /// User + system CPU time of a process so far, µs (`/proc/PID/stat` fields 14 and 15).
 fn cpu_us(pid: u32) -> Option<f64> {
     static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -384,7 +393,9 @@ async fn main() -> anyhow::Result<()> {
             r#"local body = io.open("{body}"):read("*a")
 local tokens = {{}}
 {load}
-local i = 0
+-- Each round starts further on (BENCH_TOKEN_OFFSET), so no round meets the tokens an
+-- earlier one left in the filter's cache (1,024 entries).
+local i = tonumber(os.getenv("BENCH_TOKEN_OFFSET") or "0")
 request = function()
   i = i % #tokens + 1
   return wrk.format("POST", nil, {{["Content-Type"] = "application/json",
@@ -519,19 +530,15 @@ end
                 1,
                 &[],
             )?;
-            let stat = |name: &str| {
-                envoy
-                    .stat(&format!("wasmcustom.mcptrail.{name}"))
-                    .unwrap_or(0)
-            };
-            let before = (stat("records_shipped"), stat("batches_shipped"));
-            lanes.push(Lane {
+            let mut lane = Lane {
                 v,
                 envoy,
                 sink,
-                before,
+                before: (0, 0),
                 busy_s: 0.0,
-            });
+            };
+            lane.before = (lane.stat("records_shipped"), lane.stat("batches_shipped"));
+            lanes.push(lane);
         }
         for (wi, w) in workloads.iter().enumerate() {
             if w.workers != workers {
@@ -539,7 +546,8 @@ end
             }
             let mut runs_of: Vec<Vec<Run>> = lanes.iter().map(|_| Vec::new()).collect();
             let mut cpu_of = vec![(0.0f64, 0.0f64, 0.0f64); lanes.len()];
-            for _ in 0..runs {
+            for round in 0..runs {
+                let offset = (round as usize * n_tokens / runs as usize).to_string();
                 for (li, lane) in lanes.iter_mut().enumerate() {
                     if w.cold && lane.v.jwt_authn.is_none() && lane.v.mcptrail.is_none() {
                         continue;
@@ -555,7 +563,7 @@ end
                             if w.cold { &cold_script } else { &warm_script },
                             conns,
                             secs,
-                            &[],
+                            &[("BENCH_TOKEN_OFFSET", &offset)],
                         )?
                     };
                     let after = (pid.and_then(cpu_us), cpu_us(lane.sink.child.id()));
@@ -611,17 +619,12 @@ end
             for (li, lane) in lanes.iter().enumerate() {
                 let p50 = median(&mut p50s[li]);
                 seq_p50.push(p50);
-                let stat = |name: &str| {
-                    lane.envoy
-                        .stat(&format!("wasmcustom.mcptrail.{name}"))
-                        .unwrap_or(0)
-                };
-                let shipped = stat("records_shipped") - lane.before.0;
-                let batches = stat("batches_shipped") - lane.before.1;
-                let vm = stat("vm_memory_bytes");
+                let shipped = lane.stat("records_shipped") - lane.before.0;
+                let batches = lane.stat("batches_shipped") - lane.before.1;
+                let vm = lane.stat("vm_memory_bytes");
                 // A filter that kept up only by losing records would look cheap: say so.
-                let dropped =
-                    stat("records_dropped_buffer_full") + stat("records_dropped_retries_exhausted");
+                let dropped = lane.stat("records_dropped_buffer_full")
+                    + lane.stat("records_dropped_retries_exhausted");
                 let busy = lane.busy_s.max(1.0);
                 extras.push(format!(
                     "| {} | {:.0} | {:.1} | {} | {:.1} | {} | {:.0} |",
