@@ -20,6 +20,7 @@ use crate::bounded::Bounded;
 use crate::config::Config;
 use crate::host::{Action, Body, Headers, Host, Level};
 use crate::jsonrpc::{self, DecodeError, Message};
+use crate::judge::{Routing, Unjudgeable};
 use crate::mask::OnTooLarge;
 use crate::policy::Effect;
 use crate::sessions::Sessions;
@@ -123,8 +124,15 @@ struct Refusal {
 struct Slot {
     gate: Gate,
     identity: Option<Identity>,
-    /// Policy needs the whole body before anything goes upstream.
+    /// The whole body is read before any of it goes upstream (policy or rewriting needs it).
     hold_body: bool,
+    /// A decision depends on the body (a rule may deny, or `masking.requests` rewrites it):
+    /// a body that cannot be read completely and unambiguously is refused.
+    judges: bool,
+    /// A body callback came (the body is then finished by the stream, not the root).
+    body_started: bool,
+    /// Why the held request cannot be judged; refused once the caller is authenticated.
+    unjudged: Option<Unjudgeable>,
     /// Decoded body of a held request, once complete.
     messages: Option<Vec<Result<Message, DecodeError>>>,
     /// `scheme://authority` and path of the request, for challenges.
@@ -160,8 +168,23 @@ impl Root {
                 return false;
             }
         };
-        let stream = format!("{:016x}", host.random_u64());
-        let outbox = Outbox::new(config.audit.clone(), stream, host.random_u64());
+        // Stream id, record-id seed, token-cache keys: never guessable, so never the clock.
+        let mut random = [0u64; 4];
+        for r in &mut random {
+            match host.random_u64() {
+                Ok(v) => *r = v,
+                Err(e) => {
+                    host.log(
+                        Level::Error,
+                        &format!("mcptrail: the host gives no randomness ({}): refusing the configuration (stream ids, record ids and token-cache keys need it)", e.0),
+                    );
+                    return false;
+                }
+            }
+        }
+        let [stream_id, id_seed, key0, key1] = random;
+        let stream = format!("{stream_id:016x}");
+        let outbox = Outbox::new(config.audit.clone(), stream, id_seed);
         let tick = config.audit.flush_interval_ms.min(FAST_TICK_MS);
         if let Err(e) = host.set_tick_period_ms(tick) {
             host.log(
@@ -172,10 +195,7 @@ impl Root {
         }
         self.next_flush_ms = 0;
         self.shared = Some(Rc::new(Shared {
-            auth: RefCell::new(Authenticator::new(
-                &config.auth,
-                [host.random_u64(), host.random_u64()],
-            )),
+            auth: RefCell::new(Authenticator::new(&config.auth, [key0, key1])),
             sessions: RefCell::new(Sessions::new(config.mcp.max_sessions)),
             config,
             outbox: RefCell::new(outbox),
@@ -292,6 +312,9 @@ impl Root {
             if host.set_effective_context(waiter.context_id).is_err() {
                 continue; // the stream is gone
             }
+            if matches!(waiter.slot.borrow().gate, Gate::Refused(_)) {
+                continue; // refused while it waited (its body could not be masked)
+            }
             let expired = now.saturating_sub(waiter.since_ms) >= wait_ms;
             let outcome = shared.auth.borrow_mut().authenticate(
                 &shared.config.auth,
@@ -382,11 +405,11 @@ impl Root {
             let now = host.now_ms();
             let body = if ok {
                 host.body(Body::CallResponse, 0, body_size)
-                    .unwrap_or_default()
+                    .map_err(|e| format!("body unreadable: {}", e.0))
             } else {
-                Vec::new()
+                Err(what)
             };
-            let result = if ok { Ok(body.as_slice()) } else { Err(what) };
+            let result = body.as_deref().map_err(String::clone);
             let line = shared
                 .auth
                 .borrow_mut()
@@ -581,15 +604,42 @@ fn admit(host: &dyn Host, shared: &Shared, slot: &mut Slot, outcome: auth::Outco
 }
 
 /// After authentication: whether the request may be resumed now. A held body that is
-/// complete goes through policy here; one still arriving is finished by the stream.
+/// complete is judged here. One partly seen is finished by its last body callback. One not
+/// seen yet is judged in the body callbacks after the headers go on: without
+/// `allow_on_headers_stop_iteration` (Istio, Envoy Gateway) they come only once resumed.
 fn proceed_after_auth(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
     if !slot.hold_body {
         return true;
     }
-    if slot.messages.is_none() {
+    if judge(host, shared, slot) {
         return false;
     }
-    !enforce_policy(host, shared, slot)
+    slot.messages.is_some() || !slot.body_started
+}
+
+/// Settles a held request once its caller is known: refuses what cannot be judged, then
+/// applies the policy to a complete body. Returns `true` when it refused the request.
+fn judge(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
+    if let Some(u) = slot.unjudged.take() {
+        send(
+            host,
+            u.status,
+            &[("content-type", "application/json")],
+            u.reply().as_bytes(),
+        );
+        slot.gate = Gate::Refused(Refusal {
+            kind: Kind::DecodeError,
+            status: u.status,
+            reason: format!(
+                "{}; refused because policy could not be evaluated",
+                u.reason
+            ),
+            auth: None,
+            policy: Vec::new(),
+        });
+        return true;
+    }
+    slot.messages.is_some() && enforce_policy(host, shared, slot)
 }
 
 /// Applies the policy to a held, decoded body. Returns `true` when it refused the request.
@@ -661,6 +711,23 @@ fn enforce_policy(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
     true
 }
 
+/// Reads the current response chunk; a host failure is said in the record (`decode.error`),
+/// not hidden as an empty chunk.
+fn read_response(host: &dyn Host, resp: &mut response::Responses, size: usize) -> Vec<u8> {
+    host.body(Body::Response, 0, size).unwrap_or_else(|e| {
+        resp.problem
+            .get_or_insert_with(|| format!("body unreadable from the host ({})", e.0));
+        Vec::new()
+    })
+}
+
+/// A body's messages, a body-wide error standing as its only element.
+fn flatten(
+    items: Result<Vec<Result<Message, DecodeError>>, DecodeError>,
+) -> Vec<Result<Message, DecodeError>> {
+    items.unwrap_or_else(|e| vec![Err(e)])
+}
+
 /// The bearer token of an `Authorization` header (scheme case-insensitive).
 pub fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -687,6 +754,8 @@ pub struct Stream {
     /// Copy of the request body while it is decodable (`None` once over the bound).
     body: Option<Vec<u8>>,
     body_overflow: bool,
+    /// A body chunk could not be read from the host (the copy is incomplete).
+    body_unreadable: bool,
     request_done: bool,
     response_status: Option<u32>,
     response_bytes: u64,
@@ -699,8 +768,10 @@ pub struct Stream {
     /// The session id came from the response (a new session), not the request.
     session_from_response: bool,
     /// 2026-07-28 standard headers.
-    header_method: Option<String>,
-    header_name: Option<String>,
+    routing: Routing,
+    /// A `GET` stream (resumed or listening) under a policy that can deny: `tools/list`
+    /// replies on it are filtered by their shape, the request that asked being elsewhere.
+    filter_listings: bool,
     session_identity_mismatch: bool,
     /// `Last-Event-ID` of a resumed stream.
     last_event_id: Option<String>,
@@ -731,6 +802,7 @@ impl Stream {
             source: None,
             body: None,
             body_overflow: false,
+            body_unreadable: false,
             request_done: false,
             response_status: None,
             response_bytes: 0,
@@ -739,8 +811,8 @@ impl Stream {
             resp: None,
             filter_ids: Vec::new(),
             session_from_response: false,
-            header_method: None,
-            header_name: None,
+            routing: Routing::default(),
+            filter_listings: false,
             session_identity_mismatch: false,
             last_event_id: None,
             redelivered: 0,
@@ -830,8 +902,7 @@ impl Stream {
         self.request_id = h.get("x-request-id").map(str::to_string);
         self.session = h.get("mcp-session-id").map(str::to_string);
         self.protocol_version = h.get("mcp-protocol-version").map(str::to_string);
-        self.header_method = h.get("mcp-method").map(str::to_string);
-        self.header_name = h.get("mcp-name").map(str::to_string);
+        self.routing = Routing::from_headers(h.0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         self.last_event_id = h.get("last-event-id").map(str::to_string);
         self.source = host
             .property(&["source", "address"])
@@ -853,11 +924,22 @@ impl Stream {
             let mut slot = self.slot.borrow_mut();
             slot.origin = origin;
             slot.path = path.to_string();
-            slot.hold_body = self.method == "POST"
-                && !end_of_stream
-                && (self.shared.config.policy.can_deny() || rewrite_request);
+            // Any body is judged when a rule may deny, whatever the method: a server may
+            // read it (only POST bodies are rewritten).
+            let can_deny = self.shared.config.policy.can_deny();
+            slot.judges = !end_of_stream && (can_deny || (masks && masking.requests));
+            slot.hold_body =
+                slot.judges || (rewrite_request && self.method == "POST" && !end_of_stream);
+            if slot.hold_body {
+                if let Some(enc) = h
+                    .get("content-encoding")
+                    .filter(|e| !e.trim().eq_ignore_ascii_case("identity"))
+                {
+                    slot.unjudged = slot.judges.then(|| Unjudgeable::encoded(enc));
+                }
+            }
         }
-        if self.method == "POST" && !end_of_stream && self.shared.config.mcp.decode {
+        if !end_of_stream && self.shared.config.mcp.decode {
             self.body = Some(Vec::new());
         }
         let mut outbox = self.shared.outbox.borrow_mut();
@@ -954,7 +1036,10 @@ impl Stream {
                 }
             }
         }
-        if self.slot.borrow().hold_body {
+        // A held body is held in the body callbacks, not here: the headers go on, so this
+        // works without `allow_on_headers_stop_iteration` too. The server never gets a body
+        // it should not: a refusal answers locally and Envoy resets the upstream request.
+        if judge(host, &self.shared, &mut self.slot.borrow_mut()) {
             return Action::Pause;
         }
         Action::Continue
@@ -967,6 +1052,7 @@ impl Stream {
         if !self.in_scope {
             return Action::Continue;
         }
+        self.slot.borrow_mut().body_started = true;
         if !self.held() {
             self.copy_chunk(host, size);
             if end_of_stream {
@@ -1013,10 +1099,7 @@ impl Stream {
     /// come; the copy is not needed after that.
     fn decode_request_copy(&mut self) {
         if let Some(body) = self.body.take() {
-            self.slot.borrow_mut().messages = Some(match jsonrpc::decode_body(&body) {
-                Ok(items) => items,
-                Err(e) => vec![Err(e)],
-            });
+            self.slot.borrow_mut().messages = Some(flatten(jsonrpc::decode_body(&body)));
         }
     }
 
@@ -1028,8 +1111,16 @@ impl Stream {
                 self.body_overflow = true;
             } else if size > 0 {
                 match host.body(Body::Request, 0, size) {
-                    Some(chunk) => buf.extend_from_slice(&chunk),
-                    None => host.log(Level::Warn, "mcptrail: request body chunk unavailable"),
+                    Ok(chunk) => buf.extend_from_slice(&chunk),
+                    Err(e) => {
+                        // Not judged (nothing may deny): passed on, recorded as undecodable.
+                        host.log(
+                            Level::Warn,
+                            &format!("mcptrail: request body chunk unreadable: {}", e.0),
+                        );
+                        self.body = None;
+                        self.body_unreadable = true;
+                    }
                 }
             }
         }
@@ -1037,61 +1128,48 @@ impl Stream {
 
     fn finish_held_body(&mut self, host: &dyn Host, size: usize) -> Action {
         self.request_done = true;
+        self.body = None; // the held body is read whole here, not copied chunk by chunk
         let max = self.shared.config.mcp.max_body_bytes;
-        let body = host
-            .body(Body::Request, 0, size.min(max.saturating_add(1)))
-            .unwrap_or_default();
+        let body = host.body(Body::Request, 0, size.min(max.saturating_add(1)));
         let mut slot = self.slot.borrow_mut();
-        if body.len() > max {
-            // Too large to decode: the policy cannot vouch for it.
-            self.body = None;
-            self.body_overflow = true;
-            if slot.hold_body {
-                send(
-                    host,
-                    413,
-                    &[("content-type", "application/json")],
-                    br#"{"error":"request body too large for policy evaluation (mcp.max_body_bytes)"}"#,
-                );
-                slot.gate = Gate::Refused(Refusal {
-                    kind: Kind::DecodeError,
-                    status: 413,
-                    reason: format!("request body larger than mcp.max_body_bytes ({max} bytes); refused because policy could not be evaluated"),
-                    auth: None,
-                    policy: Vec::new(),
-                });
-                return Action::Pause;
+        match body {
+            Err(e) => {
+                self.body_unreadable = true;
+                if slot.judges {
+                    slot.unjudged.get_or_insert(Unjudgeable::unreadable(&e.0));
+                }
             }
-        } else {
-            slot.messages = Some(match jsonrpc::decode_body(&body) {
-                Ok(items) => items,
-                Err(e) => vec![Err(e)],
-            });
-            self.body_len = body.len();
-            if let Some(action) = self.mask_held_request(host, &body, &mut slot) {
-                return action;
+            Ok(body) if body.len() > max => {
+                // Too large to decode: the policy cannot vouch for it.
+                self.body_overflow = true;
+                if slot.hold_body {
+                    slot.unjudged.get_or_insert(Unjudgeable::too_large(max));
+                }
+            }
+            Ok(body) => {
+                self.body_len = body.len();
+                if let Some(action) = self.read_held_body(host, &body, &mut slot) {
+                    return action;
+                }
             }
         }
         if slot.gate == Gate::WaitingAuth {
-            return Action::Pause; // the root finishes once the keys arrive
+            return Action::Pause; // the root judges once the keys arrive
         }
-        if slot.hold_body && enforce_policy(host, &self.shared, &mut slot) {
+        if judge(host, &self.shared, &mut slot) {
             return Action::Pause;
         }
         Action::Continue
     }
 
-    /// Masking of a held request body: refuse it when too large to mask and `block` is
-    /// set; with `masking.requests`, forward it masked. `Some` when the request is refused.
-    fn mask_held_request(&self, host: &dyn Host, body: &[u8], slot: &mut Slot) -> Option<Action> {
+    /// Reads a held body once, strictly: the decision, the record and any rewriting use this
+    /// one reading. Notes in the slot what makes it unjudgeable; masks it when
+    /// `masking.requests` is on. `Some` when the request was refused (too large to mask).
+    fn read_held_body(&self, host: &dyn Host, body: &[u8], slot: &mut Slot) -> Option<Action> {
+        let value = jsonrpc::read_body(body);
         let masking = &self.shared.config.masking;
-        if masking.is_empty() {
-            return None;
-        }
-        if !masking.admits(body.len()) {
-            if masking.on_too_large != OnTooLarge::Block {
-                return None; // recorded without arguments, with a decode.error (records())
-            }
+        let masks = !masking.is_empty();
+        if masks && !masking.admits(body.len()) && masking.on_too_large == OnTooLarge::Block {
             send(
                 host,
                 413,
@@ -1110,28 +1188,35 @@ impl Stream {
             });
             return Some(Action::Pause);
         }
-        if !masking.requests {
-            return None;
+        if let (Ok(v), true) = (
+            &value,
+            masks && masking.requests && masking.admits(body.len()),
+        ) {
+            let mut masked = v.clone();
+            let changed = match &mut masked {
+                Value::Array(items) => items
+                    .iter_mut()
+                    .fold(false, |acc, m| !masking.mask_message(m).is_empty() | acc),
+                m => !masking.mask_message(m).is_empty(),
+            };
+            if changed {
+                replace_body(host, Body::Request, masked.to_string().as_bytes());
+            }
         }
-        let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
-            return None; // not JSON: recorded as a decode.error, passed as it came
-        };
-        let changed = match &mut value {
-            Value::Array(items) => items
-                .iter_mut()
-                .fold(false, |acc, m| !masking.mask_message(m).is_empty() | acc),
-            m => !masking.mask_message(m).is_empty(),
-        };
-        if changed {
-            replace_body(host, Body::Request, value.to_string().as_bytes());
+        let items = value.and_then(jsonrpc::decode_value);
+        if slot.judges {
+            if let Some(u) = crate::judge::check(body, &items, &self.routing) {
+                slot.unjudged.get_or_insert(u);
+            }
         }
+        slot.messages = Some(flatten(items));
         None
     }
 
     /// Whether answers are rewritten on their way to the client (tools/list filtering,
     /// masking of responses).
     fn rewriting(&self) -> bool {
-        !self.filter_ids.is_empty() || self.masks_responses()
+        !self.filter_ids.is_empty() || self.filter_listings || self.masks_responses()
     }
 
     fn masks_responses(&self) -> bool {
@@ -1174,6 +1259,7 @@ impl Stream {
                 })
                 .filter_map(|m| m.id.as_ref().map(response::id_key))
                 .collect();
+            self.filter_listings = self.method == "GET";
         }
         if self.rewriting() && resp.kind != response::BodyKind::Other {
             // The body will change length.
@@ -1193,7 +1279,7 @@ impl Stream {
     fn rewriter(&self) -> impl Fn(&mut Value) -> bool + '_ {
         let filter = self.tools_filter();
         move |reply: &mut Value| {
-            let filtered = !self.filter_ids.is_empty() && filter(reply);
+            let filtered = (!self.filter_ids.is_empty() || self.filter_listings) && filter(reply);
             if !self.masks_responses() {
                 return filtered;
             }
@@ -1214,9 +1300,13 @@ impl Stream {
     /// Drops the tools a caller may not call from `tools/list` replies.
     fn tools_filter(&self) -> impl Fn(&mut Value) -> bool + '_ {
         move |reply: &mut Value| {
+            // On a GET stream the request is elsewhere (a cut POST, another worker): a
+            // listing is known by its shape, `result.tools` being an array.
             let is_target = reply
                 .get("id")
-                .is_some_and(|id| self.filter_ids.contains(&response::id_key(id)));
+                .is_some_and(|id| self.filter_ids.contains(&response::id_key(id)))
+                || (self.filter_listings
+                    && reply.pointer("/result/tools").is_some_and(Value::is_array));
             if !is_target {
                 return false;
             }
@@ -1265,7 +1355,7 @@ impl Stream {
             response::BodyKind::Json if rewriting => {
                 if end_of_stream {
                     // Held until complete: `size` is the whole body.
-                    let whole = host.body(Body::Response, 0, size).unwrap_or_default();
+                    let whole = read_response(host, &mut resp, size);
                     bytes = size as u64;
                     replacement = self.rewrite_json(&mut resp, &whole, &filter);
                 } else {
@@ -1275,9 +1365,8 @@ impl Stream {
             response::BodyKind::Json => {
                 bytes = bytes.saturating_add(size as u64);
                 if size > 0 {
-                    if let Some(chunk) = host.body(Body::Response, 0, size) {
-                        resp.json_chunk(&chunk);
-                    }
+                    let chunk = read_response(host, &mut resp, size);
+                    resp.json_chunk(&chunk);
                 }
                 if end_of_stream {
                     resp.json_end(None, None);
@@ -1286,7 +1375,7 @@ impl Stream {
             response::BodyKind::Sse => {
                 bytes = bytes.saturating_add(size as u64);
                 let chunk = if size > 0 {
-                    host.body(Body::Response, 0, size).unwrap_or_default()
+                    read_response(host, &mut resp, size)
                 } else {
                     Vec::new()
                 };
@@ -1325,9 +1414,7 @@ impl Stream {
             response::BodyKind::Json if self.rewriting() => {
                 // The body was held for rewriting: it is all buffered now.
                 let max = self.shared.config.mcp.max_body_bytes;
-                let whole = host
-                    .body(Body::Response, 0, max.saturating_add(1))
-                    .unwrap_or_default();
+                let whole = read_response(host, &mut resp, max.saturating_add(1));
                 self.response_bytes = whole.len() as u64;
                 let filter = self.rewriter();
                 let replacement = self.rewrite_json(&mut resp, &whole, &filter);
@@ -1627,10 +1714,7 @@ impl Stream {
         let messages = match slot_messages {
             Some(m) => Some(m),
             None if self.body_overflow => None,
-            None => self.body.take().map(|b| match jsonrpc::decode_body(&b) {
-                Ok(items) => items,
-                Err(e) => vec![Err(e)],
-            }),
+            None => self.body.take().map(|b| flatten(jsonrpc::decode_body(&b))),
         };
         if let Some(refusal) = refusal {
             return self.refusal_records(&refusal, messages.as_deref(), now, outcome);
@@ -1641,6 +1725,10 @@ impl Stream {
                 self.shared.config.mcp.max_body_bytes
             );
             return vec![self.decode_error(&why, now, outcome)];
+        }
+        if self.body_unreadable {
+            let why = "request body could not be read from the host; passed through undecoded";
+            return vec![self.decode_error(why, now, outcome)];
         }
         if messages.is_some() && !self.request_done && self.response_status.is_none() {
             let why = "request body incomplete: the client went away";
@@ -1791,7 +1879,14 @@ impl Stream {
             None => self.base(refusal.kind, now),
         };
         r.outcome = Some(outcome);
-        r.reason = Some(refusal.reason.clone());
+        // Masked: a decoder's reason may quote the body.
+        r.reason = Some(
+            self.shared
+                .config
+                .masking
+                .mask_text(&refusal.reason)
+                .into_owned(),
+        );
         r.auth = refusal.auth.clone();
         vec![r]
     }
@@ -1857,14 +1952,7 @@ impl Stream {
         } else {
             self.protocol_version.clone()
         };
-        let header_mismatch = self
-            .header_method
-            .as_deref()
-            .is_some_and(|h| Some(h) != m.method.as_deref())
-            || self
-                .header_name
-                .as_deref()
-                .is_some_and(|h| Some(h) != m.name_for_header());
+        let header_mismatch = self.routing.mismatch(m).is_some();
         // What the record keeps of the message, masked: never a secret in the trail.
         let masking = &self.shared.config.masking;
         let mut masked = Vec::new();
@@ -1954,3 +2042,6 @@ mod fixture_tests;
 
 #[cfg(test)]
 mod mask_tests;
+
+#[cfg(test)]
+mod judge_tests;

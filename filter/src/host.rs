@@ -50,13 +50,16 @@ pub struct HostError(pub String);
 pub trait Host {
     /// Wall-clock time, Unix milliseconds.
     fn now_ms(&self) -> u64;
-    /// Random bits for ids and jitter (seeded once per VM, not per record).
-    fn random_u64(&self) -> u64;
+    /// Random bits for ids and cache keys (drawn when a VM is configured); an error when the
+    /// host has no randomness to give.
+    fn random_u64(&self) -> Result<u64, HostError>;
     fn log(&self, level: Level, message: &str);
     fn header(&self, map: Headers, name: &str) -> Option<String>;
     /// All headers of a map, in one host call.
     fn headers(&self, map: Headers) -> Vec<(String, String)>;
-    fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>>;
+    /// Up to `max` bytes of a body from `start` (empty when there is none); an error when
+    /// the host could not hand it over.
+    fn body(&self, which: Body, start: usize, max: usize) -> Result<Vec<u8>, HostError>;
     /// An Envoy attribute such as `["source", "address"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn send_response(

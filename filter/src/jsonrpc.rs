@@ -106,13 +106,6 @@ impl Message {
             }
         }
     }
-
-    /// What `Mcp-Name` should carry for this message (2026-07-28 standard headers).
-    pub fn name_for_header(&self) -> Option<&str> {
-        self.tool()
-            .or_else(|| self.prompt())
-            .or_else(|| self.resource())
-    }
 }
 
 /// Why a body, or one element of a batch, is not JSON-RPC.
@@ -133,10 +126,90 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-/// Decodes a POST body: one message or a batch (one result per element, in order).
+/// Decodes a POST body: one message or a batch (one result per element, in order). The body
+/// is read strictly ([`read_body`]).
 pub fn decode_body(body: &[u8]) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    decode_value(read_body(body)?)
+}
+
+/// Reads a body as JSON, strictly: besides what serde_json refuses (invalid UTF-8, a lone
+/// surrogate, a number beyond f64, nesting past 128, trailing bytes), a member given twice in
+/// any object is an error. A reader that keeps the first copy and one that keeps the last
+/// (servers differ) would run different calls; the filter judges only what all readers agree on.
+pub fn read_body(body: &[u8]) -> Result<Value, DecodeError> {
+    serde_json::from_slice::<Strict>(body)
+        .map(|s| s.0)
+        .map_err(|e| DecodeError::Json(e.to_string()))
+}
+
+/// A JSON value read with [`read_body`]'s rules.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut obj = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if obj.contains_key(&key) {
+                let mut shown: String = key.chars().take(64).collect();
+                if shown.len() < key.len() {
+                    shown.push('…');
+                }
+                return Err(serde::de::Error::custom(format!(
+                    "member `{shown}` given twice"
+                )));
+            }
+            obj.insert(key, v);
+        }
+        Ok(Value::Object(obj))
+    }
+}
+
+/// Classifies a JSON value as one message or a batch (one result per element, in order).
+pub fn decode_value(value: Value) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
     match value {
         Value::Array(items) => {
             if items.is_empty() {
@@ -153,6 +226,14 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
     let Value::Object(mut obj) = value else {
         return Err(DecodeError::NotJsonRpc("not a JSON object".into()));
     };
+    // A member that differs from a JSON-RPC member only in case is read as that member by
+    // some servers (Go's encoding/json folds case): ambiguous, so not a message.
+    if let Some(k) = obj.keys().find(|k| look_alike(k, &MEMBERS)) {
+        return Err(DecodeError::NotJsonRpc(format!(
+            "member `{}` differs from a JSON-RPC member only in case",
+            k.chars().take(32).collect::<String>()
+        )));
+    }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
     }
@@ -168,6 +249,15 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
             return Err(DecodeError::NotJsonRpc(
                 "`params` is neither an object nor an array".into(),
             ));
+        }
+    }
+    let named = method.as_deref().and_then(name_member);
+    if let (Some(name), Some(Value::Object(p))) = (named, &params) {
+        if let Some(k) = p.keys().find(|k| look_alike(k, &[name])) {
+            return Err(DecodeError::NotJsonRpc(format!(
+                "params member `{}` differs from `{name}` only in case",
+                k.chars().take(32).collect::<String>()
+            )));
         }
     }
     let result = obj.remove("result");
@@ -190,6 +280,31 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
         result,
         error,
     })
+}
+
+/// The members of a JSON-RPC message.
+const MEMBERS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+
+/// The `params` member naming what a method acts on (what `Mcp-Name` mirrors).
+pub fn name_member(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
+}
+
+/// `key` is not one of `names` but equals one under case folding (ASCII, plus the two
+/// non-ASCII letters Unicode folds onto ASCII ones: U+017F long s, U+212A Kelvin sign).
+fn look_alike(key: &str, names: &[&str]) -> bool {
+    let fold = |c: char| match c {
+        '\u{17f}' => 's',
+        '\u{212a}' => 'k',
+        c => c.to_ascii_lowercase(),
+    };
+    names
+        .iter()
+        .any(|n| key != *n && key.chars().map(fold).eq(n.chars()))
 }
 
 /// The top-level members of a message, borrowed unparsed from the input. A member given twice
@@ -416,7 +531,11 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":null,"protocolVersion":null}}"#,
         ];
         for c in cases {
-            let full = decode_body(c.as_bytes());
+            // Answers are read leniently (the filter judges requests, not answers): the full
+            // reader of answers is serde_json's `Value` (a duplicate keeps its last copy).
+            let full = serde_json::from_str::<Value>(c)
+                .map_err(|e| DecodeError::Json(e.to_string()))
+                .and_then(decode_value);
             let peek = peek_body(c);
             match (&full, &peek) {
                 (Ok(f), Ok(p)) => {
@@ -451,6 +570,51 @@ mod tests {
     }
 
     #[test]
+    fn requests_are_read_strictly() {
+        let refused = [
+            // A member twice, at the top, in params, deep in arguments.
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":{"y":1,"y":2}}}}"#,
+            // The same member once escaped and once plain is still the same member.
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","\u006dethod":"tools/call"}"#,
+            // Beyond f64, a lone surrogate, raw invalid UTF-8, nesting past 128, trailing bytes.
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":1e400}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"s":"\ud800"}}"#,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"s\":\"\u{fffd}\"}}x",
+            "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
+        ];
+        for body in refused {
+            assert!(decode_body(body.as_bytes()).is_err(), "{body}");
+        }
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"a":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(decode_body(deep.as_bytes()).is_err());
+        let mut invalid_utf8 =
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"s":""#.to_vec();
+        invalid_utf8.extend_from_slice(&[0xff, b'"', b'}', b'}']);
+        assert!(decode_body(&invalid_utf8).is_err());
+        // Members that differ from a JSON-RPC member (or the name a call acts on) only in
+        // case: some servers fold case, so the message is ambiguous.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","paramſ":{},"params":{"name":"a"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","NAME":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","Uri":"b"}}"#,
+        ] {
+            assert!(
+                matches!(one(body), Err(DecodeError::NotJsonRpc(_))),
+                "{body}"
+            );
+        }
+        // Case alone elsewhere is no ambiguity.
+        assert!(one(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"Name":1,"name":2}}}"#).is_ok());
+    }
+
+    #[test]
     fn tools_call_request() {
         let m = one(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"query_db","arguments":{"sql":"select 1"}}}"#).unwrap();
         assert_eq!(m.kind, Kind::Request);
@@ -469,7 +633,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.resource(), Some("file:///a"));
-        assert_eq!(m.name_for_header(), Some("file:///a"));
         let m = one(r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"who","value":"a"}}}"#).unwrap();
         assert_eq!(m.prompt(), Some("greet"));
         let m = one(r#"{"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}"#).unwrap();

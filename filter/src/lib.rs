@@ -21,6 +21,7 @@ pub mod glue;
 pub mod host;
 pub mod ids;
 pub mod jsonrpc;
+pub mod judge;
 pub mod jwt;
 pub mod mask;
 pub mod policy;

@@ -48,13 +48,11 @@ impl Host for ProxyHost {
             .map_or(0, |d| d.as_millis() as u64)
     }
 
-    fn random_u64(&self) -> u64 {
+    fn random_u64(&self) -> Result<u64, HostError> {
         let mut b = [0u8; 8];
-        if getrandom::fill(&mut b).is_err() {
-            // No entropy: fall back to the clock, which still separates VMs in practice.
-            return self.now_ms() ^ 0x6d63_7074_7261_696c;
-        }
-        u64::from_le_bytes(b)
+        // No fallback to the clock: predictable cache keys and ids are worse than no VM.
+        getrandom::fill(&mut b).map_err(|e| HostError(format!("no randomness: {e}")))?;
+        Ok(u64::from_le_bytes(b))
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -75,10 +73,10 @@ impl Host for ProxyHost {
         hostcalls::get_map(map(m)).unwrap_or_default()
     }
 
-    fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>> {
+    fn body(&self, which: Body, start: usize, max: usize) -> Result<Vec<u8>, HostError> {
         hostcalls::get_buffer(buffer(which), start, max)
-            .ok()
-            .flatten()
+            .map(Option::unwrap_or_default)
+            .map_err(|s| HostError(format!("{s:?}")))
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {

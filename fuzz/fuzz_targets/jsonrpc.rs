@@ -1,14 +1,16 @@
-//! JSON-RPC decoding: `decode_body` never panics on any bytes, its accessors neither, and
-//! `peek_body` (the lazy reader used on responses) classifies exactly like `decode_body`.
+//! JSON-RPC decoding: `decode_body` (the strict reader of requests) never panics on any
+//! bytes, its accessors neither; whatever it accepts, a lenient reader (serde_json's `Value`,
+//! a duplicate keeping its last copy) reads the same; and `peek_body` (the lazy reader used on
+//! answers) classifies exactly like that lenient reader.
 //!
-//! One documented leniency: `peek_body` does not build `params`/`result`, so where
-//! `decode_body` refuses a body only because serde_json cannot build its tree (a lone UTF-16
+//! One documented leniency: `peek_body` does not build `params`/`result`, so where the
+//! lenient reader refuses a body only because serde_json cannot build its tree (a lone UTF-16
 //! surrogate escape, nesting deeper than 128, a number beyond f64), `peek_body` may still
 //! classify it (`fuzz_regressions::peek_is_lenient_only_where_serde_json_cannot_build_the_tree`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcptrail::jsonrpc::{decode_body, peek_body, DecodeError, Kind, Message};
+use mcptrail::jsonrpc::{decode_body, decode_value, peek_body, DecodeError, Kind, Message};
 use serde_json::Value;
 
 /// What the audit trail takes from a message.
@@ -67,12 +69,19 @@ fn tree_limit(r: &Result<Vec<Result<Message, DecodeError>>, DecodeError>) -> boo
 }
 
 fuzz_target!(|input: &[u8]| {
-    let full = decode_body(input);
-    if let Ok(items) = &full {
+    let strict = decode_body(input);
+    let full = serde_json::from_slice::<Value>(input)
+        .map_err(|e| DecodeError::Json(e.to_string()))
+        .and_then(decode_value);
+    if strict.is_ok() {
+        // What the strict reader accepts, every reader reads the same.
+        assert_eq!(strict, full, "strict and lenient readings differ on {input:?}");
+    }
+    if let Ok(items) = &strict {
         assert!(!items.is_empty());
         for m in items.iter().flatten() {
             let _ = (m.tool(), m.arguments(), m.prompt(), m.resource());
-            let _ = (m.client_info(), m.name_for_header());
+            let _ = m.client_info();
             match m.kind {
                 Kind::Request => assert!(m.method.is_some() && m.id.is_some()),
                 Kind::Notification => assert!(m.method.is_some() && m.id.is_none()),

@@ -27,6 +27,10 @@ pub struct FakeHost {
     pub responses: RefCell<Vec<Reply>>,
     pub calls: RefCell<Vec<Call>>,
     pub fail_calls: Cell<bool>,
+    /// Body reads fail (as a host call that returns an error status).
+    pub fail_body: Cell<bool>,
+    /// The host has no randomness.
+    pub no_random: Cell<bool>,
     pub tick_ms: Cell<u64>,
     /// Streams resumed (by effective context id; 0 when none was set).
     pub resumed: RefCell<Vec<u32>>,
@@ -110,10 +114,13 @@ impl Host for FakeHost {
         self.now.get()
     }
 
-    fn random_u64(&self) -> u64 {
+    fn random_u64(&self) -> Result<u64, HostError> {
         self.count("random_u64");
+        if self.no_random.get() {
+            return Err(HostError("no randomness".into()));
+        }
         self.rand.set(self.rand.get() + 1);
-        self.rand.get()
+        Ok(self.rand.get())
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -143,12 +150,17 @@ impl Host for FakeHost {
         v
     }
 
-    fn body(&self, which: Body, start: usize, max: usize) -> Option<Vec<u8>> {
+    fn body(&self, which: Body, start: usize, max: usize) -> Result<Vec<u8>, HostError> {
         self.count("body");
+        if self.fail_body.get() {
+            return Err(HostError("NotFound".into()));
+        }
         let b = self.bodies.borrow();
-        let data = b.get(&bkey(which))?;
+        let Some(data) = b.get(&bkey(which)) else {
+            return Ok(Vec::new());
+        };
         let end = start.saturating_add(max).min(data.len());
-        data.get(start..end).map(<[u8]>::to_vec)
+        Ok(data.get(start..end).map(<[u8]>::to_vec).unwrap_or_default())
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {

@@ -546,8 +546,8 @@ mod auth_and_policy {
         let mut s = r.new_stream(1).unwrap();
         assert_eq!(
             s.on_request_headers(&host, false),
-            Action::Pause,
-            "held for the body"
+            Action::Continue,
+            "the headers go on; the body is held in the body callbacks"
         );
         host.set_body(Body::Request, &CALL.as_bytes()[..20]);
         assert_eq!(s.on_request_body(&host, 20, false), Action::Pause);
@@ -567,7 +567,7 @@ mod auth_and_policy {
         c["groups"] = json!(["admins"]);
         request(&host, Some(&sign("RS256", &c)), "POST");
         let mut s = r.new_stream(2).unwrap();
-        assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(s.on_request_headers(&host, false), Action::Continue);
         assert_eq!(body(&host, &mut s, CALL), Action::Continue);
         finish(&host, &mut s, "200");
         r.on_tick(&host);
@@ -588,7 +588,7 @@ mod auth_and_policy {
         assert!(r.configure(&host, config("", policy).as_bytes()));
         request(&host, Some(&sign("RS256", &claims("alice"))), "POST");
         let mut s = r.new_stream(1).unwrap();
-        assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(s.on_request_headers(&host, false), Action::Continue);
         let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         assert_eq!(body(&host, &mut s, note), Action::Pause);
         assert_eq!(first_reply(&host).0, 403);
@@ -647,6 +647,56 @@ mod auth_and_policy {
         r.on_tick(&host);
         let recs = host.shipped();
         assert_eq!(recs.last().unwrap()["identity"]["sub"], "alice");
+    }
+
+    /// Without `allow_on_headers_stop_iteration` (Istio, Envoy Gateway) a Pause in the headers
+    /// hides the body callbacks until the stream is resumed: the root resumes a request whose
+    /// body it has not seen, and the body callbacks judge it then. With the flag, a body seen
+    /// whole while waiting is judged by the root before anything goes on.
+    #[test]
+    fn held_bodies_are_judged_whether_body_callbacks_come_before_or_after_the_resume() {
+        let config = fetch_config().replace(
+            "}]}}",
+            r#"}]}, "policy":{"rules":[{"tools":["delete_*"],"action":"deny"}]}}"#,
+        );
+        for body_while_waiting in [false, true] {
+            let host = host_at_now();
+            let mut r = Root {
+                context_id: 1,
+                ..Root::default()
+            };
+            assert!(r.configure(&host, config.as_bytes()), "{config}");
+            request(&host, Some(&sign("RS256", &claims("alice"))), "POST");
+            let mut s = r.new_stream(42).unwrap();
+            assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+            if body_while_waiting {
+                assert_eq!(body(&host, &mut s, CALL), Action::Pause);
+            }
+            r.on_tick(&host);
+            host.set_header(Headers::CallResponse, ":status", "200");
+            let doc = jwks().to_string();
+            host.set_body(Body::CallResponse, doc.as_bytes());
+            r.on_http_call_response(&host, 1, 3, doc.len());
+            if body_while_waiting {
+                assert!(host.resumed.borrow().is_empty(), "denied: never resumed");
+                assert_eq!(*host.replies_to.borrow(), vec![42]);
+            } else {
+                assert_eq!(*host.resumed.borrow(), vec![42], "resumed unseen");
+                assert_eq!(body(&host, &mut s, CALL), Action::Pause, "judged now");
+            }
+            let (status, _, reply) = host.responses.borrow()[0].clone();
+            let reply: Value = serde_json::from_slice(&reply).unwrap();
+            assert_eq!(
+                (status, reply["error"]["code"].clone()),
+                (200, json!(POLICY_DENIED_CODE))
+            );
+            s.on_log(&host);
+            host.advance(1000);
+            r.on_tick(&host);
+            let rec = host.shipped().pop().unwrap();
+            assert_eq!(rec["kind"], "policy.denied", "{rec}");
+            assert_eq!(rec["identity"]["sub"], "alice");
+        }
     }
 
     #[test]
