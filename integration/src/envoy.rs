@@ -74,6 +74,9 @@ pub struct EnvoySpec {
     pub extra_filters_yaml: String,
     /// `FAIL_CLOSED`, `FAIL_OPEN` or `FAIL_RELOAD`.
     pub failure_policy: String,
+    /// `allow_on_headers_stop_iteration` (true by default); Istio's `WasmPlugin` and Envoy
+    /// Gateway cannot set it, so tests run without it too.
+    pub stop_iteration: bool,
     /// Without the filter at all (plain Envoy, for comparisons).
     pub without_filter: bool,
     /// Paths Envoy answers itself (`direct_response`), before the upstream route: a fast
@@ -100,6 +103,7 @@ impl EnvoySpec {
             clusters: Vec::new(),
             extra_filters_yaml: String::new(),
             failure_policy: "FAIL_CLOSED".into(),
+            stop_iteration: true,
             without_filter: false,
             direct: Vec::new(),
         }
@@ -170,8 +174,7 @@ pub fn render(spec: &EnvoySpec) -> String {
               config:
                 name: mcptrail
                 root_id: mcptrail
-                # Lets the filter hold the headers while it reads the body (Envoy >= 1.35).
-                allow_on_headers_stop_iteration: true
+                {stop_iteration}
                 failure_policy: {failure_policy}
                 vm_config:
                   vm_id: mcptrail
@@ -184,6 +187,11 @@ pub fn render(spec: &EnvoySpec) -> String {
                   value: {plugin_config}
 "#,
             failure_policy = spec.failure_policy,
+            stop_iteration = if spec.stop_iteration {
+                "# Body callbacks also while the headers wait for keys (Envoy >= 1.35).\n                allow_on_headers_stop_iteration: true"
+            } else {
+                "# allow_on_headers_stop_iteration unset, as Istio and Envoy Gateway leave it."
+            },
         )
     };
     let mut clusters = cluster_yaml(&spec.mcp_upstream);
