@@ -16,7 +16,7 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-t
 
 .PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench bench-micro bench-exchange bench-v8 bench-auth \
 	bench-sse clean image validate-deploy compose-up compose-down compose-token compose-audit \
-	fuzz fuzz-smoke fuzz-seeds sse-diff faults
+	fuzz fuzz-smoke fuzz-seeds sse-diff policy-diff faults
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,7 +49,7 @@ test-wasm: setup ## The filter's logic tests compiled to wasm, run under Node (w
 e2e: setup build ## End-to-end tests: real Envoy, clients, collector; deployment files (tests/deploy.rs)
 	cargo test -p mcptrail-integration
 
-test: setup lint unit test-wasm e2e sse-diff fuzz-smoke ## Everything CI runs (sets up what it needs first)
+test: setup lint unit test-wasm e2e sse-diff policy-diff fuzz-smoke ## Everything CI runs (sets up what it needs first)
 
 fuzz: ## Fuzz every target FUZZ_SECONDS (60) each: nightly + cargo-fuzz (scripts/setup-fuzz.sh); docs/security.md
 	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
@@ -63,6 +63,10 @@ faults: setup build ## Faults, VM failure policies and resource bounds through r
 sse-diff: setup ## The SSE parser against the official Python MCP SDK's reader, on 5000 generated streams
 	cargo build -q -p mcptrail-filter --example sse_events
 	$(TOOLS)/venv/bin/python scripts/sse-differential.py --streams 5000
+
+policy-diff: setup ## Policy verdicts on 5000 mutated tools/call bodies against how the official Python MCP SDK server reads them
+	cargo build -q -p mcptrail-filter --features testkit --example policy_verdicts
+	$(TOOLS)/venv/bin/python scripts/policy-differential.py --bodies 5000
 
 fuzz-seeds: ## Rewrite the fuzz seed corpora from the recorded exchanges (fuzz/gen_seeds.py)
 	python3 fuzz/gen_seeds.py
