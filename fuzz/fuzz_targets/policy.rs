@@ -9,7 +9,6 @@
 use libfuzzer_sys::fuzz_target;
 use mcptrail::glue::fake::FakeHost;
 use mcptrail::glue::Root;
-use mcptrail::host::{Action, Body, Headers};
 use mcptrail::jsonrpc::{decode_body, decode_value, DecodeError, Message};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -95,23 +94,7 @@ fuzz_target!(|input: &[u8]| {
     let host = FakeHost::default();
     let mut root = Root::default();
     assert!(root.configure(&host, CONFIG.as_bytes()));
-    host.set_header(Headers::Request, ":path", "/mcp");
-    host.set_header(Headers::Request, ":method", "POST");
-    let mut s = root.new_stream(1).expect("configured");
-    let mut action = s.on_request_headers(&host, body.is_empty());
-    if action == Action::Continue && !body.is_empty() {
-        let at = usize::from(cut) * body.len() / 255;
-        let (a, _) = body.split_at(at);
-        host.set_body(Body::Request, a);
-        action = s.on_request_body(&host, a.len(), false);
-        if action == Action::Pause {
-            host.set_body(Body::Request, body);
-            action = s.on_request_body(&host, body.len(), true);
-        }
-    }
-    s.on_log(&host);
-    let forwarded = action == Action::Continue && host.responses.borrow().is_empty();
-    if !forwarded {
+    if !host.forwards(&root, body, usize::from(cut) * body.len() / 255) {
         return;
     }
     let strict = decode_body(body);

@@ -386,6 +386,34 @@ impl FakeHost {
         }
     }
 
+    /// Sends a POST of any bytes (not only text, as [`FakeHost::exchange`]) through a new
+    /// stream of `root`, the body in two callbacks cut at `cut` (Envoy's buffering after a
+    /// `Pause` modelled), and ends the stream with no answer. Returns whether the request was
+    /// forwarded: its last request callback answered `Continue` and no local reply was sent.
+    pub fn forwards(&self, root: &super::Root, body: &[u8], cut: usize) -> bool {
+        use crate::host::Action;
+        self.clear_headers(Headers::Request);
+        self.set_header(Headers::Request, ":path", "/mcp");
+        self.set_header(Headers::Request, ":method", "POST");
+        self.set_header(Headers::Request, "content-type", "application/json");
+        let replies = self.responses.borrow().len();
+        let Some(mut s) = root.new_stream(1) else {
+            return false;
+        };
+        let mut action = s.on_request_headers(self, body.is_empty());
+        if action == Action::Continue && !body.is_empty() {
+            let (a, b) = body.split_at(cut.min(body.len()));
+            self.set_body(Body::Request, a);
+            action = s.on_request_body(self, a.len(), false);
+            // After a Pause the last callback sees all that is buffered; else only the rest.
+            let last = if action == Action::Pause { body } else { b };
+            self.set_body(Body::Request, last);
+            action = s.on_request_body(self, last.len(), true);
+        }
+        s.on_log(self);
+        action == Action::Continue && self.responses.borrow().len() == replies
+    }
+
     /// Appends the response chunk the stream let through to what the client saw.
     fn take_response(&self, client_saw: &mut Vec<u8>) {
         if let Some(b) = self.bodies.borrow().get(&bkey(Body::Response)) {
