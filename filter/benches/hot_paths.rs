@@ -8,11 +8,11 @@
     clippy::indexing_slicing
 )]
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use mcptrail::auth::jwt::{parse_jwks, Alg, ClaimNames};
 use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider, TEST_CACHE_KEY};
 use mcptrail::config::Config;
-use mcptrail::jwt::testkit::{self, AUD, ISS, NOW};
-use mcptrail::jwt::{parse_jwks, Alg, ClaimNames};
 use mcptrail::mask::Detector;
+use mcptrail::testkit::jwt::{self as testkit, AUD, ISS, NOW};
 use serde_json::{json, Value};
 
 fn settings(cache: usize) -> AuthSettings {
@@ -143,11 +143,11 @@ fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("jsonrpc");
     group.throughput(Throughput::Bytes(call.len() as u64));
     group.bench_function("decode_request_1k", |b| {
-        b.iter(|| mcptrail::jsonrpc::decode_body(call.as_bytes()).unwrap())
+        b.iter(|| mcptrail::mcp::jsonrpc::decode_body(call.as_bytes()).unwrap())
     });
     group.throughput(Throughput::Bytes(reply.len() as u64));
     group.bench_function("peek_reply_1k", |b| {
-        b.iter(|| mcptrail::jsonrpc::peek_body(&reply).unwrap())
+        b.iter(|| mcptrail::mcp::jsonrpc::peek_body(&reply).unwrap())
     });
     group.finish();
 }
@@ -165,7 +165,7 @@ fn sse(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(stream.len() as u64));
     group.bench_function("parse_100_events_1k_chunks", |b| {
         b.iter(|| {
-            let mut p = mcptrail::sse::Parser::new(1 << 20);
+            let mut p = mcptrail::mcp::sse::Parser::new(1 << 20);
             let mut out = Vec::new();
             for chunk in stream.as_bytes().chunks(1024) {
                 p.feed(chunk, &mut out);

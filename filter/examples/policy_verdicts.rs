@@ -9,8 +9,8 @@
 use std::io::{BufRead as _, Write as _};
 
 use base64::Engine as _;
-use mcptrail::glue::fake::FakeHost;
-use mcptrail::glue::Root;
+use mcptrail::filter::Root;
+use mcptrail::host::fake::FakeHost;
 use serde_json::{json, Value};
 
 const CONFIG: &str = r#"{"audit":{"cluster":"audit"},"mcp":{"paths":["/mcp"]},"policy":{"rules":[{"tools":["delete_*"],"action":"deny"}]}}"#;
@@ -32,7 +32,7 @@ fn main() {
         };
         let forwarded = host.forwards(&root, &body, body.len() / 2);
         let calls: Vec<Value> = if forwarded {
-            mcptrail::jsonrpc::decode_body(&body)
+            mcptrail::mcp::jsonrpc::decode_body(&body)
                 .map(|items| {
                     items
                         .iter()

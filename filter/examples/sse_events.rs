@@ -9,7 +9,7 @@
 use std::io::{BufRead as _, Write as _};
 
 use base64::Engine as _;
-use mcptrail::sse::Parser;
+use mcptrail::mcp::sse::Parser;
 use serde_json::{json, Value};
 
 fn main() {

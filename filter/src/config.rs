@@ -10,8 +10,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::auth::jwt::{self, Alg, ClaimNames};
 use crate::auth::{AuthSettings, JwksFetch, Mode, Provider};
-use crate::jwt::{self, Alg, ClaimNames};
 use crate::mask::{self, Action, Detector, FieldRule, Masker, OnTooLarge, PathRule, Pattern};
 use crate::policy::{Effect, Glob, Policy, Rule};
 

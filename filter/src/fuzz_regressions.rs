@@ -5,10 +5,10 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use crate::glue::fake::FakeHost;
-use crate::glue::Root;
+use crate::filter::Root;
+use crate::host::fake::FakeHost;
 use crate::host::{Action, Body, Headers};
-use crate::jsonrpc::{decode_body, peek_body};
+use crate::mcp::jsonrpc::{decode_body, peek_body};
 
 /// Required auth with an HS256 secret, and a policy that can deny (so POST bodies are held).
 const AUTH_POLICY: &str = r#"{"audit":{"cluster":"c"},"mcp":{"paths":["/mcp"]},

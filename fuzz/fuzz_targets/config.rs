@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcptrail::config::Config;
-use mcptrail::glue::fake::FakeHost;
-use mcptrail::glue::Root;
+use mcptrail::host::fake::FakeHost;
+use mcptrail::filter::Root;
 
 fuzz_target!(|input: &[u8]| {
     let parsed = Config::parse(input);

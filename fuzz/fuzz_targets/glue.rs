@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mcptrail::audit::chain::Verifier;
-use mcptrail::glue::fake::FakeHost;
-use mcptrail::glue::{Root, Stream};
+use mcptrail::host::fake::FakeHost;
+use mcptrail::filter::{Root, Stream};
 use mcptrail::host::{Action, Body, Headers, Host as _};
 use mcptrail_fuzz::{
     b64, exchanges, jwks, slice, valid_token, Signer, AUDIT_KEY, AUDIT_KEY_B64, AUD,
@@ -619,14 +619,14 @@ impl World {
 
     fn shipped(&self) -> u64 {
         self.root
-            .shared()
-            .map_or(0, |s| s.outbox.borrow().stats().batches_shipped)
+            .outbox_stats()
+            .map_or(0, |s| s.batches_shipped)
     }
 
     fn dropped_by_retries(&self) -> u64 {
         self.root
-            .shared()
-            .map_or(0, |s| s.outbox.borrow().stats().dropped_retries_exhausted)
+            .outbox_stats()
+            .map_or(0, |s| s.dropped_retries_exhausted)
     }
 
     /// Trail checks at the end of a run.

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcptrail::jsonrpc::{decode_body, decode_value, peek_body, DecodeError, Kind, Message};
+use mcptrail::mcp::jsonrpc::{decode_body, decode_value, peek_body, DecodeError, Kind, Message};
 use serde_json::Value;
 
 /// What the audit trail takes from a message.

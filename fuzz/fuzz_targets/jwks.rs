@@ -12,7 +12,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mcptrail::auth::{Authenticator, Outcome, TEST_CACHE_KEY};
 use mcptrail::config::Config;
-use mcptrail::jwt::{self, KeyMaterial, MIN_RSA_BITS};
+use mcptrail::auth::jwt::{self, KeyMaterial, MIN_RSA_BITS};
 use mcptrail_fuzz::{b64url, ed_jwk, rsa_jwk, valid_token, Signer, AUD, ISS, NOW_S};
 use serde_json::{json, Map, Value};
 

@@ -15,7 +15,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mcptrail::auth::{Authenticator, Outcome, TEST_CACHE_KEY};
 use mcptrail::config::Config;
-use mcptrail::jwt::{self, ClaimNames};
+use mcptrail::auth::jwt::{self, ClaimNames};
 use mcptrail_fuzz::{b64, b64url, jwks, signature, Signer, AUD, HMAC_SECRET, ISS, NOW_S};
 use serde_json::{json, Map, Value};
 

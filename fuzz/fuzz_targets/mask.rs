@@ -7,7 +7,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mcptrail::mask::testkit::{holds_json, unresolved, SAFE_PATTERNS, SAFE_REPLACEMENTS};
+use mcptrail::testkit::mask::{holds_json, unresolved, SAFE_PATTERNS, SAFE_REPLACEMENTS};
 use mcptrail::mask::{Action, Detector, FieldRule, Masker, PathRule, Pattern, MAX_KEEP};
 use serde_json::Value;
 

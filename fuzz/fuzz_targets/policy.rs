@@ -7,9 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcptrail::glue::fake::FakeHost;
-use mcptrail::glue::Root;
-use mcptrail::jsonrpc::{decode_body, decode_value, DecodeError, Message};
+use mcptrail::host::fake::FakeHost;
+use mcptrail::filter::Root;
+use mcptrail::mcp::jsonrpc::{decode_body, decode_value, DecodeError, Message};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 

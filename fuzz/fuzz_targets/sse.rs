@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcptrail::sse::{Event, Parser};
+use mcptrail::mcp::sse::{Event, Parser};
 use mcptrail_fuzz::Rng;
 
 #[derive(Debug, PartialEq)]

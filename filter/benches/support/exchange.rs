@@ -3,11 +3,12 @@
 //! (`examples/exchange_v8.rs`, the same code compiled to wasm and run by Node's V8).
 
 use base64::Engine as _;
-use mcptrail::glue::fake::{Exchange, FakeHost};
-use mcptrail::glue::Root;
+use mcptrail::filter::Root;
+use mcptrail::host::fake::FakeHost;
 use mcptrail::host::Headers;
-use mcptrail::jwt::testkit::{self, AUD, ISS, NOW};
-use mcptrail::workload;
+use mcptrail::testkit::exchange::Exchange;
+use mcptrail::testkit::jwt::{self as testkit, AUD, ISS, NOW};
+use mcptrail::testkit::workload;
 use serde_json::{json, Value};
 
 /// The request and answer of one exchange.

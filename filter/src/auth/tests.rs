@@ -4,7 +4,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use serde_json::json;
 
 use super::*;
-use crate::jwt::testkit::*;
+use crate::testkit::jwt::*;
 
 fn provider(fetch: bool, inline: bool) -> Provider {
     let (keys, _) = jwt::parse_jwks(jwks().to_string().as_bytes()).unwrap();

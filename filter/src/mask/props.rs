@@ -7,8 +7,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::{json, Map, Value};
 
-use super::testkit::{unresolved, SAFE_PATTERNS, SAFE_REPLACEMENTS};
 use super::*;
+use crate::testkit::mask::{unresolved, SAFE_PATTERNS, SAFE_REPLACEMENTS};
 
 /// Cases per property (fewer under the wasm test runner, which is slower).
 const CASES: usize = if cfg!(target_arch = "wasm32") {

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use mcptrail::workload;
+use mcptrail::testkit::workload;
 use mcptrail_integration::envoy::{self, loopback, Direct, EnvoySpec};
 use mcptrail_integration::{DevIssuer, Envoy, TEST_HMAC_KEY_B64};
 use serde_json::Value;

@@ -140,8 +140,8 @@ mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::super::fake::FakeHost;
     use super::*;
+    use crate::host::fake::FakeHost;
 
     #[test]
     fn publishes_deltas_once_per_change() {

@@ -130,7 +130,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::jwt::testkit::{jwks, AUD, ISS};
+    use crate::testkit::jwt::{jwks, AUD, ISS};
 
     #[test]
     fn every_depth_is_a_valid_configuration() {

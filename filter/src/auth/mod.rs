@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use serde_json::{Map, Value};
 
 use crate::audit::record::Identity;
-use crate::jwt::{self, Alg, ClaimNames, Jwk, JwtError, KeyMaterial};
+use jwt::{Alg, ClaimNames, Jwk, JwtError, KeyMaterial};
 
 /// `auth.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,6 +438,9 @@ impl Authenticator {
         self.keys.get(provider).is_some_and(|k| k.in_flight)
     }
 }
+
+pub mod http;
+pub mod jwt;
 
 #[cfg(test)]
 mod tests;

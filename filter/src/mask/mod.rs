@@ -81,8 +81,6 @@
 mod detectors;
 #[cfg(test)]
 mod props;
-#[cfg(any(test, feature = "testkit"))]
-pub mod testkit;
 #[cfg(test)]
 mod tests;
 
@@ -742,7 +740,7 @@ fn ceil_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Whether a string may hold JSON worth parsing: an object, an array or a string literal.
-fn looks_like_json(s: &str) -> bool {
+pub(crate) fn looks_like_json(s: &str) -> bool {
     let t = s.trim_ascii().as_bytes();
     t.len() >= 2
         && matches!(

@@ -6,8 +6,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::Value;
 
-use super::fake::{Done, Exchange, FakeHost};
 use super::*;
+use crate::host::fake::FakeHost;
+use crate::testkit::exchange::{Done, Exchange};
 
 const DENY: &str = r#"{"audit":{"cluster":"audit"},"mcp":{"paths":["/mcp"]},"policy":{"rules":[{"tools":["delete_*"],"action":"deny"}]}}"#;
 const OPEN: &str = r#"{"audit":{"cluster":"audit"},"mcp":{"paths":["/mcp"]}}"#;

@@ -33,5 +33,5 @@ pub fn unresolved<'a>(out: &Value, masked: &'a [String]) -> Option<&'a str> {
 
 /// Whether the masker reads `s` as JSON held in a string (and masks inside it).
 pub fn holds_json(s: &str) -> bool {
-    super::looks_like_json(s)
+    crate::mask::looks_like_json(s)
 }

@@ -8,8 +8,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::Value;
 
-use super::fake::{Exchange, FakeHost};
 use super::*;
+use crate::host::fake::FakeHost;
+use crate::testkit::exchange::Exchange;
 
 const SECRET_MAIL: &str = "alice@example.com";
 const CALL: &str = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"lookup","arguments":{"Password":"hunter2","note":"mail alice@example.com"}}}"#;

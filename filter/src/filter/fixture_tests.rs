@@ -8,8 +8,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::Value;
 
-use super::fake::{Exchange, FakeHost};
 use super::*;
+use crate::host::fake::FakeHost;
+use crate::testkit::exchange::Exchange;
 
 const FIXTURES: [(&str, &str); 6] = [
     (

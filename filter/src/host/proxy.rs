@@ -8,7 +8,7 @@ use proxy_wasm::types::{
     Action as PwAction, BufferType, ContextType, LogLevel, MapType, MetricType,
 };
 
-use crate::glue::{Root, Stream};
+use crate::filter::{Root, Stream};
 use crate::host::{Action, Body, Headers, Host, HostError, Level, MetricKind};
 
 proxy_wasm::main! {{

@@ -92,3 +92,11 @@ pub trait Host {
     /// The VM's linear memory size in bytes (it only grows: this is its peak).
     fn memory_bytes(&self) -> u64;
 }
+
+/// The proxy-wasm binding (the filter module only).
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod proxy;
+
+/// A recording fake of the host (tests, benches, fuzz targets).
+#[cfg(any(test, feature = "testkit"))]
+pub mod fake;

@@ -3,8 +3,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::Value;
 
-use super::fake::FakeHost;
 use super::*;
+use crate::host::fake::FakeHost;
 
 const CONFIG: &str = r#"{"audit":{"cluster":"audit_collector","authority":"collector","headers":{"x-api-key":"k"},"flush_interval_ms":500,"batch_max_records":10,"max_retries":2},"mcp":{"paths":["/mcp"]}}"#;
 
@@ -228,7 +228,7 @@ fn failed_batches_are_retried_then_reported_dropped() {
     assert_eq!(v["dropped"]["reason"], "retries_exhausted");
     host.set_header(Headers::CallResponse, ":status", "200");
     r.on_http_call_response(&host, 4, 1, 0);
-    let stats = r.shared().unwrap().outbox.borrow().stats();
+    let stats = r.outbox_stats().unwrap();
     assert_eq!(stats.shipped, 1);
     assert_eq!(stats.dropped_retries_exhausted, 1);
 }
@@ -276,7 +276,7 @@ fn full_batches_leave_between_flushes() {
     assert_eq!(host.calls.borrow().len(), 3);
     r.on_http_call_response(&host, 3, 1, 0);
     assert_eq!(host.shipped().len(), 25);
-    assert_eq!(r.shared().unwrap().outbox.borrow().stats().shipped, 25);
+    assert_eq!(r.outbox_stats().unwrap().shipped, 25);
 }
 
 #[test]
@@ -316,7 +316,7 @@ fn reject_mode_answers_503_when_full() {
     assert_eq!(s.on_request_headers(&host, false), Action::Pause);
     assert_eq!(host.responses.borrow()[0].0, 503);
     s.on_log(&host);
-    assert_eq!(r.shared().unwrap().outbox.borrow().depth(), 1);
+    assert_eq!(r.outbox_depth(), 1);
 }
 
 mod auth_and_policy {
@@ -325,9 +325,9 @@ mod auth_and_policy {
 
     use serde_json::{json, Value};
 
-    use super::super::fake::FakeHost;
     use super::super::*;
-    use crate::jwt::testkit::*;
+    use crate::host::fake::FakeHost;
+    use crate::testkit::jwt::*;
 
     fn config(extra_auth: &str, policy: &str) -> String {
         format!(
@@ -722,9 +722,10 @@ mod sessions_and_headers {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::super::fake::{Exchange, FakeHost};
     use super::super::*;
     use super::root;
+    use crate::host::fake::FakeHost;
+    use crate::testkit::exchange::Exchange;
 
     /// The response side of an exchange: status, new session id, body.
     type Resp<'a> = (&'a str, Option<&'a str>, &'a str);
@@ -827,7 +828,7 @@ mod sessions_and_headers {
 
     #[test]
     fn a_session_is_bound_to_the_identity_that_started_it() {
-        use crate::jwt::testkit::*;
+        use crate::testkit::jwt::*;
         let host = FakeHost::default();
         host.now.set(NOW as u64 * 1000);
         let cfg = |reject: bool| {
@@ -930,11 +931,11 @@ fn host_calls_per_decoded_call_stay_few() {
     ] {
         let r = root(&host, config);
         let reply = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"bob@example.com"}]}}"#;
-        let ex = fake::Exchange {
+        let ex = crate::testkit::exchange::Exchange {
             headers: &[("x-request-id", "r1"), ("content-type", "application/json")],
             body: r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#,
             chunks: &[reply],
-            ..fake::Exchange::default()
+            ..crate::testkit::exchange::Exchange::default()
         };
         host.host_calls.borrow_mut().clear();
         host.exchange(&r, &ex);

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::jsonrpc::{self, DecodeError, Message};
+use crate::mcp::jsonrpc::{self, DecodeError, Message};
 
 /// JSON-RPC 2.0 parse error: the body is not JSON the filter reads unambiguously.
 pub const PARSE_ERROR: i64 = -32700;

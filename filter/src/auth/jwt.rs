@@ -521,8 +521,5 @@ pub fn check_claims(
     Ok(exp)
 }
 
-#[cfg(any(test, feature = "testkit"))]
-pub mod testkit;
-
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::json;
 
-use super::testkit::*;
 use super::*;
+use crate::testkit::jwt::*;
 
 fn keys() -> Vec<Jwk> {
     let (k, skipped) = parse_jwks(jwks().to_string().as_bytes()).unwrap();

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::audit::record::{Outcome, Status};
-use crate::jsonrpc;
-use crate::sse;
+use crate::mcp::jsonrpc;
+use crate::mcp::sse;
 
 /// Response body kinds the decoder knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,19 +50,6 @@ impl Reply {
             result: None,
         }
     }
-
-    /// Settles an outcome by this reply: a JSON-RPC error or `isError: true` is `error`.
-    pub fn settle(&self, outcome: &mut Outcome) {
-        if self.error.is_some() {
-            outcome.status = Status::Error;
-            outcome.error = self.error.clone();
-        } else if self.is_error {
-            outcome.status = Status::Error;
-            outcome.is_error = true;
-        } else {
-            outcome.status = Status::Ok;
-        }
-    }
 }
 
 /// A message worth its own record, as it arrived: a server notification or request, or
@@ -88,7 +74,6 @@ pub struct Responses {
     pub replies: HashMap<String, Reply>,
     pub notifications: u64,
     pub server_requests: u64,
-    pub events: u64,
     /// Why (part of) the response could not be decoded.
     pub problem: Option<String>,
     /// The response's `content-type`, for the record when it is not one MCP uses.
@@ -127,7 +112,6 @@ impl Responses {
             replies: HashMap::new(),
             notifications: 0,
             server_requests: 0,
-            events: 0,
             problem: None,
             content_type: content_type.to_string(),
             collect_server: false,
@@ -214,7 +198,6 @@ impl Responses {
         self.sse.as_mut()?.feed(data, &mut events);
         let mut out = rewrite.map(|_| Vec::with_capacity(data.len()));
         for mut ev in events {
-            self.events += 1;
             if ev.oversized {
                 self.problem = Some(format!(
                     "an SSE event exceeded mcp.max_body_bytes ({} bytes); not decoded",

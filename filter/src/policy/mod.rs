@@ -110,6 +110,10 @@ impl Policy {
     }
 }
 
+pub mod enforce;
+pub mod judge;
+pub mod listing;
+
 #[cfg(test)]
 mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

@@ -6,8 +6,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::Value;
 
-use super::fake::{End, Exchange, FakeHost};
 use super::*;
+use crate::host::fake::FakeHost;
+use crate::testkit::exchange::{End, Exchange};
 
 const S1: &[(&str, &str)] = &[("mcp-session-id", "S1")];
 const RESUMED: &[(&str, &str)] = &[("mcp-session-id", "S1"), ("last-event-id", "e0")];
@@ -204,7 +205,7 @@ fn answers_that_end_in_trailers_are_complete() {
 
 #[test]
 fn decode_off_keeps_authentication_only() {
-    use crate::jwt::testkit::{claims, jwks, sign, AUD, ISS, NOW};
+    use crate::testkit::jwt::{claims, jwks, sign, AUD, ISS, NOW};
     let host = FakeHost::default();
     host.now.set(NOW as u64 * 1000);
     let cfg = format!(

@@ -1,0 +1,336 @@
+//! The root context (one per VM): configuration, the tick, key fetches, the requests waiting
+//! for keys, and shipping records to the collector.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::{apply, metrics, proceed_after_auth, Admit, Phase, Shared, Slot, Stream};
+use crate::audit::outbox::{Outbox, Stats};
+use crate::audit::resume::Resumption;
+use crate::auth::{http, Authenticator};
+use crate::config::Config;
+use crate::host::{Body, Headers, Host, Level};
+use crate::mcp::sessions::Sessions;
+
+/// A request held until its provider's keys arrive.
+#[derive(Debug)]
+pub(super) struct Waiter {
+    pub(super) context_id: u32,
+    pub(super) token: String,
+    pub(super) provider: usize,
+    pub(super) since_ms: u64,
+    pub(super) slot: Rc<RefCell<Slot>>,
+}
+
+/// Per-VM state.
+#[derive(Debug, Default)]
+pub struct Root {
+    /// The root context's own id, made current again after acting for held streams.
+    pub context_id: u32,
+    pub(super) shared: Option<Rc<Shared>>,
+    pub(super) inflight_token: Option<u32>,
+    pub(super) jwks_calls: HashMap<u32, usize>,
+    pub(super) next_flush_ms: u64,
+    pub(super) metrics: metrics::Metrics,
+}
+
+/// Root tick period (ms) at most: keys are fetched and held requests settled on time, and a
+/// full batch queued between flushes leaves within this much (at a high record rate, waiting
+/// for the flush tick would let the buffer fill and drop records).
+pub const FAST_TICK_MS: u64 = 100;
+
+impl Root {
+    /// Parses and compiles the plugin configuration. On error, logs one line naming the key
+    /// and returns `false`, so Envoy rejects the configuration.
+    pub fn configure(&mut self, host: &dyn Host, bytes: &[u8]) -> bool {
+        let config = match Config::parse(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                host.log(Level::Error, &format!("mcptrail: {e}"));
+                return false;
+            }
+        };
+        // Stream id, record-id seed, token-cache keys: never guessable, so never the clock.
+        let mut random = [0u64; 4];
+        for r in &mut random {
+            match host.random_u64() {
+                Ok(v) => *r = v,
+                Err(e) => {
+                    host.log(
+                        Level::Error,
+                        &format!("mcptrail: the host gives no randomness ({}): refusing the configuration (stream ids, record ids and token-cache keys need it)", e.0),
+                    );
+                    return false;
+                }
+            }
+        }
+        let [stream_id, id_seed, key0, key1] = random;
+        let stream = format!("{stream_id:016x}");
+        let outbox = Outbox::new(config.audit.clone(), stream, id_seed);
+        let tick = config.audit.flush_interval_ms.min(FAST_TICK_MS);
+        if let Err(e) = host.set_tick_period_ms(tick) {
+            host.log(
+                Level::Error,
+                &format!("mcptrail: cannot set the tick: {}", e.0),
+            );
+            return false;
+        }
+        self.next_flush_ms = 0;
+        self.shared = Some(Rc::new(Shared {
+            auth: RefCell::new(Authenticator::new(&config.auth, [key0, key1])),
+            sessions: RefCell::new(Sessions::new(config.mcp.max_sessions)),
+            config,
+            outbox: RefCell::new(outbox),
+            waiters: RefCell::new(Vec::new()),
+            resume: RefCell::new(Resumption::default()),
+            counters: RefCell::new(metrics::Counters::default()),
+        }));
+        true
+    }
+
+    /// The outbox's counters (none before a configuration).
+    pub fn outbox_stats(&self) -> Option<Stats> {
+        self.shared.as_ref().map(|s| s.outbox.borrow().stats())
+    }
+
+    /// Records queued in the outbox.
+    pub fn outbox_depth(&self) -> usize {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.outbox.borrow().depth())
+    }
+
+    /// A new stream, once configured.
+    pub fn new_stream(&self, context_id: u32) -> Option<Stream> {
+        self.shared
+            .as_ref()
+            .map(|s| Stream::new(Rc::clone(s), context_id))
+    }
+
+    /// The tick: starts due key fetches, times out held requests, ships records.
+    pub fn on_tick(&mut self, host: &dyn Host) {
+        let now = host.now_ms();
+        self.fetch_keys(host, now);
+        self.settle_waiters(host, now, None);
+        let flush = self
+            .shared
+            .as_ref()
+            .map_or(1000, |s| s.config.audit.flush_interval_ms);
+        if now >= self.next_flush_ms {
+            self.next_flush_ms = now + flush;
+            self.ship(host, true);
+            self.publish_metrics(host);
+        } else {
+            // Between flushes only a full batch goes (a backlog the last answer left behind).
+            self.ship(host, false);
+        }
+    }
+
+    fn publish_metrics(&mut self, host: &dyn Host) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let samples = {
+            let outbox = shared.outbox.borrow();
+            metrics::samples(
+                &outbox.stats(),
+                outbox.buffered(),
+                shared.sessions.borrow().len(),
+                host.memory_bytes(),
+                &shared.counters.borrow(),
+            )
+        };
+        self.metrics.publish(host, samples);
+    }
+
+    fn fetch_keys(&mut self, host: &dyn Host, now: u64) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let settings = &shared.config.auth;
+        let due = shared.auth.borrow_mut().due_fetches(settings, now);
+        for pi in due {
+            let Some(f) = settings.providers.get(pi).and_then(|p| p.fetch.as_ref()) else {
+                continue;
+            };
+            let headers = [
+                (":method", "GET"),
+                (":path", f.path.as_str()),
+                (":authority", f.authority.as_str()),
+                ("accept", "application/json"),
+            ];
+            match host.http_call(&f.cluster, &headers, &[], f.timeout_ms) {
+                Ok(token) => {
+                    self.jwks_calls.insert(token, pi);
+                }
+                Err(e) => {
+                    let line = shared.auth.borrow_mut().on_fetch(
+                        settings,
+                        pi,
+                        Err(format!(
+                            "callout to cluster `{}` refused: {}",
+                            f.cluster, e.0
+                        )),
+                        now,
+                    );
+                    host.log(Level::Warn, &format!("mcptrail: {line}"));
+                }
+            }
+        }
+    }
+
+    /// Settles held requests: those waiting on `provider` (keys just arrived), and any whose
+    /// wait is over.
+    fn settle_waiters(&mut self, host: &dyn Host, now: u64, provider: Option<usize>) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let wait_ms = shared.config.auth.jwks_wait_ms;
+        let ready: Vec<Waiter> = {
+            let mut w = shared.waiters.borrow_mut();
+            let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = w.drain(..).partition(|x| {
+                Some(x.provider) == provider || now.saturating_sub(x.since_ms) >= wait_ms
+            });
+            *w = keep;
+            ready
+        };
+        if ready.is_empty() {
+            return;
+        }
+        for waiter in ready {
+            if host.set_effective_context(waiter.context_id).is_err() {
+                continue; // the stream is gone
+            }
+            if matches!(waiter.slot.borrow().phase, Phase::Refused(_)) {
+                continue; // refused while it waited (its body could not be masked)
+            }
+            let expired = now.saturating_sub(waiter.since_ms) >= wait_ms;
+            let outcome = shared.auth.borrow_mut().authenticate(
+                &shared.config.auth,
+                &waiter.token,
+                now,
+                !expired,
+            );
+            let mut slot = waiter.slot.borrow_mut();
+            let admission = http::admit(&shared.config.auth, outcome, &slot.origin, &slot.path);
+            match apply(host, &mut slot, admission) {
+                Admit::Wait(provider) => {
+                    drop(slot);
+                    shared
+                        .waiters
+                        .borrow_mut()
+                        .push(Waiter { provider, ..waiter });
+                }
+                Admit::Refused => {}
+                Admit::Proceed => {
+                    if proceed_after_auth(host, shared, &mut slot) {
+                        if let Err(e) = host.resume_request() {
+                            host.log(Level::Warn, &format!("mcptrail: cannot resume: {}", e.0));
+                        }
+                    }
+                }
+            }
+        }
+        let _ = host.set_effective_context(self.context_id);
+    }
+
+    fn ship(&mut self, host: &dyn Host, force: bool) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        if self.inflight_token.is_some() {
+            return;
+        }
+        let audit = &shared.config.audit;
+        let now = host.now_ms();
+        let mut outbox = shared.outbox.borrow_mut();
+        let Some(send) = outbox.next_send(now, force) else {
+            return;
+        };
+        let len = send.body.len().to_string();
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "POST"),
+            (":path", &audit.path),
+            (":authority", &audit.authority),
+            ("content-type", send.content_type),
+            ("content-length", &len),
+        ];
+        headers.extend(audit.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        match host.http_call(&audit.cluster, &headers, send.body, audit.timeout_ms) {
+            Ok(token) => self.inflight_token = Some(token),
+            Err(e) => {
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "mcptrail: audit callout to cluster `{}` failed: {}",
+                        audit.cluster, e.0
+                    ),
+                );
+                outbox.dispatch_failed(now);
+                shared.counters.borrow_mut().callout_failures += 1;
+            }
+        }
+    }
+
+    /// A callout answered. `num_headers == 0` is a transport failure (reset, timeout).
+    pub fn on_http_call_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+    ) {
+        let status = if num_headers == 0 {
+            None
+        } else {
+            host.header(Headers::CallResponse, ":status")
+                .and_then(|s| s.parse::<u32>().ok())
+        };
+        let ok = status.is_some_and(|s| (200..300).contains(&s));
+        let what = status.map_or_else(|| "no response".to_string(), |s| format!("HTTP {s}"));
+        if let Some(pi) = self.jwks_calls.remove(&token) {
+            let Some(shared) = self.shared.as_ref() else {
+                return;
+            };
+            let now = host.now_ms();
+            let body = if ok {
+                host.body(Body::CallResponse, 0, body_size)
+                    .map_err(|e| format!("body unreadable: {}", e.0))
+            } else {
+                Err(what)
+            };
+            let result = body.as_deref().map_err(String::clone);
+            let line = shared
+                .auth
+                .borrow_mut()
+                .on_fetch(&shared.config.auth, pi, result, now);
+            host.log(
+                if ok { Level::Info } else { Level::Warn },
+                &format!("mcptrail: {line}"),
+            );
+            self.settle_waiters(host, now, Some(pi));
+            return;
+        }
+        if self.inflight_token != Some(token) {
+            return;
+        }
+        self.inflight_token = None;
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        if !ok {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "mcptrail: audit collector (cluster `{}`) answered {what}; will retry",
+                    shared.config.audit.cluster
+                ),
+            );
+            shared.counters.borrow_mut().callout_failures += 1;
+        }
+        shared.outbox.borrow_mut().on_result(ok, host.now_ms());
+        // Keep a busy outbox moving without waiting for the next tick.
+        self.ship(host, false);
+    }
+}

@@ -1,0 +1,6 @@
+//! MCP decoding: JSON-RPC messages, SSE streams, the answers to a request, sessions.
+
+pub mod jsonrpc;
+pub mod response;
+pub mod sessions;
+pub mod sse;

@@ -1,0 +1,103 @@
+//! Enforcement: a decided request body either goes on or is answered here, with the replies
+//! the client gets and the refusal its records carry.
+
+use serde_json::{json, Value};
+
+use crate::audit::build::Refusal;
+use crate::audit::record::Kind;
+use crate::mcp::jsonrpc::{self, DecodeError, Message};
+use crate::policy::judge::Unjudgeable;
+use crate::policy::{Effect, Policy};
+
+/// JSON-RPC error code of a policy denial (implementation-defined server error range).
+pub const POLICY_DENIED_CODE: i64 = -32003;
+
+/// A request refused here: the answer (status, JSON body) and the record's refusal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denied {
+    pub status: u32,
+    pub body: String,
+    pub refusal: Refusal,
+}
+
+/// A request that cannot be judged, refused.
+pub fn unjudgeable(u: &Unjudgeable) -> Denied {
+    Denied {
+        status: u.status,
+        body: u.reply(),
+        refusal: Refusal {
+            kind: Kind::DecodeError,
+            status: u.status,
+            reason: format!(
+                "{}; refused because policy could not be evaluated",
+                u.reason
+            ),
+            auth: None,
+            policy: Vec::new(),
+        },
+    }
+}
+
+/// Applies the policy to a decoded body for a caller in `groups`: `Some` when it is refused.
+/// One denied element refuses the whole request: nothing of it reaches the server.
+pub fn enforce(
+    policy: &Policy,
+    messages: &[Result<Message, DecodeError>],
+    groups: &[String],
+) -> Option<Denied> {
+    let mut denied = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let Ok(m) = m else { continue };
+        let Some(method) = m.method.as_deref() else {
+            continue;
+        };
+        let d = policy.decide(method, m.tool(), groups);
+        if d.effect == Effect::Deny {
+            denied.push((i, d.rule));
+        }
+    }
+    if denied.is_empty() {
+        return None;
+    }
+    let error_for = |i: usize, m: &Message| {
+        let what = match m.tool() {
+            Some(t) => format!("tool `{t}`"),
+            None => format!("method `{}`", m.method.as_deref().unwrap_or("?")),
+        };
+        let message = if denied.iter().any(|(d, _)| *d == i) {
+            format!("Forbidden: {what} is not allowed for this caller")
+        } else {
+            "Not executed: the batch contains a call that is not allowed".to_string()
+        };
+        json!({"jsonrpc": "2.0", "id": m.id.clone().unwrap_or(Value::Null),
+               "error": {"code": POLICY_DENIED_CODE, "message": message}})
+    };
+    let replies: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            m.as_ref()
+                .ok()
+                .filter(|m| m.kind == jsonrpc::Kind::Request)
+                .map(|m| error_for(i, m))
+        })
+        .collect();
+    // Only notifications were denied: there is no id to answer, so the refusal is HTTP 403.
+    let status = if replies.is_empty() { 403 } else { 200 };
+    let body = match (messages.len(), replies.first()) {
+        (1, Some(one)) => one.to_string(),
+        (_, Some(_)) => Value::Array(replies).to_string(),
+        (_, None) => r#"{"error":"forbidden","error_description":"denied by policy"}"#.to_string(),
+    };
+    Some(Denied {
+        status,
+        body,
+        refusal: Refusal {
+            kind: Kind::PolicyDenied,
+            status,
+            reason: "denied by policy".to_string(),
+            auth: None,
+            policy: denied,
+        },
+    })
+}
