@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
+use mcptrail::audit::chain::record_line;
 use mcptrail::time::{parse_rfc3339_ms, rfc3339_ms};
 use serde_json::Value;
 
@@ -59,10 +60,9 @@ pub fn read_files(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<Entry>, Vec
         let file = std::fs::File::open(f).with_context(|| format!("cannot open {name}"))?;
         for (i, line) in BufReader::new(file).lines().enumerate() {
             let line = line.with_context(|| format!("cannot read {name}"))?;
-            let line = line.strip_suffix('\r').unwrap_or(&line).to_string();
-            if line.trim().is_empty() {
+            let Some(line) = record_line(&line).map(str::to_string) else {
                 continue;
-            }
+            };
             match serde_json::from_str::<Value>(&line) {
                 Ok(value) if value.is_object() => {
                     let ts_ms = value

@@ -1,18 +1,20 @@
 //! A map with a fixed capacity that forgets its oldest entries first: per-VM memory of
-//! sessions, redelivered SSE events and replies still owed, which must never grow without
-//! bound however long the VM lives.
+//! sessions, redelivered SSE events, replies still owed and verified tokens, which must never
+//! grow without bound however long the VM lives.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 
-/// A string-keyed map holding at most `cap` entries (the oldest inserted is evicted first).
+/// A map holding at most `cap` entries (the oldest inserted is evicted first).
 #[derive(Debug)]
-pub struct Bounded<V> {
-    map: HashMap<String, V>,
-    order: VecDeque<String>,
+pub struct Bounded<V, K = String> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
     cap: usize,
 }
 
-impl<V> Bounded<V> {
+impl<V, K: Hash + Eq + Clone> Bounded<V, K> {
     pub fn new(cap: usize) -> Self {
         Self {
             map: HashMap::new(),
@@ -22,7 +24,11 @@ impl<V> Bounded<V> {
     }
 
     /// Inserts or replaces; a new key may evict the oldest entry.
-    pub fn insert(&mut self, key: &str, value: V) {
+    pub fn insert<Q>(&mut self, key: &Q, value: V)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if let Some(v) = self.map.get_mut(key) {
             *v = value;
             return;
@@ -30,31 +36,48 @@ impl<V> Bounded<V> {
         while self.map.len() >= self.cap {
             match self.order.pop_front() {
                 Some(old) => {
-                    self.map.remove(&old);
+                    self.map.remove::<K>(&old);
                 }
                 None => break,
             }
         }
-        self.map.insert(key.to_string(), value);
-        self.order.push_back(key.to_string());
+        self.map.insert(key.to_owned(), value);
+        self.order.push_back(key.to_owned());
     }
 
-    pub fn get(&self, key: &str) -> Option<&V> {
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.map.get(key)
     }
 
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+    pub fn get_mut<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
         self.map.get_mut(key)
     }
 
-    pub fn contains(&self, key: &str) -> bool {
+    pub fn contains<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         self.map.contains_key(key)
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<V> {
+    pub fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let v = self.map.remove(key)?;
-        self.order.retain(|k| k != key);
+        self.order.retain(|k| k.borrow() != key);
         Some(v)
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
     }
 
     pub fn len(&self) -> usize {

@@ -983,21 +983,10 @@ impl RawAudit {
                 "must be at least `audit.batch_max_records`",
             ));
         }
-        let hmac_key = match self.hmac_key {
-            None => None,
-            Some(b64) => {
-                let key = base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|e| ConfigError::new("audit.hmac_key", format!("not base64: {e}")))?;
-                if key.len() < 16 {
-                    return Err(ConfigError::new(
-                        "audit.hmac_key",
-                        "must decode to at least 16 bytes",
-                    ));
-                }
-                Some(key)
-            }
-        };
+        let hmac_key = self
+            .hmac_key
+            .map(|b64| b64_secret("audit.hmac_key", &b64, 16))
+            .transpose()?;
         Ok(AuditSettings {
             authority: self.authority.unwrap_or_else(|| self.cluster.clone()),
             cluster: self.cluster,

@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcptrail::mcp::sse::{Event, Parser};
-use mcptrail_fuzz::Rng;
+use mcptrail::ids::IdGen;
 
 #[derive(Debug, PartialEq)]
 struct Parsed {
@@ -65,14 +65,14 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(whole.last_event_id, by_byte.last_event_id);
     assert_eq!(whole.pending, by_byte.pending);
     // Input-chosen cuts (1..=24 bytes), with empty chunks in between now and then.
-    let mut rng = Rng(u64::from(*seed) << 32 | stream.len() as u64);
+    let mut rng = IdGen::new(u64::from(*seed) << 32 | stream.len() as u64);
     let mut pieces: Vec<&[u8]> = Vec::new();
     let mut rest = stream;
     while !rest.is_empty() {
-        let n = (1 + rng.next() % 24) as usize;
+        let n = (1 + rng.next_u64() % 24) as usize;
         let (a, b) = rest.split_at(n.min(rest.len()));
         pieces.push(a);
-        if rng.next() % 8 == 0 {
+        if rng.next_u64() % 8 == 0 {
             pieces.push(&[]);
         }
         rest = b;

@@ -7,48 +7,29 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-/// Issuer, audience and clock the targets use.
-pub const ISS: &str = "https://idp.example.com";
-pub const AUD: &str = "https://mcp.example.com/mcp";
-/// 2026-11-24T10:00:00Z, seconds.
-pub const NOW_S: i64 = 1_795_514_400;
-/// The HS256 shared secret (base64 of it goes in the configuration).
-pub const HMAC_SECRET: &[u8] = b"a-shared-secret-of-32-bytes-long!";
+// The filter's test keys, issuer, audience and clock (one copy, in its testkit).
+pub use mcptrail::testkit::jwt::{
+    b64 as b64url, ed_jwk, ed_key, HMAC_SECRET, ISS, AUD, NOW as NOW_S,
+};
+use mcptrail::testkit::jwt::RSA_PEM;
+
 /// The audit HMAC key of the glue configurations (base64 of `secret-key-for-demo-only`).
 pub const AUDIT_KEY_B64: &str = "c2VjcmV0LWtleS1mb3ItZGVtby1vbmx5";
 pub const AUDIT_KEY: &[u8] = b"secret-key-for-demo-only";
-
-pub fn b64url(data: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
 
 pub fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-/// The Ed25519 test key (fixed seed: nothing random in a fuzz target).
-pub fn ed_key() -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::from_bytes(&[9u8; 32])
-}
-
-/// A JWK for the Ed25519 test key.
-pub fn ed_jwk(kid: &str) -> Value {
-    json!({"kty":"OKP","crv":"Ed25519","use":"sig","kid":kid,"x":b64url(ed_key().verifying_key().as_bytes())})
-}
-
-/// The RSA test key's public JWK (from the filter's test data), built once.
+/// The RSA test key's public JWK, built once (parsing the key for every input would slow
+/// the targets down).
 pub fn rsa_jwk(kid: &str) -> Value {
-    static N_E: OnceLock<(String, String)> = OnceLock::new();
-    let (n, e) = N_E.get_or_init(|| {
-        use rsa::pkcs8::DecodePrivateKey as _;
-        use rsa::traits::PublicKeyParts as _;
-        let pem = include_str!("../../filter/testdata/rsa-test-key.pem");
-        match rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
-            Ok(k) => (b64url(&k.n().to_bytes_be()), b64url(&k.e().to_bytes_be())),
-            Err(_) => (String::new(), String::new()),
-        }
-    });
-    json!({"kty":"RSA","use":"sig","kid":kid,"n":n,"e":e})
+    static JWK: OnceLock<Value> = OnceLock::new();
+    let mut jwk = JWK
+        .get_or_init(|| mcptrail::testkit::jwt::rsa_jwk(RSA_PEM, "rsa"))
+        .clone();
+    jwk["kid"] = json!(kid);
+    jwk
 }
 
 /// The JWKS the targets trust: an RSA key (`rsa`) and the Ed25519 key (`ed`).
@@ -65,23 +46,11 @@ pub enum Signer {
 
 /// The signature of `input` (`header.payload`).
 pub fn signature(signer: Signer, input: &[u8]) -> Vec<u8> {
-    match signer {
-        Signer::Hs256 => {
-            use hmac::Mac as _;
-            match <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(HMAC_SECRET)
-            {
-                Ok(mut m) => {
-                    m.update(input);
-                    m.finalize().into_bytes().to_vec()
-                }
-                Err(_) => Vec::new(),
-            }
-        }
-        Signer::EdDsa => {
-            use ed25519_dalek::Signer as _;
-            ed_key().sign(input).to_bytes().to_vec()
-        }
-    }
+    let alg = match signer {
+        Signer::Hs256 => "HS256",
+        Signer::EdDsa => "EdDSA",
+    };
+    mcptrail::testkit::jwt::signature(alg, input, RSA_PEM)
 }
 
 /// A compact JWS of `header` and `claims` (raw bytes), signed by `signer`.
@@ -173,17 +142,3 @@ pub fn slice(bytes: &[u8], start: u16, len: u16) -> &[u8] {
     bytes.get(start..end).unwrap_or_default()
 }
 
-/// A small deterministic generator (xorshift64*), for chunk sizes derived from the input.
-#[derive(Debug, Clone)]
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0 | 1;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}

@@ -35,7 +35,7 @@ struct Inflight {
     reports_retries: u64,
     /// Failed attempts so far.
     failures: u32,
-    /// `Some` while waiting for a response; `None` while waiting to retry.
+    /// Sent and waiting for its response (else waiting to retry).
     sent: bool,
     retry_at_ms: u64,
 }

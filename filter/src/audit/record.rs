@@ -1,4 +1,5 @@
-//! The audit record: the public schema of `DESIGN.md` ("Audit record").
+//! The audit record: the public schema, documented field by field in `docs/records.md` and
+//! checked by `docs/record.schema.json`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Authentication state per VM: providers, their key sets (inline and fetched), and the
 //! verified-token cache. Pure logic: the glue performs the JWKS callouts it asks for.
 
-use std::collections::{HashMap, VecDeque};
+use crate::bounded::Bounded;
 
 use serde_json::{Map, Value};
 
@@ -141,7 +141,7 @@ struct KeyState {
     failures: u64,
 }
 
-/// Counters for metrics.
+/// Counters, published as metrics on the root's tick.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuthStats {
     pub cache_hits: u64,
@@ -154,8 +154,8 @@ pub struct AuthStats {
 #[derive(Debug)]
 pub struct Authenticator {
     keys: Vec<KeyState>,
-    cache: HashMap<u128, Verified>,
-    order: VecDeque<u128>,
+    /// Verified tokens by keyed hash; `None` when `auth.cache_max_entries` is 0.
+    cache: Option<Bounded<Verified, u128>>,
     /// Keys of the cache's token hash, random per VM.
     cache_key: [u64; 2],
     stats: AuthStats,
@@ -185,8 +185,8 @@ impl Authenticator {
     pub fn new(settings: &AuthSettings, cache_key: [u64; 2]) -> Self {
         Self {
             keys: vec![KeyState::default(); settings.providers.len()],
-            cache: HashMap::new(),
-            order: VecDeque::new(),
+            cache: (settings.cache_max_entries > 0)
+                .then(|| Bounded::new(settings.cache_max_entries)),
             cache_key,
             stats: AuthStats::default(),
         }
@@ -207,12 +207,14 @@ impl Authenticator {
     ) -> Outcome {
         let now_s = (now_ms / 1000) as i64;
         let digest = self.token_key(token);
-        if let Some(v) = self.cache.get(&digest) {
-            if v.exp_s > now_s {
-                self.stats.cache_hits += 1;
-                return Outcome::Verified(v.clone());
+        if let Some(cache) = self.cache.as_mut() {
+            if let Some(v) = cache.get(&digest) {
+                if v.exp_s > now_s {
+                    self.stats.cache_hits += 1;
+                    return Outcome::Verified(v.clone());
+                }
+                cache.remove(&digest);
             }
-            self.cache.remove(&digest);
         }
         let deny = |error: JwtError, issuer: Option<String>, kid: Option<String>| {
             Outcome::Denied(Denial {
@@ -306,7 +308,7 @@ impl Authenticator {
             exp_s,
             provider: pi,
         };
-        self.remember(digest, verified.clone(), settings.cache_max_entries);
+        self.remember(digest, verified.clone());
         Outcome::Verified(verified)
     }
 
@@ -321,29 +323,15 @@ impl Authenticator {
         siphasher::sip128::Hasher128::finish128(&h).as_u128()
     }
 
-    fn remember(&mut self, digest: u128, v: Verified, cap: usize) {
-        if cap == 0 {
-            return;
-        }
-        while self.cache.len() >= cap {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.cache.remove(&old);
-                }
-                None => {
-                    self.cache.clear();
-                    break;
-                }
-            }
-        }
-        if self.cache.insert(digest, v).is_none() {
-            self.order.push_back(digest);
+    fn remember(&mut self, digest: u128, v: Verified) {
+        if let Some(cache) = self.cache.as_mut() {
+            cache.insert(&digest, v);
         }
     }
 
     /// Cached verified tokens.
     pub fn cache_len(&self) -> usize {
-        self.cache.len()
+        self.cache.as_ref().map_or(0, Bounded::len)
     }
 
     /// Providers whose keys should be fetched now; each is marked in flight.
@@ -406,8 +394,9 @@ impl Authenticator {
                 st.fetched_at_ms = Some(now_ms);
                 if changed {
                     // A key may have been withdrawn: tokens it signed must be checked again.
-                    self.cache.clear();
-                    self.order.clear();
+                    if let Some(cache) = self.cache.as_mut() {
+                        cache.clear();
+                    }
                 }
                 let mut line = format!(
                     "provider `{name}`: JWKS loaded, {} keys",
@@ -431,11 +420,6 @@ impl Authenticator {
                 format!("provider `{name}`: JWKS fetch failed ({e}); keeping the last good set")
             }
         }
-    }
-
-    /// Whether a fetch for `provider` is under way.
-    pub fn fetch_in_flight(&self, provider: usize) -> bool {
-        self.keys.get(provider).is_some_and(|k| k.in_flight)
     }
 }
 

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::audit::outbox::Stats;
+use crate::auth::AuthStats;
 use crate::host::{Host, Level, MetricKind};
 
 /// Things counted by streams and the root between ticks.
@@ -53,6 +54,7 @@ impl Sample {
 /// Everything worth publishing, from the outbox's totals and the counters.
 pub fn samples(
     stats: &Stats,
+    auth: &AuthStats,
     buffered: usize,
     sessions: usize,
     memory: u64,
@@ -73,6 +75,10 @@ pub fn samples(
         Sample::counter("policy_denied", c.policy_denied),
         Sample::counter("decode_errors", c.decode_errors),
         Sample::counter("redelivered_events_skipped", c.redelivered_skipped),
+        Sample::counter("token_cache_hits", auth.cache_hits),
+        Sample::counter("token_verifications", auth.verifications),
+        Sample::counter("jwks_fetches", auth.jwks_fetches),
+        Sample::counter("jwks_fetch_failures", auth.jwks_failures),
         Sample::gauge("buffer_depth", buffered as u64),
         Sample::gauge("sessions", sessions as u64),
         Sample::gauge("vm_memory_bytes", memory),
@@ -153,20 +159,29 @@ mod tests {
             emitted: 5,
             ..Stats::default()
         };
-        m.publish(&host, samples(&stats, 3, 1, 65536, &c));
+        m.publish(
+            &host,
+            samples(&stats, &AuthStats::default(), 3, 1, 65536, &c),
+        );
         assert_eq!(host.metric("mcptrail.records_emitted"), Some(5));
         assert_eq!(host.metric("mcptrail.auth_denied.expired"), Some(2));
         assert_eq!(host.metric("mcptrail.auth_denied"), Some(2));
         assert_eq!(host.metric("mcptrail.buffer_depth"), Some(3));
         let calls = host.metric_calls.get();
-        m.publish(&host, samples(&stats, 3, 1, 65536, &c));
+        m.publish(
+            &host,
+            samples(&stats, &AuthStats::default(), 3, 1, 65536, &c),
+        );
         assert_eq!(
             host.metric_calls.get(),
             calls,
             "nothing changed, nothing sent"
         );
         stats.emitted = 7;
-        m.publish(&host, samples(&stats, 0, 1, 65536, &c));
+        m.publish(
+            &host,
+            samples(&stats, &AuthStats::default(), 0, 1, 65536, &c),
+        );
         assert_eq!(host.metric("mcptrail.records_emitted"), Some(7));
         assert_eq!(
             host.metric("mcptrail.buffer_depth"),

@@ -135,6 +135,7 @@ impl Root {
             let outbox = shared.outbox.borrow();
             metrics::samples(
                 &outbox.stats(),
+                &shared.auth.borrow().stats(),
                 outbox.buffered(),
                 shared.sessions.borrow().len(),
                 host.memory_bytes(),

@@ -38,7 +38,7 @@
 //!   upstream; without `requests` the server gets it unmasked and only the record's copy is
 //!   masked.
 //!
-//! # Semantics (DESIGN.md, "Precise semantics")
+//! # Semantics (the `masking` section of `docs/configuration.md`)
 //!
 //! - **Rules.** `fields` match object keys at any depth, ignoring ASCII case and the
 //!   separators `-` and `_` (`api_key` matches `apiKey`, `API-KEY`, `Api_Key`). `paths` are

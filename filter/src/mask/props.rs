@@ -1,4 +1,4 @@
-//! Property tests with a small deterministic generator (xorshift64*): no input makes the
+//! Property tests with a deterministic generator (the crate's `IdGen`): no input makes the
 //! masker panic, masking is idempotent, reported pointers resolve, and secrets planted in
 //! random structure under random escaping never survive.
 
@@ -8,6 +8,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::ids::IdGen;
 use crate::testkit::mask::{unresolved, SAFE_PATTERNS, SAFE_REPLACEMENTS};
 
 /// Cases per property (fewer under the wasm test runner, which is slower).
@@ -17,20 +18,16 @@ const CASES: usize = if cfg!(target_arch = "wasm32") {
     1500
 };
 
-struct Rng(u64);
+/// The property generator: the crate's one PRNG ([`IdGen`]) with a few helpers.
+struct Rng(IdGen);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(IdGen::new(seed))
     }
 
     fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: usize) -> usize {

@@ -108,8 +108,14 @@ pub fn sign_with(alg: &str, kid: Option<&str>, claims: &Value, pem: &str) -> Str
         b64(header.to_string().as_bytes()),
         b64(claims.to_string().as_bytes())
     );
-    let msg = input.as_bytes();
-    let sig: Vec<u8> = match alg {
+    let sig = signature(alg, input.as_bytes(), pem);
+    format!("{input}.{}", b64(&sig))
+}
+
+/// The signature of `msg` (a JWS signing input) by `alg` with the matching test key (`pem`
+/// for RSA algorithms).
+pub fn signature(alg: &str, msg: &[u8], pem: &str) -> Vec<u8> {
+    match alg {
         "RS256" => rsa::pkcs1v15::SigningKey::<Sha256>::new(rsa_key(pem))
             .sign(msg)
             .to_vec(),
@@ -148,8 +154,7 @@ pub fn sign_with(alg: &str, kid: Option<&str>, claims: &Value, pem: &str) -> Str
             m.finalize().into_bytes().to_vec()
         }
         other => panic!("no test signer for {other}"),
-    };
-    format!("{input}.{}", b64(&sig))
+    }
 }
 
 /// Signs with the default test key of the algorithm, kid set to match [`jwks`].
