@@ -9,9 +9,10 @@
 )]
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mcptrail::auth::jwt::{parse_jwks, Alg, ClaimNames};
-use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider, TEST_CACHE_KEY};
+use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider};
 use mcptrail::config::Config;
 use mcptrail::mask::Detector;
+use mcptrail::testkit::jwt::TEST_CACHE_KEY;
 use mcptrail::testkit::jwt::{self as testkit, AUD, ISS, NOW};
 use serde_json::{json, Value};
 

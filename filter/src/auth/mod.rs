@@ -161,10 +161,6 @@ pub struct Authenticator {
     stats: AuthStats,
 }
 
-/// A fixed cache key for tests, benches and fuzzing (a VM draws its own from the host).
-#[cfg(any(test, feature = "testkit"))]
-pub const TEST_CACHE_KEY: [u64; 2] = [0x6d63_7074_7261_696c, 0x746f_6b65_6e73];
-
 fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
     for name in ["scope", "scp"] {

@@ -21,6 +21,9 @@ pub const HMAC_SECRET: &[u8] = b"a-shared-secret-of-32-bytes-long!";
 pub const ISS: &str = "https://idp.example.com";
 pub const AUD: &str = "https://mcp.example.com/mcp";
 pub const NOW: i64 = 1_795_514_400;
+/// A fixed verified-token cache key for tests, benches and fuzzing (a VM draws its own from
+/// the host).
+pub const TEST_CACHE_KEY: [u64; 2] = [0x6d63_7074_7261_696c, 0x746f_6b65_6e73];
 
 pub fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
