@@ -404,7 +404,7 @@ impl Stream {
                 replace_body(host, Body::Request, masked.to_string().as_bytes());
             }
         }
-        let items = value.and_then(jsonrpc::decode_value);
+        let items = value.and_then(jsonrpc::decode_request_value);
         if slot.judges {
             if let Some(u) = judging::check(body, &items, &self.facts.routing) {
                 slot.unjudged.get_or_insert(u);

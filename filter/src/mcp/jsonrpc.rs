@@ -129,7 +129,51 @@ impl std::fmt::Display for DecodeError {
 /// Decodes a POST body: one message or a batch (one result per element, in order). The body
 /// is read strictly ([`read_body`]).
 pub fn decode_body(body: &[u8]) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
-    decode_value(read_body(body)?)
+    decode_request_value(read_body(body)?)
+}
+
+/// Classifies a request's JSON value like [`decode_value`], and also refuses an element with
+/// a member that differs from a JSON-RPC member (or from the `params` member a call acts on)
+/// only in case: some servers fold case (Go's encoding/json), so such a request is ambiguous.
+/// Answers are not held to this (clients read them; the filter judges requests).
+pub fn decode_request_value(
+    value: Value,
+) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
+    let one = |v: Value| match ambiguous(&v) {
+        Some(e) => Err(e),
+        None => decode_message(v),
+    };
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(DecodeError::NotJsonRpc("empty batch".into()));
+            }
+            Ok(items.into_iter().map(one).collect())
+        }
+        other => Ok(vec![one(other)]),
+    }
+}
+
+/// Why a request message is ambiguous under case folding, if it is.
+fn ambiguous(v: &Value) -> Option<DecodeError> {
+    let obj = v.as_object()?;
+    if let Some(k) = obj.keys().find(|k| look_alike(k, &MEMBERS)) {
+        return Some(DecodeError::NotJsonRpc(format!(
+            "member `{}` differs from a JSON-RPC member only in case",
+            k.chars().take(32).collect::<String>()
+        )));
+    }
+    let name = obj
+        .get("method")
+        .and_then(Value::as_str)
+        .and_then(name_member)?;
+    let params = obj.get("params")?.as_object()?;
+    params.keys().find(|k| look_alike(k, &[name])).map(|k| {
+        DecodeError::NotJsonRpc(format!(
+            "params member `{}` differs from `{name}` only in case",
+            k.chars().take(32).collect::<String>()
+        ))
+    })
 }
 
 /// Reads a body as JSON, strictly: besides what serde_json refuses (invalid UTF-8, a lone
@@ -226,14 +270,6 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
     let Value::Object(mut obj) = value else {
         return Err(DecodeError::NotJsonRpc("not a JSON object".into()));
     };
-    // A member that differs from a JSON-RPC member only in case is read as that member by
-    // some servers (Go's encoding/json folds case): ambiguous, so not a message.
-    if let Some(k) = obj.keys().find(|k| look_alike(k, &MEMBERS)) {
-        return Err(DecodeError::NotJsonRpc(format!(
-            "member `{}` differs from a JSON-RPC member only in case",
-            k.chars().take(32).collect::<String>()
-        )));
-    }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
     }
@@ -249,15 +285,6 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
             return Err(DecodeError::NotJsonRpc(
                 "`params` is neither an object nor an array".into(),
             ));
-        }
-    }
-    let named = method.as_deref().and_then(name_member);
-    if let (Some(name), Some(Value::Object(p))) = (named, &params) {
-        if let Some(k) = p.keys().find(|k| look_alike(k, &[name])) {
-            return Err(DecodeError::NotJsonRpc(format!(
-                "params member `{}` differs from `{name}` only in case",
-                k.chars().take(32).collect::<String>()
-            )));
         }
     }
     let result = obj.remove("result");
@@ -529,6 +556,9 @@ mod tests {
             // Fuzz finding (CI smoke, target `jsonrpc`): a `null` flag is present in both
             // readers (serde's `Option` used to read it as absent in the peek).
             r#"{"jsonrpc":"2.0","id":1,"result":{"isError":null,"protocolVersion":null}}"#,
+            // Fuzz finding (CI smoke, target `jsonrpc`): a case-folded look-alike member is
+            // refused in requests only; both readers of answers ignore it.
+            r#"{"jsonrpc":"2.0","Id":11,"method":"resources/read","params":{"uri":"a"}}"#,
         ];
         for c in cases {
             // Answers are read leniently (the filter judges requests, not answers): the full
