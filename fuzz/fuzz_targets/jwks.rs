@@ -10,7 +10,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mcptrail::auth::{Authenticator, Outcome, TEST_CACHE_KEY};
+use mcptrail::auth::{Authenticator, Outcome};
+use mcptrail::testkit::jwt::TEST_CACHE_KEY;
 use mcptrail::config::Config;
 use mcptrail::auth::jwt::{self, KeyMaterial, MIN_RSA_BITS};
 use mcptrail_fuzz::{b64url, ed_jwk, rsa_jwk, valid_token, Signer, AUD, ISS, NOW_S};

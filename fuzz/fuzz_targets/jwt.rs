@@ -13,7 +13,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mcptrail::auth::{Authenticator, Outcome, TEST_CACHE_KEY};
+use mcptrail::auth::{Authenticator, Outcome};
+use mcptrail::testkit::jwt::TEST_CACHE_KEY;
 use mcptrail::config::Config;
 use mcptrail::auth::jwt::{self, ClaimNames};
 use mcptrail_fuzz::{b64, b64url, jwks, signature, Signer, AUD, HMAC_SECRET, ISS, NOW_S};
