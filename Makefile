@@ -51,10 +51,10 @@ e2e: setup build ## End-to-end tests: real Envoy, clients, collector; deployment
 
 test: setup lint unit test-wasm e2e sse-diff policy-diff fuzz-smoke ## Everything CI runs (sets up what it needs first)
 
-fuzz: ## Fuzz every target FUZZ_SECONDS (60) each: nightly + cargo-fuzz (scripts/setup-fuzz.sh); docs/security.md
+fuzz: ## Fuzz every target FUZZ_SECONDS (60) each: pinned nightly + cargo-fuzz (scripts/setup-fuzz.sh); docs/security.md
 	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
-fuzz-smoke: ## The CI fuzz smoke: every target 15 s, two at a time (a loud SKIPPED without a nightly toolchain)
+fuzz-smoke: ## The CI fuzz smoke: every target 15 s, two at a time (installs the pinned nightly; fails under CI=true if it cannot)
 	@FUZZ_SANITIZER=none FUZZ_JOBS=2 bash scripts/fuzz.sh 15
 
 faults: setup build ## Faults, VM failure policies and resource bounds through real Envoy (also in make e2e)
