@@ -15,8 +15,8 @@ use crate::audit::resume::Owed;
 use crate::config::Config;
 use crate::mcp::jsonrpc::{self, DecodeError, Message};
 use crate::mcp::response::{self, BodyKind, Reply, Responses};
+use crate::mcp::routing::Routing;
 use crate::mcp::sessions::Sessions;
-use crate::policy::judge::Routing;
 use crate::time::rfc3339_ms;
 
 /// A request the filter answered itself (auth, judge, policy), as its record tells it.

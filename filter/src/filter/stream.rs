@@ -19,7 +19,8 @@ use crate::host::{Action, Body, Headers, Host, Level};
 use crate::mask::OnTooLarge;
 use crate::mcp::jsonrpc::{self, DecodeError, Message};
 use crate::mcp::response;
-use crate::policy::judge::{self as judging, Routing, Unjudgeable};
+use crate::mcp::routing::Routing;
+use crate::policy::judge::{self as judging, Unjudgeable};
 use crate::policy::listing;
 
 /// Per-request state.

@@ -2,5 +2,6 @@
 
 pub mod jsonrpc;
 pub mod response;
+pub mod routing;
 pub mod sessions;
 pub mod sse;
