@@ -215,6 +215,8 @@ fn standard_headers_must_agree_with_the_body() {
             ("mcp-name", "read_records"),
             ("mcp-protocol-version", "2025-11-25"),
         ],
+        // The version header alone disagreeing with the body's `_meta` version.
+        &[("mcp-protocol-version", "2025-11-25")],
         &[
             ("mcp-method", "tools/call"),
             ("mcp-name", "read_records"),

@@ -21,7 +21,7 @@ use crate::mcp::jsonrpc::{self, DecodeError, Message};
 use crate::mcp::response;
 use crate::mcp::routing::Routing;
 use crate::policy::judge::{self as judging, Unjudgeable};
-use crate::policy::listing;
+use crate::policy::{enforce, listing};
 
 /// Per-request state.
 #[derive(Debug)]
@@ -266,7 +266,6 @@ impl Stream {
                 }
             }
             Phase::Upstream => {
-                self.slot.borrow_mut().body_started = true;
                 self.copy_chunk(host, size);
                 if end_of_stream {
                     self.facts.request_done = true;
@@ -364,36 +363,15 @@ impl Stream {
     /// one reading. Notes in the slot what makes it unjudgeable; masks it when
     /// `masking.requests` is on. `Some` when the request was refused (too large to mask).
     fn read_held_body(&self, host: &dyn Host, body: &[u8], slot: &mut Slot) -> Option<Action> {
-        let value = jsonrpc::read_body(body);
         let masking = &self.shared.config.masking;
         let masks = !masking.is_empty();
-        if masks && !masking.admits(body.len()) && masking.on_too_large == OnTooLarge::Block {
-            let reason = format!(
-                "request body larger than masking.max_bytes ({} bytes); refused (masking.on_too_large: block)",
-                masking.max_bytes
-            );
-            super::deny(
-                host,
-                slot,
-                crate::policy::enforce::Denied {
-                    status: 413,
-                    body: r#"{"error":"request body too large to mask (masking.max_bytes)"}"#
-                        .into(),
-                    refusal: crate::audit::build::Refusal {
-                        kind: Kind::DecodeError,
-                        status: 413,
-                        reason,
-                        auth: None,
-                        policy: Vec::new(),
-                    },
-                },
-            );
+        let admitted = !masks || masking.admits(body.len());
+        if !admitted && masking.on_too_large == OnTooLarge::Block {
+            super::deny(host, slot, enforce::too_large_to_mask(masking.max_bytes));
             return Some(Action::Pause);
         }
-        if let (Ok(v), true) = (
-            &value,
-            masks && masking.requests && masking.admits(body.len()),
-        ) {
+        let value = jsonrpc::read_body(body);
+        if let (Ok(v), true) = (&value, masks && masking.requests && admitted) {
             let mut masked = v.clone();
             let changed = match &mut masked {
                 Value::Array(items) => items

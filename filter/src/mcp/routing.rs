@@ -24,27 +24,32 @@ pub struct Routing {
 const PARAM_PREFIX: &str = "mcp-param-";
 
 impl Routing {
-    /// From a request's header pairs (names as Envoy hands them: lowercase).
+    /// From a request's header pairs, in any case. Runs for every request in scope, so
+    /// only the standard headers are copied (no allocation for the others).
     pub fn from_headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut r = Routing::default();
         for (k, v) in pairs {
-            let k = k.to_ascii_lowercase();
-            let slot = match k.as_str() {
-                "mcp-method" => &mut r.method,
-                "mcp-name" => &mut r.name,
-                "mcp-protocol-version" => &mut r.version,
-                _ => {
-                    if let Some(p) = k.strip_prefix(PARAM_PREFIX) {
-                        if r.params.iter().any(|(q, _)| q == p) {
-                            r.duplicated.get_or_insert(k.clone());
-                        }
-                        r.params.push((p.to_string(), v.to_string()));
+            let slot = if k.eq_ignore_ascii_case("mcp-method") {
+                &mut r.method
+            } else if k.eq_ignore_ascii_case("mcp-name") {
+                &mut r.name
+            } else if k.eq_ignore_ascii_case("mcp-protocol-version") {
+                &mut r.version
+            } else {
+                let param = k
+                    .get(..PARAM_PREFIX.len())
+                    .filter(|p| p.eq_ignore_ascii_case(PARAM_PREFIX))
+                    .and_then(|_| k.get(PARAM_PREFIX.len()..));
+                if let Some(p) = param.map(str::to_ascii_lowercase) {
+                    if r.params.iter().any(|(q, _)| *q == p) {
+                        r.duplicated.get_or_insert(k.to_ascii_lowercase());
                     }
-                    continue;
+                    r.params.push((p, v.to_string()));
                 }
+                continue;
             };
             if slot.is_some() {
-                r.duplicated.get_or_insert(k.clone());
+                r.duplicated.get_or_insert(k.to_ascii_lowercase());
             }
             slot.get_or_insert_with(|| v.to_string());
         }
@@ -56,8 +61,12 @@ impl Routing {
         self.method.is_some() || self.name.is_some() || !self.params.is_empty()
     }
 
-    /// Why the headers disagree with `m`, if they do.
+    /// Why the headers disagree with `m`, if they do (nothing to compare when none was sent,
+    /// the common case: it is asked for every recorded message).
     pub fn mismatch(&self, m: &Message) -> Option<String> {
+        if *self == Routing::default() {
+            return None;
+        }
         if let Some(h) = &self.duplicated {
             return Some(format!("header `{h}` sent more than once"));
         }

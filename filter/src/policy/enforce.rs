@@ -38,6 +38,24 @@ pub fn unjudgeable(u: &Unjudgeable) -> Denied {
     }
 }
 
+/// A held body larger than `masking.max_bytes` with `masking.on_too_large: block`: it cannot
+/// be masked before the server, so it does not go there.
+pub fn too_large_to_mask(max_bytes: usize) -> Denied {
+    Denied {
+        status: 413,
+        body: r#"{"error":"request body too large to mask (masking.max_bytes)"}"#.into(),
+        refusal: Refusal {
+            kind: Kind::DecodeError,
+            status: 413,
+            reason: format!(
+                "request body larger than masking.max_bytes ({max_bytes} bytes); refused (masking.on_too_large: block)"
+            ),
+            auth: None,
+            policy: Vec::new(),
+        },
+    }
+}
+
 /// Applies the policy to a decoded body for a caller in `groups`: `Some` when it is refused.
 /// One denied element refuses the whole request: nothing of it reaches the server.
 pub fn enforce(

@@ -112,15 +112,15 @@ pub fn check(
                 ));
             }
         }
-        if routing.present() || routing.duplicated.is_some() {
-            let why = if single {
-                routing.mismatch(m)
-            } else {
-                Some("standard headers on a batch: they cannot mirror several messages".into())
-            };
-            if let Some(why) = why {
-                return Some(Unjudgeable::new(400, HEADER_MISMATCH, id, why));
-            }
+        let why = if single {
+            routing.mismatch(m)
+        } else {
+            (routing.present() || routing.duplicated.is_some()).then(|| {
+                "standard headers on a batch: they cannot mirror several messages".to_string()
+            })
+        };
+        if let Some(why) = why {
+            return Some(Unjudgeable::new(400, HEADER_MISMATCH, id, why));
         }
     }
     None
