@@ -1,56 +1,46 @@
 //! `@modelcontextprotocol/server-everything` (npm, installed by `make setup`), the MCP
 //! reference server, run as a child process on a kernel-chosen port.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
-use crate::envoy::tools_dir;
+use crate::envoy::{loopback, tools_dir};
+use crate::process::{free_port, Server};
 
 pub struct Everything {
     pub addr: SocketAddr,
-    child: Child,
+    _server: Server,
 }
 
 impl Everything {
-    /// Starts `server-everything streamableHttp` and waits until it listens.
+    /// Starts `server-everything streamableHttp` (Node from `NODE`, else `node`) and waits
+    /// until it listens.
     pub fn start() -> anyhow::Result<Everything> {
         let entry = tools_dir()
             .join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
         if !entry.exists() {
             bail!("{} not found: run `make setup`", entry.display());
         }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut child = Command::new("node")
-            .arg(&entry)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting node")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
-            if let Some(status) = child.try_wait()? {
-                bail!("server-everything exited: {status}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("server-everything did not listen on {addr}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(Everything { addr, child })
-    }
-}
-
-impl Drop for Everything {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let port = free_port()?;
+        let node = std::env::var_os("NODE").unwrap_or_else(|| "node".into());
+        let server = Server::start(
+            Command::new(node)
+                .arg(&entry)
+                .arg("streamableHttp")
+                .env("PORT", port.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            loopback(port),
+            "server-everything",
+            Duration::from_secs(30),
+        )?;
+        Ok(Everything {
+            addr: server.addr,
+            _server: server,
+        })
     }
 }

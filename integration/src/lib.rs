@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod envoy;
 pub mod everything;
+pub mod process;
 pub mod schema;
 pub mod scripted;
 

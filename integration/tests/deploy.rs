@@ -758,54 +758,6 @@ fn oci_image_layout_is_well_formed() {
 
 // ---------------------------------------------------------------- compose Envoy, for real
 
-/// The compose stack's MCP server (`@modelcontextprotocol/server-everything`, installed into
-/// `.tools/node` by `make setup`), on a loopback port; stopped on drop.
-struct Everything {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Everything {
-    fn start() -> Everything {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let script = envoy::tools_dir()
-            .join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-        assert!(
-            script.exists(),
-            "{} missing: run `make setup`",
-            script.display()
-        );
-        let child = Command::new(node_bin())
-            .arg(&script)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server-everything did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        Everything { child, port }
-    }
-}
-
-impl Drop for Everything {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A JSON-RPC POST through Envoy; returns the session id header and the body (JSON or SSE).
 async fn mcp_post(
     client: &reqwest::Client,
@@ -851,7 +803,8 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
         mcptrail_cli::verify::decode_key(plugin["audit"]["hmac_key"].as_str().unwrap()).unwrap();
     let provider = &plugin["auth"]["providers"][0];
 
-    let server = Everything::start();
+    // The compose stack's MCP server (`@modelcontextprotocol/server-everything`).
+    let server = mcptrail_integration::everything::Everything::start().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let audit_file = dir.path().join("audit.ndjson");
@@ -946,7 +899,10 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
     let local = text
         .replace(
             "{ address: mcp-server, port_value: 3001 }",
-            &format!("{{ address: 127.0.0.1, port_value: {} }}", server.port),
+            &format!(
+                "{{ address: 127.0.0.1, port_value: {} }}",
+                server.addr.port()
+            ),
         )
         .replace(
             "{ address: otel-collector, port_value: 4318 }",

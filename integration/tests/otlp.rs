@@ -6,11 +6,12 @@
 //! exact lines.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mcptrail_integration::demo::Mode;
 use mcptrail_integration::envoy::{loopback, tools_dir};
+use mcptrail_integration::process::{free_port, Server};
 use mcptrail_integration::{base_plugin_config, schema, Stack, Upstream, TEST_HMAC_KEY};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
@@ -22,17 +23,10 @@ use serde_json::{json, Value};
 
 /// A rotel process: OTLP/HTTP receiver on loopback, logs printed by the debug exporter.
 struct Rotel {
-    child: Child,
+    _server: Server,
     http: SocketAddr,
     out: std::path::PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(loopback(0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 impl Rotel {
@@ -45,39 +39,39 @@ impl Rotel {
         );
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("rotel.out");
-        let http = loopback(free_port());
-        let grpc = loopback(free_port());
-        let child = Command::new(&bin)
-            .arg("start")
-            .args(["--otlp-http-endpoint", &http.to_string()])
-            .args(["--otlp-grpc-endpoint", &grpc.to_string()])
-            // Accept, print what was accepted, export nowhere.
-            .args(["--exporter", "blackhole"])
-            .args(["--debug-log", "logs", "--debug-log-verbosity", "detailed"])
-            .arg("--pid-file")
-            .arg(dir.path().join("rotel.pid"))
-            .arg("--log-file")
-            .arg(dir.path().join("rotel.log"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut rotel = Rotel {
-            child,
+        let http = loopback(free_port().unwrap());
+        let grpc = loopback(free_port().unwrap());
+        let started = Server::start(
+            Command::new(&bin)
+                .arg("start")
+                .args(["--otlp-http-endpoint", &http.to_string()])
+                .args(["--otlp-grpc-endpoint", &grpc.to_string()])
+                // Accept, print what was accepted, export nowhere.
+                .args(["--exporter", "blackhole"])
+                .args(["--debug-log", "logs", "--debug-log-verbosity", "detailed"])
+                .arg("--pid-file")
+                .arg(dir.path().join("rotel.pid"))
+                .arg("--log-file")
+                .arg(dir.path().join("rotel.log"))
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(Stdio::null()),
             http,
-            out,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(http).is_err() {
-            if let Ok(Some(status)) = rotel.child.try_wait() {
-                panic!("rotel exited at start ({status}):\n{}", rotel.output());
-            }
-            assert!(Instant::now() < deadline, "rotel did not listen on {http}");
-            std::thread::sleep(Duration::from_millis(50));
+            "rotel",
+            Duration::from_secs(10),
+        );
+        match started {
+            Ok(server) => Rotel {
+                _server: server,
+                http,
+                out,
+                _dir: dir,
+            },
+            Err(e) => panic!(
+                "{e}:\n{}",
+                std::fs::read_to_string(&out).unwrap_or_default()
+            ),
         }
-        rotel
     }
 
     fn output(&self) -> String {
@@ -105,8 +99,6 @@ impl Rotel {
 
 impl Drop for Rotel {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("----- rotel output -----\n{}\n-----", self.output());
         }

@@ -5,13 +5,13 @@
 //! calls still work, and each refusal leaves a record.
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use base64::Engine;
 use mcptrail_integration::envoy::{loopback, repo_root, tools_dir, Envoy, EnvoySpec};
+use mcptrail_integration::process::{free_port, Server};
 use mcptrail_integration::{base_plugin_config, Collector, DevIssuer};
 use serde_json::{json, Value};
 
@@ -19,8 +19,7 @@ const AUD: &str = "https://mcp.test/mcp";
 
 /// `integration/py/policy_server.py` on a free port.
 struct PyServer {
-    child: Child,
-    addr: std::net::SocketAddr,
+    server: Server,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -30,29 +29,22 @@ impl PyServer {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.ndjson");
         std::fs::File::create(&log).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(tools_dir().join("venv/bin/python"))
-            .arg(repo_root().join("integration/py/policy_server.py"))
-            .args(["--port", &port.to_string(), "--log"])
-            .arg(&log)
-            .stdout(Stdio::null())
-            // Its tracebacks for the refused requests' resets (ClientDisconnect) stay here.
-            .stderr(std::fs::File::create(dir.path().join("server.err")).unwrap())
-            .spawn()
-            .expect("python policy server starts (make setup)");
-        let addr = loopback(port);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "python server did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let port = free_port().unwrap();
+        let server = Server::start(
+            Command::new(tools_dir().join("venv/bin/python"))
+                .arg(repo_root().join("integration/py/policy_server.py"))
+                .args(["--port", &port.to_string(), "--log"])
+                .arg(&log)
+                .stdout(Stdio::null())
+                // Its tracebacks for the refused requests' resets (ClientDisconnect) stay here.
+                .stderr(std::fs::File::create(dir.path().join("server.err")).unwrap()),
+            loopback(port),
+            "the Python policy server (make setup)",
+            Duration::from_secs(30),
+        )
+        .unwrap();
         PyServer {
-            child,
-            addr,
+            server,
             log,
             _dir: dir,
         }
@@ -77,13 +69,6 @@ impl PyServer {
 
     fn ran(&self, tool: &str) -> usize {
         self.entries().iter().filter(|e| e["ran"] == tool).count()
-    }
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -212,7 +197,7 @@ async fn nothing_unjudged_reaches_the_server(stop_iteration: bool) {
         {"tools": ["delete_*"], "groups": ["admins"], "action": "allow"},
         {"tools": ["delete_*"], "action": "deny"}
     ]});
-    let mut spec = EnvoySpec::mcp(cfg, server.addr, collector.addr);
+    let mut spec = EnvoySpec::mcp(cfg, server.server.addr, collector.addr);
     spec.clusters.push(idp.cluster("idp"));
     spec.stop_iteration = stop_iteration;
     let envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 2)).unwrap();
