@@ -252,14 +252,6 @@ fn standard_headers_must_agree_with_the_body() {
 }
 
 #[test]
-fn duplicated_standard_headers_disagree() {
-    let r = Routing::from_headers([("mcp-method", "tools/call"), ("Mcp-Method", "tools/list")]);
-    assert_eq!(r.duplicated.as_deref(), Some("mcp-method"));
-    let r = Routing::from_headers([("mcp-param-a", "1"), ("mcp-param-a", "2")]);
-    assert_eq!(r.duplicated.as_deref(), Some("mcp-param-a"));
-}
-
-#[test]
 fn no_randomness_fails_the_configuration() {
     let host = FakeHost::default();
     host.no_random.set(true);

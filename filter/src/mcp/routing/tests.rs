@@ -40,3 +40,11 @@ fn routing_headers_are_read_case_insensitively_with_duplicates_noted() {
     assert!(r.present());
     assert!(!Routing::from_headers([("x", "y")]).present());
 }
+
+#[test]
+fn duplicated_standard_headers_disagree() {
+    let r = Routing::from_headers([("mcp-method", "tools/call"), ("Mcp-Method", "tools/list")]);
+    assert_eq!(r.duplicated.as_deref(), Some("mcp-method"));
+    let r = Routing::from_headers([("mcp-param-a", "1"), ("mcp-param-a", "2")]);
+    assert_eq!(r.duplicated.as_deref(), Some("mcp-param-a"));
+}
