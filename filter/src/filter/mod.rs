@@ -224,7 +224,7 @@ fn send(host: &dyn Host, status: u32, headers: &[(&str, &str)], body: &[u8]) {
 
 /// What the filter's tests reach through `use super::*`.
 #[cfg(test)]
-use crate::{host::Action, mcp::routing::Routing, policy::enforce::POLICY_DENIED_CODE};
+use crate::{host::Action, policy::enforce::POLICY_DENIED_CODE};
 #[cfg(test)]
 use root::FAST_TICK_MS;
 
