@@ -465,18 +465,81 @@ impl Config {
                 "the plugin configuration is empty; `audit` is required",
             ));
         }
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let key = if key == "." || key == "?" {
-                String::new()
-            } else {
-                key
-            };
-            ConfigError::new(&key, e.into_inner().to_string())
-        })?;
+        let raw: RawConfig = serde_json::from_slice(bytes)
+            .map_err(|e| ConfigError::new(&key_at(bytes, &e), e.to_string()))?;
         raw.compile()
     }
+}
+
+/// The key a parse error sits under (`audit.hmac_key`, `policy.rules[2].tool`), read from the
+/// position serde_json reports: the keys and indices still open at that byte. This replaces
+/// a path-tracking deserializer whose per-type wrappers made up a twentieth of the module.
+/// Each error serde_json raises for the configuration lies just past what it names: a key
+/// (unknown field), a value (wrong type or variant), or the `}` of an object missing a field.
+fn key_at(bytes: &[u8], e: &serde_json::Error) -> String {
+    enum Open {
+        Object { key: Option<String>, value: bool },
+        Array(usize),
+    }
+    let line_start = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .nth(e.line().saturating_sub(2));
+    let end = match (e.line(), line_start) {
+        (0, _) => 0,
+        (1, _) => e.column(),
+        (_, Some(start)) => start + e.column(),
+        (_, None) => bytes.len(),
+    };
+    let text = bytes.get(..end).unwrap_or(bytes);
+    let mut open: Vec<Open> = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        i += 1;
+        match (b, open.last_mut()) {
+            (b'{', _) => open.push(Open::Object {
+                key: None,
+                value: false,
+            }),
+            (b'[', _) => open.push(Open::Array(0)),
+            (b'}' | b']', _) => {
+                open.pop();
+            }
+            (b':', Some(Open::Object { value, .. })) => *value = true,
+            (b',', Some(Open::Object { key, value })) => (*key, *value) = (None, false),
+            (b',', Some(Open::Array(n))) => *n += 1,
+            (b'"', top) => {
+                let start = i - 1;
+                while let Some(&c) = text.get(i) {
+                    i += if c == b'\\' { 2 } else { 1 };
+                    if c == b'"' {
+                        break;
+                    }
+                }
+                if let Some(Open::Object { key, value: false }) = top {
+                    let raw = text.get(start..i).unwrap_or_default();
+                    *key = serde_json::from_slice::<String>(raw).ok();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut path = String::new();
+    for o in &open {
+        match o {
+            Open::Object { key: Some(k), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+            }
+            Open::Object { key: None, .. } => break,
+            Open::Array(n) => path.push_str(&format!("[{n}]")),
+        }
+    }
+    path
 }
 
 impl RawConfig {
@@ -1097,6 +1160,15 @@ mod tests {
             "auth.mode"
         );
         assert_eq!(err(r#"{"audit":{"cluster":"c"},"bogus":1}"#).key, "bogus");
+        // Paths through arrays, escaped keys and pretty-printed (multi-line) configurations.
+        let rules = r#"{"audit":{"cluster":"c"},"policy":{"rules":[{"tools":["a"],"action":"allow"},{"tools":["b"],"action":"maybe"}]}}"#;
+        assert_eq!(err(rules).key, "policy.rules[1].action");
+        let pretty = "{\n  \"audit\": {\"cluster\": \"c\"},\n  \"policy\": {\n    \"rules\": [\n      {\"tools\": [\"a\"], \"action\": \"allow\"},\n      {\"tools\": [\"b\", \"c\"], \"actio\": 1}\n    ]\n  }\n}";
+        assert_eq!(err(pretty).key, "policy.rules[1].actio");
+        assert_eq!(
+            err(r#"{"audit":{"cluster":"c","headers":{"a\"}":"v"},"timeout_ms":"x"}}"#).key,
+            "audit.timeout_ms"
+        );
         let e = err("{");
         assert!(
             e.to_string().starts_with("invalid configuration: "),
