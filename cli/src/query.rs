@@ -2,7 +2,6 @@
 //! and time, and prints a table (or the matching lines, NDJSON).
 
 use mcptrail::policy::Glob;
-use serde_json::Value;
 
 use crate::records::{fmt_ms, Entry};
 
@@ -36,20 +35,23 @@ fn any_eq(values: &[String], v: Option<&str>) -> bool {
 
 impl Filter {
     pub fn matches(&self, e: &Entry) -> bool {
+        let id = e.record.identity.as_ref();
         let users = self.users.is_empty()
-            || any_eq(&self.users, e.str_at("/identity/sub"))
-            || any_eq(&self.users, e.str_at("/identity/email"));
+            || any_eq(&self.users, id.and_then(|i| i.sub.as_deref()))
+            || any_eq(&self.users, id.and_then(|i| i.email.as_deref()));
         let time = match e.ts_ms {
             Some(t) => self.since_ms.is_none_or(|s| t >= s) && self.until_ms.is_none_or(|u| t < u),
             None => self.since_ms.is_none() && self.until_ms.is_none(),
         };
+        let mcp = e.mcp();
+        let outcome = e.record.outcome.as_ref();
         users
             && time
-            && any_glob(&self.tools, e.str_at("/mcp/tool"))
-            && any_glob(&self.methods, e.str_at("/mcp/method"))
-            && any_glob(&self.kinds, e.str_at("/kind"))
-            && any_eq(&self.sessions, e.str_at("/session"))
-            && any_eq(&self.statuses, e.str_at("/outcome/status"))
+            && any_glob(&self.tools, mcp.and_then(|m| m.tool.as_deref()))
+            && any_glob(&self.methods, mcp.and_then(|m| m.method.as_deref()))
+            && any_glob(&self.kinds, Some(e.kind()))
+            && any_eq(&self.sessions, e.session())
+            && any_eq(&self.statuses, outcome.map(|o| o.status.as_str()))
     }
 }
 
@@ -64,36 +66,29 @@ pub fn select<'a>(filter: &Filter, entries: &'a [Entry]) -> Vec<&'a Entry> {
 /// What a record did, in a few words: `tools/call echo`, `resources/read file:///x`,
 /// `dropped 3 (buffer_full)`, ...
 pub fn action(e: &Entry) -> String {
-    let v = &e.value;
-    if let Some(d) = v.get("dropped") {
-        return format!(
-            "dropped {} ({})",
-            d.get("count").and_then(Value::as_u64).unwrap_or(0),
-            d.get("reason").and_then(Value::as_str).unwrap_or("?")
-        );
+    if let Some(d) = &e.record.dropped {
+        return format!("dropped {} ({})", d.count, d.reason.as_str());
     }
-    let method = e.str_at("/mcp/method");
-    let target = e
-        .str_at("/mcp/tool")
-        .or_else(|| e.str_at("/mcp/prompt"))
-        .or_else(|| e.str_at("/mcp/resource"));
-    match (method, target) {
-        (Some(m), Some(t)) => format!("{m} {t}"),
-        (Some(m), None) => m.to_string(),
-        (None, _) if v.get("mcp").is_some_and(Value::is_object) => "(response)".into(),
-        (None, _) => match e.kind() {
+    let Some(mcp) = e.mcp() else {
+        return match e.kind() {
             "session.end" => "(session end)".into(),
             _ => "-".into(),
-        },
+        };
+    };
+    let target = mcp
+        .tool
+        .as_deref()
+        .or(mcp.prompt.as_deref())
+        .or(mcp.resource.as_deref());
+    match (mcp.method.as_deref(), target) {
+        (Some(m), Some(t)) => format!("{m} {t}"),
+        (Some(m), None) => m.to_string(),
+        (None, _) => "(response)".into(),
     }
 }
 
-fn cell(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+fn cell(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// The table: one row per record, then a count.
@@ -103,20 +98,20 @@ pub fn table(rows: &[&Entry], total: usize) -> String {
     ];
     let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
     for e in rows {
-        let v = &e.value;
-        let session = e.str_at("/session").map_or_else(
+        let session = e.session().map_or_else(
             || "-".to_string(),
             |s| s.chars().take(12).collect::<String>(),
         );
+        let outcome = e.record.outcome.as_ref();
         cells.push(vec![
             fmt_ms(e.ts_ms),
             e.kind().to_string(),
             e.who().to_string(),
             session,
             action(e),
-            cell(v.pointer("/outcome/status")),
-            cell(v.pointer("/outcome/http_status")),
-            cell(v.pointer("/outcome/duration_ms")),
+            cell(outcome.map(|o| o.status.as_str())),
+            cell(outcome.and_then(|o| o.http_status)),
+            cell(e.duration_ms()),
             format!("{}:{}", e.file, e.line),
         ]);
     }
@@ -160,7 +155,7 @@ pub fn ndjson(rows: &[&Entry]) -> String {
 mod tests {
     use super::*;
     use crate::records::{parse_time, read_files};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     // 2026-11-24T10:30:00.000Z
     const NOW: u64 = 1_795_516_200_000;

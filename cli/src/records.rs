@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use mcptrail::audit::chain::record_line;
+use mcptrail::audit::record::Record;
 use mcptrail::time::{parse_rfc3339_ms, rfc3339_ms};
-use serde_json::Value;
 
 /// One record of a collected file.
 #[derive(Debug, Clone)]
@@ -17,40 +17,48 @@ pub struct Entry {
     pub line: usize,
     /// The line exactly as stored.
     pub raw: String,
-    pub value: Value,
+    /// The record, read through the filter's own schema.
+    pub record: Record,
     /// `ts` in Unix milliseconds.
     pub ts_ms: Option<u64>,
 }
 
 impl Entry {
-    pub fn str_at(&self, pointer: &str) -> Option<&str> {
-        self.value.pointer(pointer).and_then(Value::as_str)
+    pub fn kind(&self) -> &'static str {
+        self.record.kind.as_str()
     }
 
-    pub fn kind(&self) -> &str {
-        self.str_at("/kind").unwrap_or("?")
+    /// The MCP method, tool, prompt and resource, where the record has them.
+    pub fn mcp(&self) -> Option<&mcptrail::audit::record::Mcp> {
+        self.record.mcp.as_ref()
+    }
+
+    pub fn session(&self) -> Option<&str> {
+        self.record.session.as_deref()
+    }
+
+    pub fn duration_ms(&self) -> Option<u64> {
+        self.record.outcome.as_ref().and_then(|o| o.duration_ms)
     }
 
     /// When the exchange started: `ts` (its end) less `outcome.duration_ms`.
     pub fn started_ms(&self) -> Option<u64> {
-        let d = self
-            .value
-            .pointer("/outcome/duration_ms")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let d = self.duration_ms().unwrap_or(0);
         self.ts_ms.map(|t| t.saturating_sub(d))
     }
 
     /// Who: the subject, else the email, else `-` (anonymous or unauthenticated).
     pub fn who(&self) -> &str {
-        self.str_at("/identity/sub")
-            .or_else(|| self.str_at("/identity/email"))
+        let id = self.record.identity.as_ref();
+        id.and_then(|i| i.sub.as_deref().or(i.email.as_deref()))
             .unwrap_or("-")
     }
 }
 
-/// Reads files in order. Lines that are not JSON objects are skipped and reported in the
-/// second element (`FILE:LINE: why`), so a damaged file can still be searched.
+/// Reads files in order. Lines that are not audit records (not JSON, or not of the record
+/// schema: a field missing or of the wrong type, a kind this build does not know) are skipped
+/// and reported in the second element (`FILE:LINE: why`), so a damaged file can still be
+/// searched.
 pub fn read_files(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<Entry>, Vec<String>)> {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
@@ -63,21 +71,20 @@ pub fn read_files(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<Entry>, Vec
             let Some(line) = record_line(&line).map(str::to_string) else {
                 continue;
             };
-            match serde_json::from_str::<Value>(&line) {
-                Ok(value) if value.is_object() => {
-                    let ts_ms = value
-                        .get("ts")
-                        .and_then(Value::as_str)
-                        .and_then(parse_rfc3339_ms);
+            match serde_json::from_str::<Record>(&line) {
+                Ok(record) => {
+                    let ts_ms = parse_rfc3339_ms(&record.ts);
                     out.push(Entry {
                         file: name.clone(),
                         line: i + 1,
                         raw: line,
-                        value,
+                        record,
                         ts_ms,
                     });
                 }
-                Ok(_) => skipped.push(format!("{name}:{}: not a JSON object", i + 1)),
+                Err(e) if e.is_data() => {
+                    skipped.push(format!("{name}:{}: not an audit record: {e}", i + 1))
+                }
                 Err(e) => skipped.push(format!("{name}:{}: not JSON: {e}", i + 1)),
             }
         }
@@ -211,22 +218,40 @@ mod tests {
     fn reads_records_and_reports_bad_lines() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.ndjson");
+        let rec = |kind: &str, ts: &str, identity: &str| {
+            format!(
+                r#"{{"v":1,"kind":"{kind}","ts":"{ts}","id":"x","session":null,"request_id":null,"identity":{identity},"source":null,"mcp":null,"outcome":null,"masked":[]}}"#
+            )
+        };
+        let alice = r#"{"sub":"alice","iss":null,"email":null,"groups":[],"client_id":null}"#;
         std::fs::write(
             &f,
-            "{\"kind\":\"command\",\"ts\":\"2026-11-24T10:00:00.123Z\",\"identity\":{\"sub\":\"alice\"}}\n\nnope\n[1]\n{\"kind\":\"audit.dropped\",\"ts\":\"x\",\"identity\":null}\r\n",
+            format!(
+                "{}\n\nnope\n[1]\n{}\r\n{}\n{{\"kind\":\"command\"}}\n",
+                rec("command", "2026-11-24T10:00:00.123Z", alice),
+                rec("audit.dropped", "x", "null"),
+                rec("no.such.kind", "2026-11-24T10:00:00.123Z", "null"),
+            ),
         )
         .unwrap();
         let (entries, skipped) = read_files(&[&f]).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].line, 1);
         assert_eq!(entries[0].who(), "alice");
+        assert_eq!(entries[0].kind(), "command");
         assert_eq!(entries[0].ts_ms, Some(t("2026-11-24T10:00:00.123Z")));
         assert_eq!(entries[1].line, 5);
         assert_eq!(entries[1].who(), "-");
         assert_eq!(entries[1].ts_ms, None);
         assert!(!entries[1].raw.ends_with('\r'));
-        assert_eq!(skipped.len(), 2);
+        assert_eq!(skipped.len(), 4, "{skipped:?}");
         assert!(skipped[0].ends_with(":3: not JSON: expected ident at line 1 column 2"));
+        assert!(
+            skipped[1].contains(":4: not an audit record: "),
+            "{skipped:?}"
+        );
+        assert!(skipped[2].contains(":6: not an audit record: unknown variant `no.such.kind`"));
+        assert!(skipped[3].contains(":7: not an audit record: missing field"));
         assert!(read_files(&[dir.path().join("missing")]).is_err());
     }
 }

@@ -12,34 +12,37 @@ fn seconds(ms: u64) -> String {
     format!("{}.{:03}s", ms / 1000, ms % 1000)
 }
 
-fn who_long(v: &Value) -> String {
-    let Some(id) = v.get("identity").filter(|i| i.is_object()) else {
+fn who_long(e: &Entry) -> String {
+    let Some(id) = &e.record.identity else {
         return "anonymous (no verified identity)".into();
     };
-    let s = |k: &str| id.get(k).and_then(Value::as_str);
-    let mut out = s("sub").or(s("email")).unwrap_or("?").to_string();
-    if let Some(e) = s("email").filter(|e| Some(*e) != s("sub")) {
-        out.push_str(&format!(" <{e}>"));
+    let mut out = id
+        .sub
+        .as_deref()
+        .or(id.email.as_deref())
+        .unwrap_or("?")
+        .to_string();
+    if let Some(m) = id
+        .email
+        .as_deref()
+        .filter(|m| Some(*m) != id.sub.as_deref())
+    {
+        out.push_str(&format!(" <{m}>"));
     }
-    let groups: Vec<&str> = id
-        .get("groups")
-        .and_then(Value::as_array)
-        .map(|g| g.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if !groups.is_empty() {
-        out.push_str(&format!(" groups={}", groups.join(",")));
+    if !id.groups.is_empty() {
+        out.push_str(&format!(" groups={}", id.groups.join(",")));
     }
-    if let Some(c) = s("client_id") {
+    if let Some(c) = &id.client_id {
         out.push_str(&format!(" client_id={c}"));
     }
-    if let Some(i) = s("iss") {
+    if let Some(i) = &id.iss {
         out.push_str(&format!(" (issuer {i})"));
     }
     out
 }
 
-fn client(v: &Value) -> Option<String> {
-    let c = v.pointer("/mcp/client")?;
+fn client(e: &Entry) -> Option<String> {
+    let c = e.mcp()?.client.as_ref()?;
     let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
     Some(match c.get("version").and_then(Value::as_str) {
         Some(ver) => format!("{name} {ver}"),
@@ -48,35 +51,35 @@ fn client(v: &Value) -> Option<String> {
 }
 
 /// How a call ended, in words: `ok (HTTP 200, 12 ms, 512 bytes)`, with the JSON-RPC error.
-fn outcome(v: &Value) -> String {
-    let Some(o) = v.get("outcome").filter(|o| o.is_object()) else {
+fn outcome(e: &Entry) -> String {
+    let Some(o) = &e.record.outcome else {
         return "-".into();
     };
-    let status = o.get("status").and_then(Value::as_str).unwrap_or("?");
     let mut parts = Vec::new();
-    if let Some(h) = o.get("http_status").and_then(Value::as_u64) {
+    if let Some(h) = o.http_status {
         parts.push(format!("HTTP {h}"));
     }
-    if let Some(d) = o.get("duration_ms").and_then(Value::as_u64) {
+    if let Some(d) = o.duration_ms {
         parts.push(format!("{d} ms"));
     }
-    if let Some(b) = o.get("response_bytes").and_then(Value::as_u64) {
+    if let Some(b) = o.response_bytes {
         parts.push(format!("{b} bytes"));
     }
+    let status = o.status.as_str();
     let mut out = if parts.is_empty() {
         status.to_string()
     } else {
         format!("{status} ({})", parts.join(", "))
     };
-    if o.get("is_error").and_then(Value::as_bool) == Some(true) {
+    if o.is_error {
         out.push_str(": the tool reported an error (isError)");
     }
-    if let Some(e) = o.get("error").filter(|e| !e.is_null()) {
-        let code = e.get("code").map(Value::to_string);
-        let msg = e.get("message").and_then(Value::as_str);
+    if let Some(err) = o.error.as_ref().filter(|e| !e.is_null()) {
+        let code = err.get("code").map(Value::to_string);
+        let msg = err.get("message").and_then(Value::as_str);
         match (code, msg) {
             (Some(c), Some(m)) => out.push_str(&format!(": JSON-RPC error {c} {m}")),
-            _ => out.push_str(&format!(": JSON-RPC error {e}")),
+            _ => out.push_str(&format!(": JSON-RPC error {err}")),
         }
     }
     out
@@ -86,7 +89,7 @@ fn outcome(v: &Value) -> String {
 pub fn transcript(entries: &[Entry], session: &str) -> anyhow::Result<String> {
     let mut rows: Vec<&Entry> = entries
         .iter()
-        .filter(|e| e.str_at("/session") == Some(session))
+        .filter(|e| e.session() == Some(session))
         .collect();
     if rows.is_empty() {
         bail!("no records of session {session}");
@@ -100,23 +103,24 @@ pub fn transcript(entries: &[Entry], session: &str) -> anyhow::Result<String> {
     let last = rows.iter().filter_map(|e| e.ts_ms).max();
     let identified = start
         .copied()
-        .or_else(|| {
-            rows.iter()
-                .copied()
-                .find(|e| e.value["identity"].is_object())
-        })
+        .or_else(|| rows.iter().copied().find(|e| e.record.identity.is_some()))
         .unwrap_or(rows[0]);
 
     let mut out = String::new();
     out.push_str(&format!("session {session}\n"));
-    out.push_str(&format!("  who:      {}\n", who_long(&identified.value)));
-    if let Some(a) = identified.str_at("/source/address") {
+    out.push_str(&format!("  who:      {}\n", who_long(identified)));
+    if let Some(a) = identified
+        .record
+        .source
+        .as_ref()
+        .and_then(|s| s.address.as_deref())
+    {
         out.push_str(&format!("  from:     {a}\n"));
     }
-    if let Some(c) = rows.iter().find_map(|e| client(&e.value)) {
+    if let Some(c) = rows.iter().find_map(|e| client(e)) {
         out.push_str(&format!("  client:   {c}\n"));
     }
-    if let Some(p) = start.and_then(|s| s.str_at("/mcp/protocol_version")) {
+    if let Some(p) = start.and_then(|s| s.mcp()?.protocol_version.as_deref()) {
         out.push_str(&format!("  protocol: {p}\n"));
     }
     out.push_str(&format!(
@@ -139,7 +143,8 @@ pub fn transcript(entries: &[Entry], session: &str) -> anyhow::Result<String> {
     ));
 
     for e in &rows {
-        let v = &e.value;
+        let r = &e.record;
+        let mcp = e.mcp();
         let at = match (e.started_ms(), first) {
             (Some(t), Some(f)) => format!("+{}", seconds(t.saturating_sub(f))),
             _ => "?".into(),
@@ -149,59 +154,54 @@ pub fn transcript(entries: &[Entry], session: &str) -> anyhow::Result<String> {
             "session.start" => format!(
                 "session.start  opened by {}{}",
                 e.who(),
-                client(v).map_or_else(String::new, |c| format!(" with {c}"))
+                client(e).map_or_else(String::new, |c| format!(" with {c}"))
             ),
             "session.end" => {
-                let s = v.get("session_summary");
-                let n = s
-                    .and_then(|s| s.get("commands"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
+                let s = r.session_summary.as_ref();
+                let n = s.map_or(0, |s| s.commands);
                 let d = s
-                    .and_then(|s| s.get("duration_ms"))
-                    .and_then(Value::as_u64)
+                    .and_then(|s| s.duration_ms)
                     .map_or_else(|| "unknown length".into(), seconds);
                 format!(
                     "session.end    {}; {n} commands seen, {d}",
-                    e.str_at("/reason").unwrap_or("ended")
+                    r.reason.as_deref().unwrap_or("ended")
                 )
             }
             kind => {
                 let mut l = format!("{kind:<13}  {} {}", e.who(), action(e));
-                if let Some(id) = v.pointer("/mcp/id").filter(|i| !i.is_null()) {
+                if let Some(id) = mcp.and_then(|m| m.id.as_ref()).filter(|i| !i.is_null()) {
                     l.push_str(&format!(" [id {id}]"));
                 }
-                l.push_str(&format!(" -> {}", outcome(v)));
+                l.push_str(&format!(" -> {}", outcome(e)));
                 l
             }
         };
         out.push_str(&format!("{at:>10}  {when}  {line}\n"));
         let pad = " ".repeat(38);
-        if let Some(a) = v.pointer("/mcp/arguments").filter(|a| !a.is_null()) {
+        if let Some(a) = mcp
+            .and_then(|m| m.arguments.as_ref())
+            .filter(|a| !a.is_null())
+        {
             out.push_str(&format!("{pad}arguments: {a}\n"));
         }
-        if let Some(m) = v
-            .get("masked")
-            .and_then(Value::as_array)
-            .filter(|m| !m.is_empty())
-        {
-            let m: Vec<&str> = m.iter().filter_map(Value::as_str).collect();
-            out.push_str(&format!("{pad}masked:    {}\n", m.join(", ")));
+        if !r.masked.is_empty() {
+            out.push_str(&format!("{pad}masked:    {}\n", r.masked.join(", ")));
         }
         if e.kind() != "session.end" {
-            if let Some(r) = e.str_at("/reason") {
-                out.push_str(&format!("{pad}reason:    {r}\n"));
+            if let Some(why) = &r.reason {
+                out.push_str(&format!("{pad}reason:    {why}\n"));
             }
         }
-        if let Some(a) = v.get("auth") {
+        if let Some(a) = &r.auth {
+            let a = serde_json::to_string(a).unwrap_or_default();
             out.push_str(&format!("{pad}auth:      {a}\n"));
         }
-        if v.pointer("/mcp/header_mismatch") == Some(&Value::Bool(true)) {
+        if mcp.is_some_and(|m| m.header_mismatch) {
             out.push_str(&format!(
                 "{pad}warning:   Mcp-Method/Mcp-Name headers disagree with the body\n"
             ));
         }
-        if v.pointer("/mcp/session_identity_mismatch") == Some(&Value::Bool(true)) {
+        if mcp.is_some_and(|m| m.session_identity_mismatch) {
             out.push_str(&format!(
                 "{pad}warning:   the session was started by another identity\n"
             ));

@@ -105,6 +105,18 @@ pub enum Status {
     Aborted,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::Denied => "denied",
+            Status::UpstreamError => "upstream_error",
+            Status::Aborted => "aborted",
+        }
+    }
+}
+
 /// How the call ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -142,6 +154,15 @@ pub struct Dropped {
 pub enum DropReason {
     BufferFull,
     RetriesExhausted,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::BufferFull => "buffer_full",
+            DropReason::RetriesExhausted => "retries_exhausted",
+        }
+    }
 }
 
 /// One audit record, without its `chain` (the outbox seals it into a line).
