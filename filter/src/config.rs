@@ -314,6 +314,10 @@ struct RawMcp {
     decode: Option<bool>,
     #[serde(default)]
     result_preview_bytes: usize,
+    #[serde(default)]
+    session_keys: Vec<String>,
+    #[serde(default)]
+    unsealed_sessions: Option<String>,
 }
 
 /// Sessions remembered per VM unless `mcp.max_sessions` says otherwise.
@@ -426,7 +430,25 @@ pub struct McpSettings {
     pub decode: bool,
     /// How much of each reply's `result` the command record keeps (0: none).
     pub result_preview_bytes: usize,
+    /// Keys that seal session ids (`mcp::seal`): the first seals, all open. Empty: session
+    /// ids pass unsealed and a session's owner is known only to the VM that saw it start.
+    pub session_keys: Vec<Vec<u8>>,
+    /// What to do with a session id that is not sealed, when keys are configured.
+    pub unsealed_sessions: Unsealed,
 }
+
+/// `mcp.unsealed_sessions`: a presented session id that is not of the sealed form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsealed {
+    /// Answered as the server answers an unknown session (404): the client starts a new one.
+    Refuse,
+    /// Forwarded as it is, flagged `mcp.session_unsealed` (migration: sessions opened before
+    /// ids were sealed). Such a session's owner is not checked across workers.
+    Pass,
+}
+
+/// Shortest session key (decoded).
+pub const MIN_SESSION_KEY_BYTES: usize = 32;
 
 impl McpSettings {
     /// Whether a request path (query string included or not) is in scope.
@@ -971,7 +993,33 @@ impl RawMcp {
                 "must be greater than 0",
             ));
         }
+        let session_keys = self
+            .session_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| b64_secret(&format!("mcp.session_keys[{i}]"), k, MIN_SESSION_KEY_BYTES))
+            .collect::<Result<Vec<_>, _>>()?;
+        let unsealed_sessions = match self.unsealed_sessions.as_deref() {
+            None | Some("refuse") => Unsealed::Refuse,
+            Some("pass") => Unsealed::Pass,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "mcp.unsealed_sessions",
+                    format!("`{other}` is not one of refuse, pass"),
+                ))
+            }
+        };
+        if self.reject_session_identity_mismatch && session_keys.is_empty() {
+            return Err(ConfigError::new(
+                "mcp.reject_session_identity_mismatch",
+                "needs mcp.session_keys: without them a session's owner is known only to the \
+                 worker that saw it start, and other workers and replicas could not refuse \
+                 another identity",
+            ));
+        }
         Ok(McpSettings {
+            session_keys,
+            unsealed_sessions,
             paths: self.paths,
             max_body_bytes,
             reject_session_identity_mismatch: self.reject_session_identity_mismatch,
@@ -1177,6 +1225,28 @@ mod tests {
     }
 
     #[test]
+    fn session_keys() {
+        let key = "c2Vzc2lvbi1rZXktZm9yLXRoZS1kZW1vLW9ubHktMzJi"; // 33 bytes
+        let c = Config::parse(
+            format!(r#"{{"audit":{{"cluster":"c"}},"mcp":{{"session_keys":["{key}"],"reject_session_identity_mismatch":true,"unsealed_sessions":"pass"}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.mcp.session_keys.len(), 1);
+        assert_eq!(c.mcp.unsealed_sessions, Unsealed::Pass);
+        let d = Config::parse(br#"{"audit":{"cluster":"c"}}"#).unwrap();
+        assert!(d.mcp.session_keys.is_empty());
+        assert_eq!(d.mcp.unsealed_sessions, Unsealed::Refuse);
+        // The owner check promised without keys would hold on one worker only.
+        let e = err(r#"{"audit":{"cluster":"c"},"mcp":{"reject_session_identity_mismatch":true}}"#);
+        assert_eq!(e.key, "mcp.reject_session_identity_mismatch");
+        assert!(e.message.contains("mcp.session_keys"), "{e}");
+        let e = err(r#"{"audit":{"cluster":"c"},"mcp":{"session_keys":["c2hvcnQ="]}}"#);
+        assert_eq!(e.key, "mcp.session_keys[0]");
+        let e = err(r#"{"audit":{"cluster":"c"},"mcp":{"unsealed_sessions":"maybe"}}"#);
+        assert_eq!(e.key, "mcp.unsealed_sessions");
+    }
+
+    #[test]
     fn auth_and_policy_sections() {
         let c = Config::parse(
             br#"{"audit":{"cluster":"c"},
@@ -1226,6 +1296,8 @@ mod tests {
             record_notifications: false,
             decode: true,
             result_preview_bytes: 0,
+            session_keys: vec![],
+            unsealed_sessions: Unsealed::Refuse,
         };
         assert!(m.in_scope("/mcp"));
         assert!(m.in_scope("/mcp/"));
@@ -1241,6 +1313,8 @@ mod tests {
             record_notifications: false,
             decode: true,
             result_preview_bytes: 0,
+            session_keys: vec![],
+            unsealed_sessions: Unsealed::Refuse,
         };
         assert!(all.in_scope("/anything"));
     }

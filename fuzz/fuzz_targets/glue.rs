@@ -138,7 +138,7 @@ fn configs() -> Vec<Conf> {
             json: json!({
                 "audit": {"cluster": "audit", "hmac_key": AUDIT_KEY_B64, "flush_interval_ms": 100,
                           "batch_max_records": 4, "max_retries": 0},
-                "mcp": {"paths": ["/mcp"], "reject_session_identity_mismatch": true, "max_sessions": 4},
+                "mcp": {"paths": ["/mcp"], "reject_session_identity_mismatch": true, "max_sessions": 4, "session_keys": ["c2Vzc2lvbi1rZXktZm9yLXRoZS1kZW1vLW9ubHktMzJi"]},
                 "auth": {"mode": "required", "forward_identity": true, "forward_token": false,
                          "cache_max_entries": 2, "resource_metadata": {"resource": AUD},
                          "providers": [{"issuer": ISS, "audiences": [AUD], "shared_secret": secret,

@@ -47,6 +47,10 @@ pub struct Facts {
     /// 2026-07-28 standard headers.
     pub routing: Routing,
     pub session_identity_mismatch: bool,
+    /// When the session started, as its sealed id says (known on every VM).
+    pub session_started_ms: Option<u64>,
+    /// The session id came bare while ids are sealed (`mcp.unsealed_sessions: pass`).
+    pub session_unsealed: bool,
     /// `Last-Event-ID` of a resumed stream.
     pub last_event_id: Option<String>,
     /// Request body bytes seen.
@@ -304,7 +308,9 @@ impl Finished<'_> {
     }
 
     /// `session.start` after a successful `initialize` that opened a session;
-    /// `session.end` on `DELETE`, or on a 404 for a session this VM saw start.
+    /// `session.end` on `DELETE` (on whichever VM it lands), or on a 404 for a session known
+    /// to have started (this VM saw it, or its sealed id says when). `commands` counts what
+    /// this VM saw; totals over every VM come from `mcptrail query --sessions`.
     pub fn session_records(
         &self,
         sessions: &mut Sessions,
@@ -335,11 +341,18 @@ impl Finished<'_> {
             sessions.touch(session);
         }
         let ended_by_client = self.facts.method == "DELETE";
-        let gone = self.facts.response_status == Some(404) && sessions.get(session).is_some();
+        // A session known to have started: this VM saw it, or its sealed id says so.
+        let known_start =
+            self.facts.session_started_ms.is_some() || sessions.get(session).is_some();
+        let gone = self.facts.response_status == Some(404) && known_start;
         if !(ended_by_client || gone) {
             return;
         }
         let known = sessions.end(session);
+        let started_ms = self
+            .facts
+            .session_started_ms
+            .or(known.as_ref().map(|e| e.started_ms));
         let mut r = self.base(Kind::SessionEnd, now);
         r.outcome = Some(outcome.clone());
         r.reason = Some(if ended_by_client {
@@ -348,8 +361,8 @@ impl Finished<'_> {
             "unknown or expired at the server (404)".into()
         });
         r.session_summary = Some(SessionSummary {
-            started: known.as_ref().map(|e| rfc3339_ms(e.started_ms)),
-            duration_ms: known.as_ref().map(|e| now.saturating_sub(e.started_ms)),
+            started: started_ms.map(rfc3339_ms),
+            duration_ms: started_ms.map(|t| now.saturating_sub(t)),
             commands: known.map_or(0, |e| e.commands),
         });
         out.push(r);
@@ -530,6 +543,7 @@ impl Finished<'_> {
             client,
             header_mismatch,
             session_identity_mismatch: self.facts.session_identity_mismatch,
+            session_unsealed: self.facts.session_unsealed,
             ..Mcp::default()
         });
         r.outcome = Some(outcome);

@@ -82,6 +82,10 @@ pub struct Mcp {
     /// The session was started by a different identity.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub session_identity_mismatch: bool,
+    /// The session id was presented bare while ids are sealed, and let through
+    /// (`mcp.unsealed_sessions: pass`): its owner could not be checked on every VM.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub session_unsealed: bool,
     /// `server_to_client` on messages the server sent (notifications, requests); absent on
     /// what the client sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

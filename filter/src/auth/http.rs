@@ -127,6 +127,27 @@ pub fn session_mismatch() -> Refused {
     )
 }
 
+/// A session id that was not issued through this filter (tampered, sealed under another
+/// key, or bare while ids are sealed): answered as the server answers an unknown session, so
+/// the client starts a new one.
+pub fn session_unknown() -> Refused {
+    let info = AuthInfo {
+        error: "session_unknown".into(),
+        issuer: None,
+        kid: None,
+    };
+    let mut r = refuse(
+        404,
+        info,
+        "the session id was not issued through this gateway, or was altered".into(),
+        None,
+    );
+    r.reply.body =
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": "Session not found"}})
+            .to_string();
+    r
+}
+
 /// What authentication decided for a request.
 #[derive(Debug)]
 pub enum Admission {

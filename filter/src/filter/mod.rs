@@ -14,12 +14,14 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::host::{Body, Headers, Host, Level};
 use crate::mcp::jsonrpc::{DecodeError, Message};
+use crate::mcp::seal::Sealer;
 use crate::mcp::sessions::Sessions;
 use crate::policy::enforce::{self, Denied};
 use crate::policy::judge::Unjudgeable;
 
 pub mod metrics;
 mod root;
+mod session;
 mod stream;
 
 pub use root::Root;
@@ -32,6 +34,8 @@ pub struct Shared {
     pub outbox: RefCell<Outbox>,
     pub auth: RefCell<Authenticator>,
     pub sessions: RefCell<Sessions>,
+    /// Seals and opens session ids (`mcp.session_keys`).
+    sealer: Option<Sealer>,
     waiters: RefCell<Vec<root::Waiter>>,
     /// What a resumed stream needs from the streams before it.
     resume: RefCell<Resumption>,
@@ -64,6 +68,8 @@ pub enum Phase {
 struct Slot {
     phase: Phase,
     identity: Option<Identity>,
+    /// The request's session, once the session stage has run.
+    session: session::SessionView,
     /// The body will be held whole before any of it goes upstream (policy or rewriting
     /// needs it): the phase after authentication is `Holding`, not `Upstream`.
     hold_body: bool,
@@ -152,11 +158,15 @@ fn deny(host: &dyn Host, slot: &mut Slot, denied: Denied) {
     slot.phase = Phase::Refused(denied.refusal);
 }
 
-/// After authentication: whether the request may be resumed now. A held body that is
+/// After authentication: whether the request may be resumed now. The session stage runs
+/// first (its refusal answers the request). A held body that is
 /// complete is judged here. One partly seen is finished by its last body callback. One not
 /// seen yet is judged in the body callbacks after the headers go on: without
 /// `allow_on_headers_stop_iteration` (Istio, Envoy Gateway) they come only once resumed.
 fn proceed_after_auth(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
+    if session::bind(host, shared, slot) {
+        return false;
+    }
     if slot.phase != Phase::Holding {
         return true;
     }

@@ -11,6 +11,7 @@ use crate::audit::resume::Resumption;
 use crate::auth::{http, Authenticator};
 use crate::config::Config;
 use crate::host::{Body, Headers, Host, Level};
+use crate::mcp::seal::Sealer;
 use crate::mcp::sessions::Sessions;
 
 /// A request held until its provider's keys arrive.
@@ -80,6 +81,8 @@ impl Root {
         self.shared = Some(Rc::new(Shared {
             auth: RefCell::new(Authenticator::new(&config.auth, [key0, key1])),
             sessions: RefCell::new(Sessions::new(config.mcp.max_sessions)),
+            sealer: (!config.mcp.session_keys.is_empty())
+                .then(|| Sealer::new(&config.mcp.session_keys)),
             config,
             outbox: RefCell::new(outbox),
             waiters: RefCell::new(Vec::new()),

@@ -8,7 +8,10 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 
-use super::{apply, judge, replace_body, send, Admit, Phase, Shared, Slot, Snapshot};
+use super::{
+    apply, judge, proceed_after_auth, replace_body, send, session, Admit, Phase, Shared, Slot,
+    Snapshot,
+};
 use crate::audit::build::{Facts, Finished};
 use crate::audit::outbox::Pushed;
 use crate::audit::record::{EnvoyInfo, Kind, Record};
@@ -111,7 +114,6 @@ impl Stream {
         shared.counters.borrow_mut().requests += 1;
         self.facts.started_ms = host.now_ms();
         self.facts.request_id = h.get("x-request-id").map(str::to_string);
-        self.facts.session = h.get("mcp-session-id").map(str::to_string);
         self.facts.protocol_version = h.get("mcp-protocol-version").map(str::to_string);
         self.facts.routing =
             Routing::from_headers(h.0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -136,6 +138,7 @@ impl Stream {
         {
             let mut slot = self.slot.borrow_mut();
             slot.phase = Phase::Upstream;
+            slot.session.presented = h.get("mcp-session-id").map(str::to_string);
             slot.origin = origin;
             slot.path = path.to_string();
             // Any body is judged when a rule may deny, whatever the method: a server may
@@ -174,18 +177,19 @@ impl Stream {
                 return action;
             }
         }
-        if self.session_taken(host) {
-            return Action::Pause;
-        }
         let mut slot = self.slot.borrow_mut();
         slot.phase = slot.admitted();
         // A held body is held in the body callbacks, not here: the headers go on, so this
         // works without `allow_on_headers_stop_iteration` too. The server never gets a body
         // it should not: a refusal answers locally and Envoy resets the upstream request.
-        if judge(host, &shared, &mut slot) {
-            return Action::Pause;
+        let go_on = proceed_after_auth(host, &shared, &mut slot);
+        drop(slot);
+        self.session_facts();
+        if go_on {
+            Action::Continue
+        } else {
+            Action::Pause
         }
-        Action::Continue
     }
 
     /// Authenticates the request; `Some` when it is answered or held (waiting for keys).
@@ -224,31 +228,16 @@ impl Stream {
         }
     }
 
-    /// A session opened by another identity (known to this VM): flagged, and refused when
-    /// `mcp.reject_session_identity_mismatch` is on. `true` when refused.
-    fn session_taken(&mut self, host: &dyn Host) -> bool {
-        let Some(session) = self.facts.session.as_deref() else {
-            return false;
-        };
-        let owner = self
-            .shared
-            .sessions
-            .borrow()
-            .get(session)
-            .map(|e| e.sub.clone());
-        let mut slot = self.slot.borrow_mut();
-        let sub = slot.identity.as_ref().and_then(|i| i.sub.clone());
-        match owner {
-            Some(owner) if owner.is_some() && owner != sub => {
-                self.facts.session_identity_mismatch = true;
-                if self.shared.config.mcp.reject_session_identity_mismatch {
-                    super::refuse(host, &mut slot, http::session_mismatch());
-                    return true;
-                }
-                false
-            }
-            _ => false,
+    /// What the session stage learnt (here or, after a wait for keys, in the root).
+    fn session_facts(&mut self) {
+        let slot = self.slot.borrow();
+        let v = &slot.session;
+        if v.server_id.is_some() {
+            self.facts.session.clone_from(&v.server_id);
         }
+        self.facts.session_started_ms = v.started_ms;
+        self.facts.session_unsealed = v.unsealed;
+        self.facts.session_identity_mismatch = v.mismatch;
     }
 
     pub fn on_request_body(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Action {
@@ -405,15 +394,25 @@ impl Stream {
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
-        if !self.in_scope() || !self.shared.config.mcp.decode {
+        let decode = self.shared.config.mcp.decode;
+        if !self.in_scope() || !(decode || self.shared.sealer.is_some()) {
             return Action::Continue;
         }
         let h = Snapshot(host.headers(Headers::Response));
-        self.facts.response_status = h.get(":status").and_then(|s| s.parse().ok());
-        if self.facts.session.is_none() {
-            self.facts.session = h.get("mcp-session-id").map(str::to_string);
-            self.facts.session_from_response = self.facts.session.is_some();
+        self.session_facts();
+        if let Some(issued) = h.get("mcp-session-id") {
+            if self.facts.session.is_none() {
+                self.facts.session = Some(issued.to_string());
+                self.facts.session_from_response = true;
+            }
+            let started = self.facts.session_started_ms;
+            let started = started.unwrap_or(self.facts.started_ms);
+            session::seal_reply(host, &self.shared, &self.slot.borrow(), issued, started);
         }
+        if !decode {
+            return Action::Continue;
+        }
+        self.facts.response_status = h.get(":status").and_then(|s| s.parse().ok());
         self.facts.response_done = end_of_stream;
         let content_type = h.get("content-type").unwrap_or_default();
         let mut resp =
@@ -721,6 +720,7 @@ impl Stream {
             return; // authentication only: nothing to record for admitted requests
         }
         let now = host.now_ms();
+        self.session_facts();
         self.learn_route(host);
         self.record_delivered(host);
         let messages = match self.slot.borrow_mut().messages.take() {

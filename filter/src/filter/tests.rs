@@ -699,6 +699,68 @@ mod auth_and_policy {
         }
     }
 
+    /// A request that waited for keys passes the session stage too once its caller is known:
+    /// another identity's session is refused, never resumed.
+    #[test]
+    fn the_session_owner_is_checked_after_a_wait_for_keys() {
+        use crate::mcp::seal::{Opened, Owner, Sealer};
+        let key = "c2Vzc2lvbi1rZXktZm9yLXRoZS1kZW1vLW9ubHktMzJi";
+        let config = fetch_config().replace(
+            r#""paths":["/mcp"]"#,
+            &format!(r#""paths":["/mcp"],"reject_session_identity_mismatch":true,"session_keys":["{key}"]"#),
+        );
+        let sealer =
+            Sealer::new(&[
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).unwrap(),
+            ]);
+        let alice = crate::audit::record::Identity {
+            iss: Some(ISS.into()),
+            sub: Some("alice".into()),
+            ..Default::default()
+        };
+        let opened = Opened {
+            server_id: "S1".into(),
+            started_ms: 1,
+            owner: Owner::of(Some(&alice)),
+        };
+        let sealed = sealer.seal(&opened, [3; 24]).unwrap();
+        for (who, refused) in [("alice", false), ("mallory", true)] {
+            let host = host_at_now();
+            let mut r = Root {
+                context_id: 1,
+                ..Root::default()
+            };
+            assert!(r.configure(&host, config.as_bytes()), "{config}");
+            request(&host, Some(&sign("RS256", &claims(who))), "POST");
+            host.set_header(Headers::Request, "mcp-session-id", &sealed);
+            let mut s = r.new_stream(42).unwrap();
+            assert_eq!(s.on_request_headers(&host, false), Action::Pause);
+            r.on_tick(&host);
+            host.set_header(Headers::CallResponse, ":status", "200");
+            let doc = jwks().to_string();
+            host.set_body(Body::CallResponse, doc.as_bytes());
+            r.on_http_call_response(&host, 1, 3, doc.len());
+            if refused {
+                assert!(host.resumed.borrow().is_empty(), "never resumed");
+                assert_eq!(host.responses.borrow()[0].0, 403);
+                s.on_log(&host);
+            } else {
+                assert_eq!(*host.resumed.borrow(), vec![42]);
+                assert_eq!(
+                    host.header(Headers::Request, "mcp-session-id").as_deref(),
+                    Some("S1")
+                );
+                assert_eq!(body(&host, &mut s, CALL), Action::Continue);
+                finish(&host, &mut s, "200");
+            }
+            let kind = if refused { "auth.denied" } else { "command" };
+            let recs = host.flush(&mut r);
+            let rec = recs.iter().find(|x| x["kind"] == kind).unwrap();
+            assert_eq!(rec["session"], "S1", "{rec}");
+            assert_eq!(rec["identity"]["sub"], who);
+        }
+    }
+
     #[test]
     fn keys_that_never_come_give_503_after_the_wait() {
         let host = host_at_now();
@@ -826,59 +888,218 @@ mod sessions_and_headers {
         assert!(last["reason"].as_str().unwrap().contains("404"));
     }
 
+    const SESSION_KEY: &str = "c2Vzc2lvbi1rZXktZm9yLXRoZS1kZW1vLW9ubHktMzJi";
+
+    fn sealed_config(reject: bool, extra: &str) -> String {
+        use crate::testkit::jwt::*;
+        format!(
+            r#"{{"audit":{{"cluster":"c"}},"mcp":{{"paths":["/mcp"],"reject_session_identity_mismatch":{reject},"session_keys":["{SESSION_KEY}"]{extra}}},
+            "auth":{{"mode":"required","providers":[{{"issuer":"{ISS}","audiences":["{AUD}"],"jwks":{}}}]}}}}"#,
+            jwks()
+        )
+    }
+
+    /// Each VM (worker or replica) is a root of its own with the same configuration: a
+    /// session opened through one is bound to its owner on every other.
     #[test]
-    fn a_session_is_bound_to_the_identity_that_started_it() {
+    fn a_session_is_bound_to_the_identity_that_started_it_on_every_vm() {
         use crate::testkit::jwt::*;
         let host = FakeHost::default();
         host.now.set(NOW as u64 * 1000);
-        let cfg = |reject: bool| {
-            format!(
-                r#"{{"audit":{{"cluster":"c"}},"mcp":{{"paths":["/mcp"],"reject_session_identity_mismatch":{reject}}},
-                "auth":{{"mode":"required","providers":[{{"issuer":"{ISS}","audiences":["{AUD}"],"jwks":{}}}]}}}}"#,
-                jwks()
-            )
-        };
+        let as_user = |sub: &str| format!("Bearer {}", sign("ES256", &claims(sub)));
+        let (alice, mallory) = (as_user("alice"), as_user("mallory"));
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+        let reply = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
         for reject in [false, true] {
             host.calls.borrow_mut().clear();
             host.responses.borrow_mut().clear();
-            let mut r = root(&host, &cfg(reject));
-            let as_user = |sub: &str| format!("Bearer {}", sign("ES256", &claims(sub)));
-            let alice = as_user("alice");
+            let mut opener = root(&host, &sealed_config(reject, ""));
             let ok = exchange(
                 &host,
-                &r,
+                &opener,
                 "POST",
                 &[("authorization", &alice)],
                 INIT,
                 ("200", Some("S9"), INIT_OK),
             );
             assert_eq!(ok, Action::Continue);
-            let mallory = as_user("mallory");
-            let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
-            let headers = [
-                ("authorization", mallory.as_str()),
-                ("mcp-session-id", "S9"),
+            let sealed = host.header(Headers::Response, "mcp-session-id").unwrap();
+            assert!(
+                sealed.starts_with(crate::mcp::seal::PREFIX) && !sealed.contains("S9"),
+                "{sealed}"
+            );
+            let start = host
+                .flush(&mut opener)
+                .into_iter()
+                .find(|r| r["kind"] == "session.start")
+                .unwrap();
+            assert_eq!(start["session"], "S9", "records name the server's id");
+
+            // Another VM: the owner goes on; the server receives exactly its own id; the
+            // client keeps the id it was given.
+            let mut other = root(&host, &sealed_config(reject, ""));
+            let mine = [
+                ("authorization", alice.as_str()),
+                ("mcp-session-id", sealed.as_str()),
             ];
-            let reply = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
-            let action = exchange(&host, &r, "POST", &headers, call, ("200", None, reply));
+            assert_eq!(
+                exchange(
+                    &host,
+                    &other,
+                    "POST",
+                    &mine,
+                    call,
+                    ("200", Some("S9"), reply)
+                ),
+                Action::Continue
+            );
+            assert_eq!(
+                host.header(Headers::Request, "mcp-session-id").as_deref(),
+                Some("S9")
+            );
+            assert_eq!(
+                host.header(Headers::Response, "mcp-session-id"),
+                Some(sealed.clone())
+            );
+            let rec = host.flush(&mut other).pop().unwrap();
+            assert_eq!(
+                (rec["kind"].as_str(), rec["session"].as_str()),
+                (Some("command"), Some("S9"))
+            );
+            assert!(rec["mcp"].get("session_identity_mismatch").is_none());
+
+            // Another identity with the owner's id, on that other VM.
+            host.responses.borrow_mut().clear();
+            let theirs = [
+                ("authorization", mallory.as_str()),
+                ("mcp-session-id", sealed.as_str()),
+            ];
+            let action = exchange(&host, &other, "POST", &theirs, call, ("200", None, reply));
+            let rec = host.flush(&mut other).pop().unwrap();
+            assert_eq!(rec["identity"]["sub"], "mallory");
+            assert_eq!(rec["session"], "S9");
             if reject {
                 assert_eq!(action, Action::Pause);
                 assert_eq!(host.responses.borrow()[0].0, 403);
+                assert_eq!(rec["kind"], "auth.denied");
+                assert_eq!(rec["auth"]["error"], "session_identity_mismatch");
             } else {
                 assert_eq!(action, Action::Continue);
+                assert_eq!(rec["kind"], "command");
+                assert_eq!(rec["mcp"]["session_identity_mismatch"], true);
             }
-            r.on_tick(&host);
-            let recs = host.shipped();
-            let last = recs.last().unwrap();
-            assert_eq!(last["identity"]["sub"], "mallory");
-            if reject {
-                assert_eq!(last["kind"], "auth.denied");
-                assert_eq!(last["auth"]["error"], "session_identity_mismatch");
-            } else {
-                assert_eq!(last["kind"], "command");
-                assert_eq!(last["mcp"]["session_identity_mismatch"], true);
-            }
+
+            // The DELETE on a third VM ends the session there, with its start time.
+            let mut third = root(&host, &sealed_config(reject, ""));
+            host.advance(5_000);
+            exchange(&host, &third, "DELETE", &mine, "", ("200", None, ""));
+            let end = host.flush(&mut third).pop().unwrap();
+            assert_eq!(
+                (end["kind"].as_str(), end["session"].as_str()),
+                (Some("session.end"), Some("S9"))
+            );
+            assert!(end["session_summary"]["started"].is_string(), "{end}");
+            assert!(
+                end["session_summary"]["duration_ms"].as_u64().unwrap() >= 5_000,
+                "{end}"
+            );
         }
+    }
+
+    /// Ids that were not sealed by this deployment are answered as the server answers an
+    /// unknown session (404): tampered, sealed under another key, made up, or bare.
+    #[test]
+    fn foreign_tampered_and_bare_session_ids() {
+        use crate::testkit::jwt::*;
+        let host = FakeHost::default();
+        host.now.set(NOW as u64 * 1000);
+        let alice = format!("Bearer {}", sign("ES256", &claims("alice")));
+        let r = root(&host, &sealed_config(true, ""));
+        exchange(
+            &host,
+            &r,
+            "POST",
+            &[("authorization", &alice)],
+            INIT,
+            ("200", Some("S9"), INIT_OK),
+        );
+        let sealed = host.header(Headers::Response, "mcp-session-id").unwrap();
+        let foreign = {
+            let other = root(
+                &host,
+                &sealed_config(true, "")
+                    .replace(SESSION_KEY, "b3RoZXItZGVwbG95bWVudHMta2V5LW9mLTMyLWJ5dGVz"),
+            );
+            exchange(
+                &host,
+                &other,
+                "POST",
+                &[("authorization", &alice)],
+                INIT,
+                ("200", Some("S9"), INIT_OK),
+            );
+            host.header(Headers::Response, "mcp-session-id").unwrap()
+        };
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+        for presented in [foreign.as_str(), tampered.as_str(), "S9", "mcpt1_AAAA"] {
+            host.responses.borrow_mut().clear();
+            let h = [
+                ("authorization", alice.as_str()),
+                ("mcp-session-id", presented),
+            ];
+            assert_eq!(
+                exchange(&host, &r, "POST", &h, call, ("200", None, "{}")),
+                Action::Pause,
+                "{presented}"
+            );
+            let (status, _, body) = host.responses.borrow()[0].clone();
+            assert_eq!(status, 404, "{presented}");
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["message"], "Session not found");
+        }
+        let mut r = r;
+        let denied: Vec<serde_json::Value> = host
+            .flush(&mut r)
+            .into_iter()
+            .filter(|x| x["kind"] == "auth.denied")
+            .collect();
+        assert_eq!(denied.len(), 4);
+        assert!(denied
+            .iter()
+            .all(|d| d["auth"]["error"] == "session_unknown" && d["session"].is_null()));
+
+        // unsealed_sessions: pass lets a bare id through, flagged; a tampered one still not.
+        let mut pass = root(
+            &host,
+            &sealed_config(true, r#","unsealed_sessions":"pass""#),
+        );
+        let h = [
+            ("authorization", alice.as_str()),
+            ("mcp-session-id", "S-old"),
+        ];
+        assert_eq!(
+            exchange(&host, &pass, "POST", &h, call, ("200", None, "{}")),
+            Action::Continue
+        );
+        assert_eq!(
+            host.header(Headers::Request, "mcp-session-id").as_deref(),
+            Some("S-old")
+        );
+        let h = [
+            ("authorization", alice.as_str()),
+            ("mcp-session-id", tampered.as_str()),
+        ];
+        assert_eq!(
+            exchange(&host, &pass, "POST", &h, call, ("200", None, "{}")),
+            Action::Pause
+        );
+        let recs = host.flush(&mut pass);
+        let flagged = recs.iter().find(|x| x["session"] == "S-old").unwrap();
+        assert_eq!(flagged["mcp"]["session_unsealed"], true);
     }
 
     #[test]

@@ -3,5 +3,6 @@
 pub mod jsonrpc;
 pub mod response;
 pub mod routing;
+pub mod seal;
 pub mod sessions;
 pub mod sse;
