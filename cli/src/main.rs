@@ -65,8 +65,13 @@ enum Command {
         #[arg(long, value_name = "T")]
         until: Option<String>,
         /// Print the matching lines exactly as stored (NDJSON) instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "session_totals")]
         json: bool,
+        /// One row per session with its totals over every file given (commands, denials,
+        /// errors, records, the Envoy VMs that wrote them, open or ended): what no single
+        /// VM's session.end can know.
+        #[arg(long = "sessions")]
+        session_totals: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -177,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             until,
             json,
+            session_totals,
             files,
         } => {
             let now = records::now_ms();
@@ -203,6 +209,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rows = query::select(&filter, &entries);
             if json {
                 print!("{}", query::ndjson(&rows));
+            } else if session_totals {
+                print!("{}", query::sessions_table(&query::session_totals(&rows)));
             } else {
                 print!("{}", query::table(&rows, entries.len()));
             }

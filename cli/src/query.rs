@@ -91,6 +91,34 @@ fn cell(v: Option<impl ToString>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
+/// Rows of cells as aligned columns (the last column unpadded).
+fn columns(cells: &[Vec<String>]) -> String {
+    let n = cells.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..n)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r.get(c).map_or(0, |t| t.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in cells {
+        let mut line = String::new();
+        for (c, text) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(text);
+            } else {
+                line.push_str(&format!("{text:<w$}  ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// The table: one row per record, then a count.
 pub fn table(rows: &[&Entry], total: usize) -> String {
     let head = [
@@ -115,29 +143,114 @@ pub fn table(rows: &[&Entry], total: usize) -> String {
             format!("{}:{}", e.file, e.line),
         ]);
     }
-    let widths: Vec<usize> = (0..head.len())
-        .map(|c| {
-            cells
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in &cells {
-        let mut line = String::new();
-        for (c, text) in r.iter().enumerate() {
-            if c + 1 == r.len() {
-                line.push_str(text);
-            } else {
-                line.push_str(&format!("{text:<w$}  ", w = widths[c]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    let mut out = columns(&cells);
     out.push_str(&format!("{} of {total} records\n", rows.len()));
+    out
+}
+
+/// One session over the whole trail, whichever VMs wrote its records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionTotal {
+    pub session: String,
+    /// Who opened it (`session.start`), else the first caller seen.
+    pub user: String,
+    pub first_ms: Option<u64>,
+    pub last_ms: Option<u64>,
+    pub commands: usize,
+    pub denied: usize,
+    /// Commands that ended in an error (JSON-RPC error, `isError`, upstream error, aborted).
+    pub errors: usize,
+    pub records: usize,
+    /// Distinct `chain.stream`s (Envoy VMs) that wrote its records.
+    pub vms: usize,
+    pub started: bool,
+    pub ended: bool,
+}
+
+/// Totals per session, in order of first record.
+pub fn session_totals(rows: &[&Entry]) -> Vec<SessionTotal> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by: std::collections::HashMap<
+        String,
+        (SessionTotal, std::collections::HashSet<String>),
+    > = std::collections::HashMap::new();
+    for e in rows {
+        let Some(id) = e.session() else { continue };
+        let (t, vms) = by.entry(id.to_string()).or_insert_with(|| {
+            order.push(id.to_string());
+            let t = SessionTotal {
+                session: id.to_string(),
+                ..Default::default()
+            };
+            (t, Default::default())
+        });
+        t.records += 1;
+        t.first_ms = match (t.first_ms, e.started_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        t.last_ms = t.last_ms.max(e.ts_ms);
+        if let Some(s) = &e.stream {
+            vms.insert(s.clone());
+        }
+        let status = e.record.outcome.as_ref().map(|o| o.status.as_str());
+        match e.kind() {
+            "session.start" => {
+                t.started = true;
+                t.user = e.who().to_string();
+            }
+            "session.end" => t.ended = true,
+            "command" => {
+                t.commands += 1;
+                if matches!(status, Some("error" | "upstream_error" | "aborted")) {
+                    t.errors += 1;
+                }
+            }
+            k if k.ends_with(".denied") => t.denied += 1,
+            _ => {}
+        }
+        if t.user.is_empty() {
+            t.user = e.who().to_string();
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|id| by.remove(&id))
+        .map(|(mut t, vms)| {
+            t.vms = vms.len();
+            t
+        })
+        .collect()
+}
+
+/// The session totals as a table.
+pub fn sessions_table(totals: &[SessionTotal]) -> String {
+    let head = [
+        "SESSION", "USER", "FIRST", "LAST", "COMMANDS", "DENIED", "ERRORS", "RECORDS", "VMS",
+        "STATE",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    for t in totals {
+        let state = match (t.started, t.ended) {
+            (_, true) => "ended",
+            (true, false) => "open",
+            (false, false) => "open (start not in these files)",
+        };
+        cells.push(vec![
+            t.session.clone(),
+            t.user.clone(),
+            fmt_ms(t.first_ms),
+            fmt_ms(t.last_ms),
+            t.commands.to_string(),
+            t.denied.to_string(),
+            t.errors.to_string(),
+            t.records.to_string(),
+            t.vms.to_string(),
+            state.to_string(),
+        ]);
+    }
+    let mut out = columns(&cells);
+    out.push_str(&format!("{} sessions\n", totals.len()));
     out
 }
 
@@ -307,6 +420,116 @@ mod tests {
             ..Default::default()
         };
         assert!(q(nobody).is_empty());
+    }
+
+    #[test]
+    fn session_totals_span_every_vm() {
+        let on = |mut v: Value, session: &str, stream: &str| {
+            v["session"] = json!(session);
+            v["chain"] = json!({"stream": stream, "seq": 1, "prev": "0".repeat(64)});
+            v
+        };
+        let lines = [
+            on(
+                rec(
+                    "2026-11-23T09:00:00.000Z",
+                    Some("alice"),
+                    "session.start",
+                    "initialize",
+                    None,
+                    "ok",
+                ),
+                "S1",
+                "vm-a",
+            ),
+            on(
+                rec(
+                    "2026-11-23T09:00:01.000Z",
+                    Some("alice"),
+                    "command",
+                    "tools/call",
+                    Some("read"),
+                    "ok",
+                ),
+                "S1",
+                "vm-b",
+            ),
+            on(
+                rec(
+                    "2026-11-23T09:00:02.000Z",
+                    Some("alice"),
+                    "command",
+                    "tools/call",
+                    Some("read"),
+                    "error",
+                ),
+                "S1",
+                "vm-c",
+            ),
+            on(
+                rec(
+                    "2026-11-23T09:00:03.000Z",
+                    Some("mallory"),
+                    "auth.denied",
+                    "tools/call",
+                    Some("read"),
+                    "denied",
+                ),
+                "S1",
+                "vm-b",
+            ),
+            on(
+                rec(
+                    "2026-11-23T09:00:04.000Z",
+                    Some("alice"),
+                    "session.end",
+                    "",
+                    None,
+                    "ok",
+                ),
+                "S1",
+                "vm-d",
+            ),
+            on(
+                rec(
+                    "2026-11-23T10:00:00.000Z",
+                    Some("bob"),
+                    "command",
+                    "tools/list",
+                    None,
+                    "ok",
+                ),
+                "S2",
+                "vm-a",
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.ndjson");
+        std::fs::write(
+            &f,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
+        let (entries, skipped) = read_files(&[&f]).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let rows = select(&Filter::default(), &entries);
+        let t = session_totals(&rows);
+        assert_eq!(t.len(), 2);
+        let s1 = &t[0];
+        assert_eq!((s1.session.as_str(), s1.user.as_str()), ("S1", "alice"));
+        assert_eq!(
+            (s1.commands, s1.denied, s1.errors, s1.records, s1.vms),
+            (2, 1, 1, 5, 4)
+        );
+        assert!(s1.started && s1.ended);
+        assert!(!t[1].started && !t[1].ended);
+        let table = sessions_table(&t);
+        assert!(
+            table.lines().next().unwrap().starts_with("SESSION"),
+            "{table}"
+        );
+        assert!(table.contains("open (start not in these files)"), "{table}");
+        assert!(table.ends_with("2 sessions\n"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use mcptrail::audit::chain::record_line;
+use mcptrail::audit::chain::{read_line, record_line};
 use mcptrail::audit::record::Record;
 use mcptrail::time::{parse_rfc3339_ms, rfc3339_ms};
 
@@ -21,6 +21,8 @@ pub struct Entry {
     pub record: Record,
     /// `ts` in Unix milliseconds.
     pub ts_ms: Option<u64>,
+    /// `chain.stream`: the Envoy VM that wrote the record.
+    pub stream: Option<String>,
 }
 
 impl Entry {
@@ -74,12 +76,14 @@ pub fn read_files(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<Entry>, Vec
             match serde_json::from_str::<Record>(&line) {
                 Ok(record) => {
                     let ts_ms = parse_rfc3339_ms(&record.ts);
+                    let stream = read_line(&line).ok().map(|r| r.chain.stream);
                     out.push(Entry {
                         file: name.clone(),
                         line: i + 1,
                         raw: line,
                         record,
                         ts_ms,
+                        stream,
                     });
                 }
                 Err(e) if e.is_data() => {

@@ -137,9 +137,16 @@ pub fn transcript(entries: &[Entry], session: &str) -> anyhow::Result<String> {
         .iter()
         .filter(|e| e.kind().ends_with(".denied"))
         .count();
+    let vms: std::collections::HashSet<&str> =
+        rows.iter().filter_map(|e| e.stream.as_deref()).collect();
     out.push_str(&format!(
-        "  records:  {} ({calls} commands, {denied} denied)\n\n",
-        rows.len()
+        "  records:  {} ({calls} commands, {denied} denied){}\n\n",
+        rows.len(),
+        match vms.len() {
+            0 => String::new(),
+            1 => ", written by 1 Envoy VM".into(),
+            n => format!(", written by {n} Envoy VMs"),
+        }
     ));
 
     for e in &rows {
@@ -209,8 +216,8 @@ pub fn transcript(entries: &[Entry], session: &str) -> anyhow::Result<String> {
     }
     if end.is_none() {
         out.push_str(
-            "\n(no session.end recorded: the session may still be open, have expired \
-             silently, or have ended on another worker)\n",
+            "\n(no session.end recorded in these files: the session may still be open, have \
+             expired silently, or have ended on a VM whose trail is not among them)\n",
         );
     }
     Ok(out)
