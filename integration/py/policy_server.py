@@ -1,6 +1,6 @@
 """An MCP server on the official Python SDK that proves what reached it (policy tests).
 
-    python policy_server.py --port P --log FILE
+    python policy_server.py --port P --log FILE [--stateful]
 
 Tools: `read_records` (anyone) and `delete_records` (the policy keeps it for admins). Every
 request body the server received whole is appended to FILE as a JSON line
@@ -65,9 +65,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log", required=True)
+    p.add_argument("--stateful", action="store_true", help="sessions (Mcp-Session-Id)")
     a = p.parse_args()
     LOG = a.log
-    app = server.streamable_http_app(json_response=True, stateless_http=True)
+    app = server.streamable_http_app(json_response=True, stateless_http=not a.stateful)
     uvicorn.run(BodyLog(app), host="127.0.0.1", port=a.port, log_level="warning")
 
 

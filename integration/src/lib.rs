@@ -5,6 +5,7 @@ pub mod demo;
 pub mod envoy;
 pub mod everything;
 pub mod process;
+pub mod pyserver;
 pub mod schema;
 pub mod scripted;
 

@@ -5,72 +5,14 @@
 //! calls still work, and each refusal leaves a record.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine;
-use mcptrail_integration::envoy::{loopback, repo_root, tools_dir, Envoy, EnvoySpec};
-use mcptrail_integration::process::{free_port, Server};
+use mcptrail_integration::envoy::{loopback, Envoy, EnvoySpec};
+use mcptrail_integration::pyserver::PyServer;
 use mcptrail_integration::{base_plugin_config, Collector, DevIssuer};
 use serde_json::{json, Value};
 
 const AUD: &str = "https://mcp.test/mcp";
-
-/// `integration/py/policy_server.py` on a free port.
-struct PyServer {
-    server: Server,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl PyServer {
-    fn start() -> PyServer {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("server.ndjson");
-        std::fs::File::create(&log).unwrap();
-        let port = free_port().unwrap();
-        let server = Server::start(
-            Command::new(tools_dir().join("venv/bin/python"))
-                .arg(repo_root().join("integration/py/policy_server.py"))
-                .args(["--port", &port.to_string(), "--log"])
-                .arg(&log)
-                .stdout(Stdio::null())
-                // Its tracebacks for the refused requests' resets (ClientDisconnect) stay here.
-                .stderr(std::fs::File::create(dir.path().join("server.err")).unwrap()),
-            loopback(port),
-            "the Python policy server (make setup)",
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        PyServer {
-            server,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn entries(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// The bodies the server received whole.
-    fn bodies(&self) -> Vec<Vec<u8>> {
-        self.entries()
-            .iter()
-            .filter_map(|e| e["body"].as_str())
-            .map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap())
-            .collect()
-    }
-
-    fn ran(&self, tool: &str) -> usize {
-        self.entries().iter().filter(|e| e["ran"] == tool).count()
-    }
-}
 
 /// A body the filter must refuse, the headers it comes with, and the status expected.
 struct Shape {
@@ -189,7 +131,7 @@ async fn post(
 async fn nothing_unjudged_reaches_the_server(stop_iteration: bool) {
     let idp = DevIssuer::start(loopback(0), None).await.unwrap();
     let collector = Collector::start().await.unwrap();
-    let server = tokio::task::block_in_place(PyServer::start);
+    let server = tokio::task::block_in_place(|| PyServer::start(false));
     let mut cfg = base_plugin_config();
     cfg["auth"] = idp.auth_config(AUD, "idp");
     cfg["mcp"]["max_body_bytes"] = json!(65_536);
