@@ -23,8 +23,9 @@ fn port(var: &str, default: u16) -> anyhow::Result<u16> {
     }
 }
 
-fn hmac_key(dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join("hmac-key");
+/// A random 32-byte key kept in `dir/name` (base64), made on first use.
+fn key_file(dir: &Path, name: &str) -> anyhow::Result<String> {
+    let path = dir.join(name);
     if let Ok(k) = std::fs::read_to_string(&path) {
         return Ok(k.trim().to_string());
     }
@@ -67,7 +68,8 @@ async fn main() -> anyhow::Result<()> {
     let admin_port = port("MCPTRAIL_ADMIN_PORT", 9901)?;
     let issuer_port = port("MCPTRAIL_ISSUER_PORT", 9400)?;
     let audit_file = dir.join("audit.ndjson");
-    let key_b64 = hmac_key(&dir)?;
+    let key_b64 = key_file(&dir, "hmac-key")?;
+    let session_key = key_file(&dir, "session-key")?;
 
     // Dev token issuer (its key is kept in .run/ so `mcptrail token` can mint for it).
     let issuer = DevIssuer::start(loopback(issuer_port), Some(dir.join("issuer-key.pem")))
@@ -97,7 +99,13 @@ async fn main() -> anyhow::Result<()> {
             "flush_interval_ms": 500,
             "hmac_key": key_b64,
         },
-        "mcp": { "paths": ["/mcp"] },
+        // Session ids sealed (docs/configuration.md): a session is bound to whoever opened it
+        // on every worker.
+        "mcp": {
+            "paths": ["/mcp"],
+            "session_keys": [session_key],
+            "reject_session_identity_mismatch": true,
+        },
         "auth": issuer.auth_config(&audience, "dev_issuer"),
         // A taste of policy: customer records are for the support group.
         "policy": { "rules": [
