@@ -79,7 +79,7 @@ impl AuthSettings {
 }
 
 /// A verified caller.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Verified {
     pub identity: Identity,
     pub scopes: Vec<String>,
@@ -131,9 +131,37 @@ pub enum Outcome {
     },
 }
 
+/// A verified token as another VM of the process may reuse it: valid only while the
+/// provider's key set is the one it was verified under.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SharedVerified {
+    pub verified: Verified,
+    /// [`Authenticator::keyset`] of the provider when it was verified.
+    pub keyset: u64,
+}
+
+/// A cache level beyond this VM (the other workers of the Envoy process): asked on a miss
+/// of the VM's own cache, told of every token verified here.
+pub trait TokenTier {
+    fn get(&mut self, token: &str) -> Option<SharedVerified>;
+    fn put(&mut self, token: &str, v: &SharedVerified);
+}
+
+/// No second level (tests, benches, `auth.cache_max_entries: 0`).
+pub struct NoTier;
+
+impl TokenTier for NoTier {
+    fn get(&mut self, _: &str) -> Option<SharedVerified> {
+        None
+    }
+    fn put(&mut self, _: &str, _: &SharedVerified) {}
+}
+
 #[derive(Debug, Clone, Default)]
 struct KeyState {
     fetched: Vec<Jwk>,
+    /// Which key set `fetched` is, the same on every VM that holds the same keys.
+    keyset: u64,
     fetched_at_ms: Option<u64>,
     last_attempt_ms: Option<u64>,
     in_flight: bool,
@@ -148,6 +176,10 @@ pub struct AuthStats {
     pub verifications: u64,
     pub jwks_fetches: u64,
     pub jwks_failures: u64,
+    /// Tokens another worker of the process had verified (not verified again here).
+    pub shared_hits: u64,
+    /// Key sets another worker of the process had fetched (not fetched again here).
+    pub jwks_adopted: u64,
 }
 
 /// Per-VM authentication state.
@@ -201,6 +233,18 @@ impl Authenticator {
         now_ms: u64,
         may_wait: bool,
     ) -> Outcome {
+        self.authenticate_with(settings, token, now_ms, may_wait, &mut NoTier)
+    }
+
+    /// [`Self::authenticate`] with a second cache level shared with other VMs.
+    pub fn authenticate_with(
+        &mut self,
+        settings: &AuthSettings,
+        token: &str,
+        now_ms: u64,
+        may_wait: bool,
+        tier: &mut dyn TokenTier,
+    ) -> Outcome {
         let now_s = (now_ms / 1000) as i64;
         let digest = self.token_key(token);
         if let Some(cache) = self.cache.as_mut() {
@@ -210,6 +254,19 @@ impl Authenticator {
                     return Outcome::Verified(v.clone());
                 }
                 cache.remove(&digest);
+            }
+            // Verified by another worker under the key set this VM holds too.
+            if let Some(s) = tier.get(token) {
+                let provider = settings.providers.get(s.verified.provider);
+                let same_keys = self
+                    .keys
+                    .get(s.verified.provider)
+                    .is_some_and(|k| k.keyset == s.keyset);
+                if same_keys && provider.is_some() && s.verified.exp_s > now_s {
+                    self.stats.shared_hits += 1;
+                    self.remember(digest, s.verified.clone());
+                    return Outcome::Verified(s.verified);
+                }
             }
         }
         let deny = |error: JwtError, issuer: Option<String>, kid: Option<String>| {
@@ -305,6 +362,16 @@ impl Authenticator {
             provider: pi,
         };
         self.remember(digest, verified.clone());
+        if self.cache.is_some() {
+            let keyset = self.keys.get(pi).map_or(0, |k| k.keyset);
+            tier.put(
+                token,
+                &SharedVerified {
+                    verified: verified.clone(),
+                    keyset,
+                },
+            );
+        }
         Outcome::Verified(verified)
     }
 
@@ -381,11 +448,62 @@ impl Authenticator {
         };
         st.in_flight = false;
         self.stats.jwks_fetches += 1;
+        self.load(name, provider, body, now_ms)
+    }
+
+    /// Takes a key set another VM of the process fetched at `fetched_at_ms` (the same JWKS
+    /// document), when it is newer than this VM's. Returns a line worth logging when taken.
+    pub fn adopt(
+        &mut self,
+        settings: &AuthSettings,
+        provider: usize,
+        doc: &[u8],
+        fetched_at_ms: u64,
+    ) -> Option<String> {
+        let name = settings.providers.get(provider)?.name.clone();
+        let st = self.keys.get_mut(provider)?;
+        if st.fetched_at_ms.is_some_and(|t| t >= fetched_at_ms) {
+            return None;
+        }
+        st.in_flight = false;
+        self.stats.jwks_adopted += 1;
+        Some(self.load(&name, provider, Ok(doc), fetched_at_ms))
+    }
+
+    /// A fetch this VM asked for was left to another VM of the process (it holds the
+    /// lease): not in flight here; its keys are adopted when they come.
+    pub fn fetch_deferred(&mut self, provider: usize) {
+        if let Some(st) = self.keys.get_mut(provider) {
+            st.in_flight = false;
+        }
+    }
+
+    /// When this VM's keys of `provider` were fetched (by it or another VM).
+    pub fn fetched_at(&self, provider: usize) -> Option<u64> {
+        self.keys.get(provider).and_then(|k| k.fetched_at_ms)
+    }
+
+    /// Which key set of `provider` this VM holds (a tag shared by every VM holding it).
+    pub fn keyset(&self, provider: usize) -> u64 {
+        self.keys.get(provider).map_or(0, |k| k.keyset)
+    }
+
+    fn load(
+        &mut self,
+        name: &str,
+        provider: usize,
+        body: Result<&[u8], String>,
+        now_ms: u64,
+    ) -> String {
+        let Some(st) = self.keys.get_mut(provider) else {
+            return format!("JWKS answer for unknown provider {provider}");
+        };
         let parsed = body.and_then(jwt::parse_jwks);
         match parsed {
             Ok((keys, skipped)) if !keys.is_empty() => {
                 let changed = keys.len() != st.fetched.len()
                     || keys.iter().zip(&st.fetched).any(|(a, b)| a.kid != b.kid);
+                st.keyset = keyset_tag(&keys);
                 st.fetched = keys;
                 st.fetched_at_ms = Some(now_ms);
                 if changed {
@@ -417,6 +535,19 @@ impl Authenticator {
             }
         }
     }
+}
+
+/// A tag of a key set: its key ids and algorithms, hashed with fixed keys so every VM holding
+/// the same set computes the same tag.
+fn keyset_tag(keys: &[Jwk]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6d63_7074, 0x6b65_7973);
+    keys.len().hash(&mut h);
+    for k in keys {
+        k.kid.hash(&mut h);
+        k.alg.map(|a| a.as_str()).hash(&mut h);
+    }
+    h.finish().max(1)
 }
 
 pub mod http;

@@ -79,6 +79,8 @@ pub fn samples(
         Sample::counter("token_verifications", auth.verifications),
         Sample::counter("jwks_fetches", auth.jwks_fetches),
         Sample::counter("jwks_fetch_failures", auth.jwks_failures),
+        Sample::counter("token_shared_hits", auth.shared_hits),
+        Sample::counter("jwks_adopted", auth.jwks_adopted),
         Sample::gauge("buffer_depth", buffered as u64),
         Sample::gauge("sessions", sessions as u64),
         Sample::gauge("vm_memory_bytes", memory),

@@ -20,6 +20,7 @@ use crate::policy::enforce::{self, Denied};
 use crate::policy::judge::Unjudgeable;
 
 pub mod metrics;
+mod process;
 mod root;
 mod session;
 mod stream;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub sessions: RefCell<Sessions>,
     /// Seals and opens session ids (`mcp.session_keys`).
     sealer: Option<Sealer>,
+    /// What the VMs of this Envoy process share (keys fetched, tokens verified).
+    process: process::Process,
     waiters: RefCell<Vec<root::Waiter>>,
     /// What a resumed stream needs from the streams before it.
     resume: RefCell<Resumption>,

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::process::{self, Process};
 use super::{apply, metrics, proceed_after_auth, Admit, Phase, Shared, Slot, Stream};
 use crate::audit::outbox::{Outbox, Stats};
 use crate::audit::resume::Resumption;
@@ -34,6 +35,8 @@ pub struct Root {
     pub(super) jwks_calls: HashMap<u32, usize>,
     pub(super) next_flush_ms: u64,
     pub(super) metrics: metrics::Metrics,
+    /// The shared-data version of each provider's JWKS entry last read.
+    pub(super) seen_jwks: Vec<u32>,
 }
 
 /// Root tick period (ms) at most: keys are fetched and held requests settled on time, and a
@@ -83,6 +86,7 @@ impl Root {
             sessions: RefCell::new(Sessions::new(config.mcp.max_sessions)),
             sealer: (!config.mcp.session_keys.is_empty())
                 .then(|| Sealer::new(&config.mcp.session_keys)),
+            process: Process::new(bytes, config.auth.cache_max_entries),
             config,
             outbox: RefCell::new(outbox),
             waiters: RefCell::new(Vec::new()),
@@ -114,6 +118,9 @@ impl Root {
     /// The tick: starts due key fetches, times out held requests, ships records.
     pub fn on_tick(&mut self, host: &dyn Host) {
         let now = host.now_ms();
+        for provider in self.adopt_keys(host) {
+            self.settle_waiters(host, now, Some(provider));
+        }
         self.fetch_keys(host, now);
         self.settle_waiters(host, now, None);
         let flush = self
@@ -148,16 +155,40 @@ impl Root {
         self.metrics.publish(host, samples);
     }
 
-    fn fetch_keys(&mut self, host: &dyn Host, now: u64) {
+    /// Key sets other workers of the process fetched since the last tick.
+    fn adopt_keys(&mut self, host: &dyn Host) -> Vec<usize> {
         let Some(shared) = self.shared.as_ref() else {
+            return Vec::new();
+        };
+        let mut auth = shared.auth.borrow_mut();
+        let settings = &shared.config.auth;
+        process::adopt_published(
+            host,
+            &shared.process,
+            &mut auth,
+            settings,
+            &mut self.seen_jwks,
+        )
+    }
+
+    fn fetch_keys(&mut self, host: &dyn Host, now: u64) {
+        let Some(shared) = self.shared.clone() else {
             return;
         };
         let settings = &shared.config.auth;
         let due = shared.auth.borrow_mut().due_fetches(settings, now);
+        let mut deferred = Vec::new();
         for pi in due {
             let Some(f) = settings.providers.get(pi).and_then(|p| p.fetch.as_ref()) else {
                 continue;
             };
+            let mut auth = shared.auth.borrow_mut();
+            if !process::claim_fetch(host, &shared.process, &mut auth, settings, pi, now) {
+                // Taken from, or left to, another worker: its held requests may go now.
+                deferred.push(pi);
+                continue;
+            }
+            drop(auth);
             let headers = [
                 (":method", "GET"),
                 (":path", f.path.as_str()),
@@ -169,6 +200,7 @@ impl Root {
                     self.jwks_calls.insert(token, pi);
                 }
                 Err(e) => {
+                    process::publish_jwks(host, &shared.process, f, None, now);
                     let line = shared.auth.borrow_mut().on_fetch(
                         settings,
                         pi,
@@ -181,6 +213,9 @@ impl Root {
                     host.log(Level::Warn, &format!("mcptrail: {line}"));
                 }
             }
+        }
+        for pi in deferred {
+            self.settle_waiters(host, now, Some(pi));
         }
     }
 
@@ -210,11 +245,12 @@ impl Root {
                 continue; // refused while it waited (its body could not be masked)
             }
             let expired = now.saturating_sub(waiter.since_ms) >= wait_ms;
-            let outcome = shared.auth.borrow_mut().authenticate(
+            let outcome = shared.auth.borrow_mut().authenticate_with(
                 &shared.config.auth,
                 &waiter.token,
                 now,
                 !expired,
+                &mut process::tokens(host, &shared.process),
             );
             let mut slot = waiter.slot.borrow_mut();
             let admission = http::admit(&shared.config.auth, outcome, &slot.origin, &slot.path);
@@ -305,6 +341,15 @@ impl Root {
                 Err(what)
             };
             let result = body.as_deref().map_err(String::clone);
+            if let Some(f) = shared
+                .config
+                .auth
+                .providers
+                .get(pi)
+                .and_then(|p| p.fetch.as_ref())
+            {
+                process::publish_jwks(host, &shared.process, f, result.as_ref().ok().copied(), now);
+            }
             let line = shared
                 .auth
                 .borrow_mut()

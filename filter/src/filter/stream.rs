@@ -206,11 +206,12 @@ impl Stream {
             return None;
         };
         let now = host.now_ms();
+        let mut tier = super::process::tokens(host, &self.shared.process);
         let outcome = self
             .shared
             .auth
             .borrow_mut()
-            .authenticate(settings, token, now, true);
+            .authenticate_with(settings, token, now, true, &mut tier);
         let admission = http::admit(settings, outcome, &slot.origin, &slot.path);
         match apply(host, &mut slot, admission) {
             Admit::Proceed => None,

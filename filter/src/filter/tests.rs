@@ -761,6 +761,104 @@ mod auth_and_policy {
         }
     }
 
+    /// Four roots on one host are four workers of one Envoy process: one fetches the JWKS,
+    /// the others adopt it (their held requests go on when it comes); a token verified on
+    /// one worker is not verified again on another.
+    #[test]
+    fn workers_of_one_process_fetch_keys_once_and_share_verified_tokens() {
+        let host = host_at_now();
+        let token = sign("RS256", &claims("alice"));
+        let mut workers: Vec<Root> = (0..4)
+            .map(|i| {
+                let mut r = Root {
+                    context_id: 100 + i,
+                    ..Root::default()
+                };
+                assert!(r.configure(&host, fetch_config().as_bytes()));
+                r
+            })
+            .collect();
+        let mut streams: Vec<Stream> = Vec::new();
+        for (i, w) in workers.iter().enumerate() {
+            request(&host, Some(&token), "POST");
+            let mut s = w.new_stream(i as u32 + 1).unwrap();
+            assert_eq!(
+                s.on_request_headers(&host, false),
+                Action::Pause,
+                "waits for keys"
+            );
+            streams.push(s);
+        }
+        for w in workers.iter_mut() {
+            w.on_tick(&host);
+        }
+        let fetches = |h: &FakeHost| {
+            h.calls
+                .borrow()
+                .iter()
+                .filter(|c| c.cluster == "idp")
+                .count()
+        };
+        assert_eq!(
+            fetches(&host),
+            1,
+            "one worker fetches; the lease holds the others back"
+        );
+        host.set_header(Headers::CallResponse, ":status", "200");
+        let doc = jwks().to_string();
+        host.set_body(Body::CallResponse, doc.as_bytes());
+        // Whichever worker made the call gets the answer.
+        let fetcher = workers
+            .iter()
+            .position(|w| !w.jwks_calls.is_empty())
+            .unwrap();
+        workers[fetcher].on_http_call_response(&host, 1, 3, doc.len());
+        host.advance(100);
+        for w in workers.iter_mut() {
+            w.on_tick(&host);
+        }
+        let mut resumed = host.resumed.borrow().clone();
+        resumed.sort();
+        assert_eq!(resumed, vec![1, 2, 3, 4], "every held request went on");
+        assert_eq!(fetches(&host), 1);
+        let stats: Vec<_> = workers
+            .iter()
+            .map(|w| w.shared.as_ref().unwrap().auth.borrow().stats())
+            .collect();
+        assert_eq!(stats.iter().map(|s| s.jwks_fetches).sum::<u64>(), 1);
+        assert_eq!(stats.iter().map(|s| s.jwks_adopted).sum::<u64>(), 3);
+        // The first worker to settle verified the token; the others took its verification.
+        let verified: u64 = stats.iter().map(|s| s.verifications).sum();
+        let shared: u64 = stats.iter().map(|s| s.shared_hits).sum();
+        assert_eq!((verified, shared), (1, 3), "{stats:?}");
+
+        // A shared entry does not outlive the key set it was verified under, nor survive
+        // tampering: a worker holding other keys verifies again.
+        let planted = host
+            .shared
+            .borrow()
+            .iter()
+            .find(|(k, _)| k.starts_with("mcptrail.tok."))
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .unwrap();
+        let mut forged = planted.1.clone();
+        let at = forged.len() - 3;
+        forged[at] ^= 1;
+        host.shared.borrow_mut().get_mut(&planted.0).unwrap().0 = forged;
+        let mut fifth = Root::default();
+        assert!(fifth.configure(&host, fetch_config().as_bytes()));
+        fifth.on_tick(&host);
+        request(&host, Some(&token), "POST");
+        let mut s = fifth.new_stream(9).unwrap();
+        assert_eq!(s.on_request_headers(&host, true), Action::Continue);
+        let st = fifth.shared.as_ref().unwrap().auth.borrow().stats();
+        assert_eq!(
+            (st.verifications, st.shared_hits, st.jwks_fetches),
+            (1, 0, 0),
+            "{st:?}"
+        );
+    }
+
     #[test]
     fn keys_that_never_come_give_503_after_the_wait() {
         let host = host_at_now();

@@ -45,6 +45,9 @@ pub struct FakeHost {
     /// Host calls made through the trait, by method: each one crosses the VM boundary in
     /// Envoy, so their number per request is a cost worth watching.
     pub host_calls: RefCell<std::collections::BTreeMap<&'static str, u64>>,
+    /// Process-wide shared data: the roots of one test are the workers of one process.
+    pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    pub shared_version: Cell<u32>,
 }
 
 fn hkey(map: Headers) -> u8 {
@@ -241,6 +244,28 @@ impl Host for FakeHost {
     fn memory_bytes(&self) -> u64 {
         self.count("memory_bytes");
         1 << 20
+    }
+
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), HostError> {
+        self.count("shared_get");
+        Ok(match self.shared.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), *cas),
+            None => (None, 0),
+        })
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError> {
+        self.count("shared_set");
+        let mut map = self.shared.borrow_mut();
+        if let Some((_, current)) = map.get(key) {
+            if cas != 0 && cas != *current {
+                return Ok(false);
+            }
+        }
+        // Envoy's versions come from one process-wide counter.
+        self.shared_version.set(self.shared_version.get() + 1);
+        map.insert(key.to_string(), (value.to_vec(), self.shared_version.get()));
+        Ok(true)
     }
 
     fn set_header(&self, map: Headers, name: &str, value: Option<&str>) {

@@ -91,6 +91,12 @@ pub trait Host {
     fn increment_metric(&self, id: u32, delta: i64) -> Result<(), HostError>;
     /// The VM's linear memory size in bytes (it only grows: this is its peak).
     fn memory_bytes(&self) -> u64;
+    /// Data shared by the VMs of this Envoy process with the same `vm_id` (every worker; not
+    /// other replicas): the value, and its version for [`Host::shared_set`] (0 when absent).
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), HostError>;
+    /// Stores `value` if the key is still at version `cas` (0: whatever it holds); `Ok(false)`
+    /// when another VM changed it first.
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError>;
 }
 
 /// The proxy-wasm binding (the filter module only).

@@ -147,6 +147,20 @@ impl Host for ProxyHost {
     fn memory_bytes(&self) -> u64 {
         (core::arch::wasm32::memory_size(0) as u64).saturating_mul(65536)
     }
+
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), HostError> {
+        hostcalls::get_shared_data(key)
+            .map(|(v, cas)| (v, cas.unwrap_or(0)))
+            .map_err(|s| HostError(format!("{s:?}")))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError> {
+        match hostcalls::set_shared_data(key, Some(value), (cas != 0).then_some(cas)) {
+            Ok(()) => Ok(true),
+            Err(proxy_wasm::types::Status::CasMismatch) => Ok(false),
+            Err(s) => Err(HostError(format!("{s:?}"))),
+        }
+    }
 }
 
 #[derive(Default)]

@@ -1,0 +1,264 @@
+//! Per-process state through Envoy's shared data: what the workers' VMs of one Envoy process
+//! (same `vm_id`) reuse instead of each doing it again. A provider's JWKS is fetched by one VM
+//! (the one that takes the fetch lease) and adopted by the others; a token verified on one
+//! worker is not verified again on another. Shared data spans one process, not replicas, and
+//! has no delete, so every key written here is bounded: one entry per JWKS URL and a fixed
+//! number of token slots (`auth.cache_max_entries`).
+//!
+//! Entries are only trusted under a MAC keyed from the plugin configuration (which holds the
+//! deployment's secrets), so another plugin sharing the `vm_id` cannot plant a verified
+//! identity, and VMs of another configuration never read this one's tokens.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{AuthSettings, Authenticator, JwksFetch, SharedVerified, TokenTier};
+use crate::host::{Host, Level};
+
+/// What the process-wide helpers need, derived once from the configuration.
+#[derive(Debug)]
+pub struct Process {
+    mac_key: [u8; 32],
+    token_slots: u64,
+}
+
+impl Process {
+    pub fn new(config_bytes: &[u8], token_slots: usize) -> Self {
+        let mac_key = Sha256::new()
+            .chain_update(b"mcptrail shared data\0")
+            .chain_update(config_bytes)
+            .finalize()
+            .into();
+        Self {
+            mac_key,
+            token_slots: token_slots.max(1) as u64,
+        }
+    }
+
+    fn mac(&self, data: &[u8]) -> [u8; 32] {
+        match <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key) {
+            Ok(mut m) => {
+                m.update(data);
+                m.finalize().into_bytes().into()
+            }
+            Err(_) => [0; 32],
+        }
+    }
+
+    /// `data` with its MAC in front.
+    fn seal(&self, data: &[u8]) -> Vec<u8> {
+        let mut out = self.mac(data).to_vec();
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// The data of a sealed value, if its MAC holds.
+    fn open<'a>(&self, value: &'a [u8]) -> Option<&'a [u8]> {
+        let (mac, data) = (value.get(..32)?, value.get(32..)?);
+        // Not secret-dependent timing worth hiding: a mismatch only means "do the work".
+        (self.mac(data).as_slice() == mac).then_some(data)
+    }
+}
+
+/// The token tier of one request: process-wide slots keyed by the token's SHA-256.
+pub struct SharedTokens<'a> {
+    host: &'a dyn Host,
+    process: &'a Process,
+}
+
+pub fn tokens<'a>(host: &'a dyn Host, process: &'a Process) -> SharedTokens<'a> {
+    SharedTokens { host, process }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokenEntry {
+    /// SHA-256 of the token (hex): the slot may hold another token.
+    d: String,
+    s: SharedVerified,
+}
+
+impl SharedTokens<'_> {
+    fn slot(&self, token: &str) -> (String, String) {
+        let digest = Sha256::digest(token.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        let slot = u64::from_le_bytes(first) % self.process.token_slots;
+        (
+            format!("mcptrail.tok.{slot}"),
+            crate::audit::chain::hex(&digest),
+        )
+    }
+}
+
+impl TokenTier for SharedTokens<'_> {
+    fn get(&mut self, token: &str) -> Option<SharedVerified> {
+        let (key, digest) = self.slot(token);
+        let (value, _) = self.host.shared_get(&key).ok()?;
+        let value = value?;
+        let entry: TokenEntry = serde_json::from_slice(self.process.open(&value)?).ok()?;
+        (entry.d == digest).then_some(entry.s)
+    }
+
+    fn put(&mut self, token: &str, v: &SharedVerified) {
+        let (key, digest) = self.slot(token);
+        let entry = TokenEntry {
+            d: digest,
+            s: v.clone(),
+        };
+        if let Ok(data) = serde_json::to_vec(&entry) {
+            let _ = self.host.shared_set(&key, &self.process.seal(&data), 0);
+        }
+    }
+}
+
+/// A provider's JWKS as the process knows it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct JwksEntry {
+    /// When `doc` was fetched (0: never).
+    at: u64,
+    /// A VM is fetching until then.
+    lease_until: u64,
+    doc: Option<String>,
+}
+
+fn jwks_key(f: &JwksFetch) -> String {
+    let d = Sha256::new()
+        .chain_update(f.cluster.as_bytes())
+        .chain_update([0])
+        .chain_update(f.authority.as_bytes())
+        .chain_update([0])
+        .chain_update(f.path.as_bytes())
+        .finalize();
+    let hex = crate::audit::chain::hex(&d);
+    format!("mcptrail.jwks.{}", hex.get(..16).unwrap_or(&hex))
+}
+
+fn parse_jwks_entry(process: &Process, value: &[u8]) -> JwksEntry {
+    process
+        .open(value)
+        .and_then(|d| serde_json::from_slice(d).ok())
+        .unwrap_or_default()
+}
+
+fn read_jwks(host: &dyn Host, process: &Process, key: &str) -> (JwksEntry, u32) {
+    match host.shared_get(key) {
+        Ok((Some(v), cas)) => (parse_jwks_entry(process, &v), cas),
+        Ok((None, cas)) => (JwksEntry::default(), cas),
+        Err(_) => (JwksEntry::default(), 0),
+    }
+}
+
+fn write_jwks(host: &dyn Host, process: &Process, key: &str, e: &JwksEntry, cas: u32) -> bool {
+    let Ok(data) = serde_json::to_vec(e) else {
+        return false;
+    };
+    host.shared_set(key, &process.seal(&data), cas)
+        .unwrap_or(false)
+}
+
+/// Before this VM fetches `provider`'s keys: takes a set another VM fetched moments ago, or
+/// leaves the fetch to a VM that holds the lease, or takes the lease. `true`: fetch now.
+pub fn claim_fetch(
+    host: &dyn Host,
+    process: &Process,
+    auth: &mut Authenticator,
+    settings: &AuthSettings,
+    provider: usize,
+    now: u64,
+) -> bool {
+    let Some(f) = settings
+        .providers
+        .get(provider)
+        .and_then(|p| p.fetch.as_ref())
+    else {
+        return false;
+    };
+    let key = jwks_key(f);
+    let (mut entry, cas) = read_jwks(host, process, &key);
+    if let Some(doc) = entry.doc.as_deref() {
+        let age = now.saturating_sub(entry.at);
+        let newer = auth.fetched_at(provider).is_none_or(|t| entry.at > t);
+        // Fetched by another VM within the refetch bound: the process does not ask again.
+        if age < f.refetch_min_ms || (newer && age < f.refresh_ms) {
+            if newer {
+                if let Some(line) = auth.adopt(settings, provider, doc.as_bytes(), entry.at) {
+                    host.log(
+                        Level::Info,
+                        &format!("mcptrail: {line} (fetched by another worker)"),
+                    );
+                }
+            }
+            auth.fetch_deferred(provider);
+            return false;
+        }
+    }
+    if entry.lease_until > now {
+        auth.fetch_deferred(provider);
+        return false;
+    }
+    entry.lease_until = now + f.timeout_ms + 500;
+    if !write_jwks(host, process, &key, &entry, cas) {
+        // Another VM took it between the read and the write.
+        auth.fetch_deferred(provider);
+        return false;
+    }
+    true
+}
+
+/// After this VM's fetch: publishes the document (or frees the lease after a failure).
+pub fn publish_jwks(
+    host: &dyn Host,
+    process: &Process,
+    f: &JwksFetch,
+    doc: Option<&[u8]>,
+    now: u64,
+) {
+    let key = jwks_key(f);
+    let (mut entry, _) = read_jwks(host, process, &key);
+    entry.lease_until = 0;
+    if let Some(doc) = doc.and_then(|d| std::str::from_utf8(d).ok()) {
+        entry.at = now;
+        entry.doc = Some(doc.to_string());
+    }
+    write_jwks(host, process, &key, &entry, 0);
+}
+
+/// On each tick: the key sets other VMs published since this VM last looked. Returns the
+/// providers that got new keys (their held requests can be settled now). `seen` holds the
+/// shared-data version last read per provider, so an unchanged entry is not parsed again.
+pub fn adopt_published(
+    host: &dyn Host,
+    process: &Process,
+    auth: &mut Authenticator,
+    settings: &AuthSettings,
+    seen: &mut Vec<u32>,
+) -> Vec<usize> {
+    seen.resize(settings.providers.len(), 0);
+    let mut out = Vec::new();
+    for (pi, p) in settings.providers.iter().enumerate() {
+        let Some(f) = p.fetch.as_ref() else { continue };
+        let key = jwks_key(f);
+        let Ok((Some(value), version)) = host.shared_get(&key) else {
+            continue;
+        };
+        if seen.get(pi) == Some(&version) {
+            continue;
+        }
+        if let Some(s) = seen.get_mut(pi) {
+            *s = version;
+        }
+        let entry = parse_jwks_entry(process, &value);
+        let Some(doc) = entry.doc.as_deref() else {
+            continue;
+        };
+        if let Some(line) = auth.adopt(settings, pi, doc.as_bytes(), entry.at) {
+            host.log(
+                Level::Info,
+                &format!("mcptrail: {line} (fetched by another worker)"),
+            );
+            out.push(pi);
+        }
+    }
+    out
+}
