@@ -242,6 +242,25 @@ async fn a_session_is_bound_to_its_owner_on_every_worker_and_replica() {
     assert!(trail_a.verify().problems.is_empty());
     assert!(trail_b.verify().problems.is_empty());
 
+    // Per process, not per worker: each replica fetched the JWKS once, and verified each
+    // user's token once (the other workers took the verification from shared data).
+    for (envoy, workers) in [(&a, 4), (&b, 2)] {
+        let stat = |name: &str| {
+            envoy
+                .stat(&format!("wasmcustom.mcptrail.{name}"))
+                .unwrap_or(0)
+        };
+        assert_eq!(stat("jwks_fetches"), 1, "{workers} workers, one fetch");
+        // Every other VM adopted it (Envoy's main thread runs one more VM than the workers).
+        assert!(stat("jwks_adopted") >= workers - 1);
+        assert_eq!(
+            stat("token_verifications"),
+            2,
+            "alice's and mallory's tokens"
+        );
+        assert!(stat("token_shared_hits") >= 1);
+    }
+
     // The session's totals over both trails.
     let (entries, skipped) = records::read_files(&[&trail_a.out, &trail_b.out]).unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");
@@ -255,6 +274,13 @@ async fn a_session_is_bound_to_its_owner_on_every_worker_and_replica() {
     );
     assert!(t.started && t.ended);
     assert!(t.vms >= 3, "{t:?}");
+    let stat = |e: &Envoy, n: &str| e.stat(&format!("wasmcustom.mcptrail.{n}")).unwrap_or(0);
+    let _ = writeln!(
+        std::io::stdout(),
+        "per process: replica A (4 workers) jwks_fetches {} adopted {} verifications {} shared hits {}; replica B (2 workers) jwks_fetches {} adopted {} verifications {} shared hits {}",
+        stat(&a, "jwks_fetches"), stat(&a, "jwks_adopted"), stat(&a, "token_verifications"), stat(&a, "token_shared_hits"),
+        stat(&b, "jwks_fetches"), stat(&b, "jwks_adopted"), stat(&b, "token_verifications"), stat(&b, "token_shared_hits"),
+    );
     let _ = writeln!(
         std::io::stdout(),
         "sessions: {REQUESTS} owner calls and {REQUESTS} foreign ones over 2 replicas ({} + {} VMs wrote refusals): owner 200 everywhere, foreign 403 everywhere, 0 reached the server; {} VMs wrote the session",

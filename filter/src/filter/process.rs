@@ -157,6 +157,19 @@ fn write_jwks(host: &dyn Host, process: &Process, key: &str, e: &JwksEntry, cas:
         .unwrap_or(false)
 }
 
+/// At configuration: creates each provider's JWKS entry where none exists yet. Envoy ignores
+/// the version when a key is absent, so two VMs could both "win" a lease on an absent key;
+/// once the entry exists, every lease is taken by compare-and-swap and exactly one VM wins.
+/// (The workers configure together, a tick before any lease is sought.)
+pub fn prepare(host: &dyn Host, process: &Process, settings: &AuthSettings) {
+    for f in settings.providers.iter().filter_map(|p| p.fetch.as_ref()) {
+        let key = jwks_key(f);
+        if let Ok((None, _)) = host.shared_get(&key) {
+            write_jwks(host, process, &key, &JwksEntry::default(), 0);
+        }
+    }
+}
+
 /// Before this VM fetches `provider`'s keys: takes a set another VM fetched moments ago, or
 /// leaves the fetch to a VM that holds the lease, or takes the lease. `true`: fetch now.
 pub fn claim_fetch(

@@ -81,12 +81,14 @@ impl Root {
             return false;
         }
         self.next_flush_ms = 0;
+        let process = Process::new(bytes, config.auth.cache_max_entries);
+        process::prepare(host, &process, &config.auth);
         self.shared = Some(Rc::new(Shared {
             auth: RefCell::new(Authenticator::new(&config.auth, [key0, key1])),
             sessions: RefCell::new(Sessions::new(config.mcp.max_sessions)),
             sealer: (!config.mcp.session_keys.is_empty())
                 .then(|| Sealer::new(&config.mcp.session_keys)),
-            process: Process::new(bytes, config.auth.cache_max_entries),
+            process,
             config,
             outbox: RefCell::new(outbox),
             waiters: RefCell::new(Vec::new()),
