@@ -8,7 +8,6 @@ use std::cell::RefCell;
 use crate::audit::build::Refusal;
 use crate::audit::outbox::Outbox;
 use crate::audit::record::Identity;
-use crate::audit::resume::Resumption;
 use crate::auth::http::{Admission, Refused};
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -40,8 +39,6 @@ pub struct Shared {
     /// What the VMs of this Envoy process share (keys fetched, tokens verified).
     process: process::Process,
     waiters: RefCell<Vec<root::Waiter>>,
-    /// What a resumed stream needs from the streams before it.
-    resume: RefCell<Resumption>,
     /// Counted here, published as metrics on the root's tick.
     pub counters: RefCell<metrics::Counters>,
 }

@@ -1,7 +1,7 @@
 //! Per-process state through Envoy's shared data: what the workers' VMs of one Envoy process
 //! (same `vm_id`) reuse instead of each doing it again. A provider's JWKS is fetched by one VM
 //! (the one that takes the fetch lease) and adopted by the others; a token verified on one
-//! worker is not verified again on another. Shared data spans one process, not replicas, and
+//! worker is not verified again on another; SSE resumption memory is one for the process. Shared data spans one process, not replicas, and
 //! has no delete, so every key written here is bounded: one entry per JWKS URL and a fixed
 //! number of token slots (`auth.cache_max_entries`).
 //!
@@ -13,6 +13,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::resume::{self, Owed};
 use crate::auth::{AuthSettings, Authenticator, JwksFetch, SharedVerified, TokenTier};
 use crate::host::{Host, Level};
 
@@ -274,4 +275,85 @@ pub fn adopt_published(
         }
     }
     out
+}
+
+/// Resumption memory in shared data: a `Last-Event-ID` resumption on another worker neither
+/// loses an owed reply's record nor records a redelivered event twice. Fixed slots by a
+/// digest of (session, event or request id): a slot taken by a newer entry forgets the older
+/// one, as the per-VM memory forgets its oldest.
+pub struct SharedResume<'a> {
+    host: &'a dyn Host,
+    process: &'a Process,
+}
+
+pub fn resumption<'a>(host: &'a dyn Host, process: &'a Process) -> SharedResume<'a> {
+    SharedResume { host, process }
+}
+
+#[derive(Serialize, Deserialize)]
+struct OwedEntry {
+    d: String,
+    owed: Option<Owed>,
+}
+
+impl SharedResume<'_> {
+    fn slot(&self, what: &str, session: Option<&str>, id: &str, slots: usize) -> (String, String) {
+        let digest = Sha256::digest(resume::key(session, id).as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        let slot = u64::from_le_bytes(first) % slots.max(1) as u64;
+        (
+            format!("mcptrail.{what}.{slot}"),
+            crate::audit::chain::hex(&digest),
+        )
+    }
+
+    /// Notes an event as recorded; `false` when it was recorded before (a redelivery).
+    pub fn first_sight(&mut self, session: Option<&str>, event_id: &str) -> bool {
+        let (key, digest) = self.slot("ev", session, event_id, resume::SEEN_EVENTS_MAX);
+        let Ok((value, cas)) = self.host.shared_get(&key) else {
+            return true;
+        };
+        if value.as_deref().and_then(|v| self.process.open(v)) == Some(digest.as_bytes()) {
+            return false;
+        }
+        let _ = self
+            .host
+            .shared_set(&key, &self.process.seal(digest.as_bytes()), cas);
+        true
+    }
+
+    /// The request a reply (by id key) answers, if a cut stream left it owed; taken once.
+    pub fn take_owed(&mut self, session: Option<&str>, id_key: &str) -> Option<Owed> {
+        let (key, digest) = self.slot("owed", session, id_key, resume::OWED_MAX);
+        let (value, cas) = self.host.shared_get(&key).ok()?;
+        let value = value?;
+        let entry: OwedEntry = serde_json::from_slice(self.process.open(&value)?).ok()?;
+        if entry.d != digest {
+            return None;
+        }
+        let owed = entry.owed?;
+        // Taken once: if another worker took it first, it records the reply.
+        let empty = serde_json::to_vec(&OwedEntry {
+            d: digest,
+            owed: None,
+        })
+        .ok()?;
+        match self.host.shared_set(&key, &self.process.seal(&empty), cas) {
+            Ok(true) => Some(owed),
+            _ => None,
+        }
+    }
+
+    /// Remembers a request cut short before its reply.
+    pub fn owe(&mut self, session: Option<&str>, id_key: &str, owed: Owed) {
+        let (key, digest) = self.slot("owed", session, id_key, resume::OWED_MAX);
+        let entry = OwedEntry {
+            d: digest,
+            owed: Some(owed),
+        };
+        if let Ok(data) = serde_json::to_vec(&entry) {
+            let _ = self.host.shared_set(&key, &self.process.seal(&data), 0);
+        }
+    }
 }

@@ -8,7 +8,6 @@ use std::rc::Rc;
 use super::process::{self, Process};
 use super::{apply, metrics, proceed_after_auth, Admit, Phase, Shared, Slot, Stream};
 use crate::audit::outbox::{Outbox, Stats};
-use crate::audit::resume::Resumption;
 use crate::auth::{http, Authenticator};
 use crate::config::Config;
 use crate::host::{Body, Headers, Host, Level};
@@ -92,7 +91,6 @@ impl Root {
             config,
             outbox: RefCell::new(outbox),
             waiters: RefCell::new(Vec::new()),
-            resume: RefCell::new(Resumption::default()),
             counters: RefCell::new(metrics::Counters::default()),
         }));
         true

@@ -650,23 +650,17 @@ impl Stream {
         let mut records = Vec::with_capacity(delivered.len());
         for d in delivered {
             let session = self.facts.session.as_deref();
+            let mut resume = super::process::resumption(host, &self.shared.process);
             if let Some(event_id) = d.event_id.as_deref() {
-                if !self
-                    .shared
-                    .resume
-                    .borrow_mut()
-                    .first_sight(session, event_id)
-                {
+                if !resume.first_sight(session, event_id) {
                     self.shared.counters.borrow_mut().redelivered_skipped += 1;
                     continue;
                 }
             }
             let owed = match (&d.message.kind, d.message.id.as_ref()) {
-                (jsonrpc::Kind::Response, Some(id)) => self
-                    .shared
-                    .resume
-                    .borrow_mut()
-                    .take_owed(session, &response::id_key(id)),
+                (jsonrpc::Kind::Response, Some(id)) => {
+                    resume.take_owed(session, &response::id_key(id))
+                }
                 _ => None,
             };
             records.push(self.finished(&self.slot.borrow()).delivered(&d, now, owed));
@@ -736,15 +730,15 @@ impl Stream {
             let owed = finished.owed(&records);
             (records, owed)
         };
-        self.remember(owed);
+        self.remember(host, owed);
         self.push_records(host, records, now);
     }
 
     /// Remembers the requests cut short before their reply (the reply may come on a
     /// resumed stream), and the events already recorded with their replies.
-    fn remember(&self, owed: Vec<(String, Owed)>) {
+    fn remember(&self, host: &dyn Host, owed: Vec<(String, Owed)>) {
         let session = self.facts.session.as_deref();
-        let mut resume = self.shared.resume.borrow_mut();
+        let mut resume = super::process::resumption(host, &self.shared.process);
         if let Some(resp) = self.facts.resp.as_ref() {
             for event_id in resp.replies.values().filter_map(|r| r.event_id.as_deref()) {
                 resume.first_sight(session, event_id);

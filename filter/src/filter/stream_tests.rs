@@ -114,6 +114,36 @@ fn a_cut_stream_resumed_with_last_event_id_is_recorded_once() {
     assert!(host.flush(&mut r).is_empty());
 }
 
+/// The stream is cut on one worker and resumed on another of the same Envoy process: the
+/// owed reply is recorded once, by the worker that saw it, and redelivered events are not.
+#[test]
+fn a_stream_resumed_on_another_worker_is_recorded_once() {
+    let host = FakeHost::default();
+    let mut cut_here = root(&host, CFG_NOTIFY);
+    let mut resumed_here = root(&host, CFG_NOTIFY);
+    host.exchange(&cut_here, &post(&[PROGRESS_1], End::Cut));
+    host.advance(40);
+    host.exchange(&resumed_here, &resume(&[PROGRESS_1, SAMPLING, RESULT]));
+    let first = host.flush(&mut cut_here);
+    assert_eq!(kinds(&first), ["notification", "command"]);
+    assert_eq!(first[1]["outcome"]["status"], "aborted");
+    let second = host.flush(&mut resumed_here);
+    assert_eq!(kinds(&second), ["notification", "command"], "{second:#?}");
+    assert_eq!(
+        second[0]["mcp"]["event_id"], "e2",
+        "e1 was recorded by the first worker"
+    );
+    assert_eq!(
+        second[1]["mcp"]["tool"], "slow",
+        "the owed request, from the other worker"
+    );
+    assert_eq!(second[1]["outcome"]["duration_ms"], 40);
+    // A third worker sees the same resumption again: nothing new.
+    let mut third = root(&host, CFG_NOTIFY);
+    host.exchange(&third, &resume(&[PROGRESS_1, SAMPLING, RESULT]));
+    assert!(host.flush(&mut third).is_empty());
+}
+
 #[test]
 fn a_reply_seen_before_the_cut_is_not_recorded_again() {
     let host = FakeHost::default();
