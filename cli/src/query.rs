@@ -267,7 +267,7 @@ pub fn ndjson(rows: &[&Entry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{parse_time, read_files};
+    use crate::records::{parse_time, write_trail};
     use serde_json::{json, Value};
 
     // 2026-11-24T10:30:00.000Z
@@ -345,13 +345,7 @@ mod tests {
                    "request_id": null, "identity": null, "source": null, "mcp": null, "outcome": null, "masked": [],
                    "dropped": {"count": 3, "reason": "buffer_full"}}),
         ];
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("audit.ndjson");
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(&f, text).unwrap();
-        let (entries, skipped) = read_files(&[&f]).unwrap();
-        assert!(skipped.is_empty());
-        (dir, entries)
+        write_trail(&lines)
     }
 
     fn lines_of(rows: &[&Entry]) -> Vec<usize> {
@@ -503,15 +497,7 @@ mod tests {
                 "vm-a",
             ),
         ];
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("a.ndjson");
-        std::fs::write(
-            &f,
-            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-        )
-        .unwrap();
-        let (entries, skipped) = read_files(&[&f]).unwrap();
-        assert!(skipped.is_empty(), "{skipped:?}");
+        let (_dir, entries) = write_trail(&lines);
         let rows = select(&Filter::default(), &entries);
         let t = session_totals(&rows);
         assert_eq!(t.len(), 2);

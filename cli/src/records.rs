@@ -96,6 +96,18 @@ pub fn read_files(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<Entry>, Vec
     Ok((out, skipped))
 }
 
+/// Test support: `lines` written as one trail file and read back (every line a record).
+#[cfg(test)]
+pub fn write_trail(lines: &[serde_json::Value]) -> (tempfile::TempDir, Vec<Entry>) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("audit.ndjson");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&f, text).unwrap();
+    let (entries, skipped) = read_files(&[&f]).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    (dir, entries)
+}
+
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

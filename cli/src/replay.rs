@@ -226,7 +226,7 @@ pub fn transcript(entries: &[Entry], session: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::read_files;
+    use crate::records::write_trail;
     use serde_json::json;
 
     fn rec(kind: &str, ts: &str, ms: u64, mcp: Value, outcome: Value) -> Value {
@@ -242,18 +242,6 @@ mod tests {
 
     fn call(method: &str, id: u64, tool: Option<&str>, args: Value) -> Value {
         json!({"method": method, "id": id, "tool": tool, "arguments": args, "protocol_version": "2025-06-18"})
-    }
-
-    fn write(lines: &[Value]) -> (tempfile::TempDir, Vec<Entry>) {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("a.ndjson");
-        std::fs::write(
-            &f,
-            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-        )
-        .unwrap();
-        let (e, _) = read_files(&[&f]).unwrap();
-        (dir, e)
     }
 
     #[test]
@@ -330,7 +318,7 @@ mod tests {
             denied,
             end,
         ];
-        let (_d, entries) = write(&lines);
+        let (_d, entries) = write_trail(&lines);
         let t = transcript(&entries, "S1").unwrap();
         let body: Vec<&str> = t.lines().collect();
         assert_eq!(body[0], "session S1");
@@ -380,7 +368,7 @@ mod tests {
 
     #[test]
     fn open_and_unknown_sessions() {
-        let (_d, entries) = write(&[rec(
+        let (_d, entries) = write_trail(&[rec(
             "command",
             "2026-11-24T10:00:00.000Z",
             5,

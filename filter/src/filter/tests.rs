@@ -599,6 +599,14 @@ mod auth_and_policy {
         assert_eq!(rec["outcome"]["http_status"], 403);
     }
 
+    /// Answers the JWKS callout `token` of `r` with the test key set.
+    fn answer_jwks(host: &FakeHost, r: &mut Root, token: u32) {
+        host.set_header(Headers::CallResponse, ":status", "200");
+        let doc = jwks().to_string();
+        host.set_body(Body::CallResponse, doc.as_bytes());
+        r.on_http_call_response(host, token, 3, doc.len());
+    }
+
     fn fetch_config() -> String {
         format!(
             r#"{{"audit":{{"cluster":"audit","flush_interval_ms":1000}},"mcp":{{"paths":["/mcp"]}},
@@ -631,10 +639,7 @@ mod auth_and_policy {
         assert!(call
             .headers
             .contains(&(":authority".into(), "idp.example.com".into())));
-        host.set_header(Headers::CallResponse, ":status", "200");
-        let doc = jwks().to_string();
-        host.set_body(Body::CallResponse, doc.as_bytes());
-        r.on_http_call_response(&host, 1, 3, doc.len());
+        answer_jwks(&host, &mut r, 1);
         assert_eq!(*host.resumed.borrow(), vec![42]);
         assert_eq!(
             host.effective.get(),
@@ -673,10 +678,7 @@ mod auth_and_policy {
                 assert_eq!(body(&host, &mut s, CALL), Action::Pause);
             }
             r.on_tick(&host);
-            host.set_header(Headers::CallResponse, ":status", "200");
-            let doc = jwks().to_string();
-            host.set_body(Body::CallResponse, doc.as_bytes());
-            r.on_http_call_response(&host, 1, 3, doc.len());
+            answer_jwks(&host, &mut r, 1);
             if body_while_waiting {
                 assert!(host.resumed.borrow().is_empty(), "denied: never resumed");
                 assert_eq!(*host.replies_to.borrow(), vec![42]);
@@ -736,10 +738,7 @@ mod auth_and_policy {
             let mut s = r.new_stream(42).unwrap();
             assert_eq!(s.on_request_headers(&host, false), Action::Pause);
             r.on_tick(&host);
-            host.set_header(Headers::CallResponse, ":status", "200");
-            let doc = jwks().to_string();
-            host.set_body(Body::CallResponse, doc.as_bytes());
-            r.on_http_call_response(&host, 1, 3, doc.len());
+            answer_jwks(&host, &mut r, 1);
             if refused {
                 assert!(host.resumed.borrow().is_empty(), "never resumed");
                 assert_eq!(host.responses.borrow()[0].0, 403);
@@ -804,15 +803,12 @@ mod auth_and_policy {
             1,
             "one worker fetches; the lease holds the others back"
         );
-        host.set_header(Headers::CallResponse, ":status", "200");
-        let doc = jwks().to_string();
-        host.set_body(Body::CallResponse, doc.as_bytes());
         // Whichever worker made the call gets the answer.
         let fetcher = workers
             .iter()
             .position(|w| !w.jwks_calls.is_empty())
             .unwrap();
-        workers[fetcher].on_http_call_response(&host, 1, 3, doc.len());
+        answer_jwks(&host, &mut workers[fetcher], 1);
         host.advance(100);
         for w in workers.iter_mut() {
             w.on_tick(&host);
