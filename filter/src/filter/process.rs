@@ -79,22 +79,22 @@ struct TokenEntry {
     s: SharedVerified,
 }
 
-impl SharedTokens<'_> {
-    fn slot(&self, token: &str) -> (String, String) {
-        let digest = Sha256::digest(token.as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
-        let slot = u64::from_le_bytes(first) % self.process.token_slots;
-        (
-            format!("mcptrail.tok.{slot}"),
-            crate::audit::chain::hex(&digest),
-        )
-    }
+/// The shared-data key of the slot that `what` falls in (of `slots` under `prefix`), and the
+/// hex SHA-256 of `what` that tells whether the slot holds it or another entry.
+fn slot_of(prefix: &str, what: &[u8], slots: u64) -> (String, String) {
+    let digest = Sha256::digest(what);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    let slot = u64::from_le_bytes(first) % slots.max(1);
+    (
+        format!("mcptrail.{prefix}.{slot}"),
+        crate::audit::chain::hex(&digest),
+    )
 }
 
 impl TokenTier for SharedTokens<'_> {
     fn get(&mut self, token: &str) -> Option<SharedVerified> {
-        let (key, digest) = self.slot(token);
+        let (key, digest) = slot_of("tok", token.as_bytes(), self.process.token_slots);
         let (value, _) = self.host.shared_get(&key).ok()?;
         let value = value?;
         let entry: TokenEntry = serde_json::from_slice(self.process.open(&value)?).ok()?;
@@ -102,7 +102,7 @@ impl TokenTier for SharedTokens<'_> {
     }
 
     fn put(&mut self, token: &str, v: &SharedVerified) {
-        let (key, digest) = self.slot(token);
+        let (key, digest) = slot_of("tok", token.as_bytes(), self.process.token_slots);
         let entry = TokenEntry {
             d: digest,
             s: v.clone(),
@@ -297,20 +297,10 @@ struct OwedEntry {
 }
 
 impl SharedResume<'_> {
-    fn slot(&self, what: &str, session: Option<&str>, id: &str, slots: usize) -> (String, String) {
-        let digest = Sha256::digest(resume::key(session, id).as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
-        let slot = u64::from_le_bytes(first) % slots.max(1) as u64;
-        (
-            format!("mcptrail.{what}.{slot}"),
-            crate::audit::chain::hex(&digest),
-        )
-    }
-
     /// Notes an event as recorded; `false` when it was recorded before (a redelivery).
     pub fn first_sight(&mut self, session: Option<&str>, event_id: &str) -> bool {
-        let (key, digest) = self.slot("ev", session, event_id, resume::SEEN_EVENTS_MAX);
+        let what = resume::key(session, event_id);
+        let (key, digest) = slot_of("ev", what.as_bytes(), resume::SEEN_EVENTS_MAX as u64);
         let Ok((value, cas)) = self.host.shared_get(&key) else {
             return true;
         };
@@ -325,7 +315,8 @@ impl SharedResume<'_> {
 
     /// The request a reply (by id key) answers, if a cut stream left it owed; taken once.
     pub fn take_owed(&mut self, session: Option<&str>, id_key: &str) -> Option<Owed> {
-        let (key, digest) = self.slot("owed", session, id_key, resume::OWED_MAX);
+        let what = resume::key(session, id_key);
+        let (key, digest) = slot_of("owed", what.as_bytes(), resume::OWED_MAX as u64);
         let (value, cas) = self.host.shared_get(&key).ok()?;
         let value = value?;
         let entry: OwedEntry = serde_json::from_slice(self.process.open(&value)?).ok()?;
@@ -347,7 +338,8 @@ impl SharedResume<'_> {
 
     /// Remembers a request cut short before its reply.
     pub fn owe(&mut self, session: Option<&str>, id_key: &str, owed: Owed) {
-        let (key, digest) = self.slot("owed", session, id_key, resume::OWED_MAX);
+        let what = resume::key(session, id_key);
+        let (key, digest) = slot_of("owed", what.as_bytes(), resume::OWED_MAX as u64);
         let entry = OwedEntry {
             d: digest,
             owed: Some(owed),
