@@ -46,11 +46,6 @@ pub struct Facts {
     pub envoy: Option<EnvoyInfo>,
     /// 2026-07-28 standard headers.
     pub routing: Routing,
-    pub session_identity_mismatch: bool,
-    /// When the session started, as its sealed id says (known on every VM).
-    pub session_started_ms: Option<u64>,
-    /// The session id came bare while ids are sealed (`mcp.unsealed_sessions: pass`).
-    pub session_unsealed: bool,
     /// `Last-Event-ID` of a resumed stream.
     pub last_event_id: Option<String>,
     /// Request body bytes seen.
@@ -67,6 +62,24 @@ pub struct Facts {
     pub resp: Option<Responses>,
     /// What masking changed in the replies the client received, by reply id.
     pub reply_masked: RefCell<HashMap<String, Vec<String>>>,
+}
+
+/// What the session stage learnt of a request's session (`filter::session` fills it, on
+/// whichever path admitted the caller).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SessionView {
+    /// The `Mcp-Session-Id` the client sent, as sent.
+    pub presented: Option<String>,
+    /// What the server knows the session as (what is forwarded and recorded).
+    pub server_id: Option<String>,
+    /// When the session started, where the sealed id says (known on every VM).
+    pub started_ms: Option<u64>,
+    /// The presented id was sealed (and opened).
+    pub sealed: bool,
+    /// Presented bare while keys are configured, and let through (`unsealed_sessions: pass`).
+    pub unsealed: bool,
+    /// Opened by another identity.
+    pub mismatch: bool,
 }
 
 /// A reply's outcome onto a record's.
@@ -99,6 +112,8 @@ pub struct Finished<'a> {
     pub facts: &'a Facts,
     pub config: &'a Config,
     pub identity: Option<&'a Identity>,
+    /// What the session stage learnt of the request's session.
+    pub session: &'a SessionView,
     pub refusal: Option<&'a Refusal>,
 }
 
@@ -342,16 +357,15 @@ impl Finished<'_> {
         }
         let ended_by_client = self.facts.method == "DELETE";
         // A session known to have started: this VM saw it, or its sealed id says so.
-        let known_start =
-            self.facts.session_started_ms.is_some() || sessions.get(session).is_some();
+        let known_start = self.session.started_ms.is_some() || sessions.get(session).is_some();
         let gone = self.facts.response_status == Some(404) && known_start;
         if !(ended_by_client || gone) {
             return;
         }
         let known = sessions.end(session);
         let started_ms = self
-            .facts
-            .session_started_ms
+            .session
+            .started_ms
             .or(known.as_ref().map(|e| e.started_ms));
         let mut r = self.base(Kind::SessionEnd, now);
         r.outcome = Some(outcome.clone());
@@ -542,8 +556,8 @@ impl Finished<'_> {
             resource,
             client,
             header_mismatch,
-            session_identity_mismatch: self.facts.session_identity_mismatch,
-            session_unsealed: self.facts.session_unsealed,
+            session_identity_mismatch: self.session.mismatch,
+            session_unsealed: self.session.unsealed,
             ..Mcp::default()
         });
         r.outcome = Some(outcome);

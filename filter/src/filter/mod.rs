@@ -69,7 +69,7 @@ struct Slot {
     phase: Phase,
     identity: Option<Identity>,
     /// The request's session, once the session stage has run.
-    session: session::SessionView,
+    session: crate::audit::build::SessionView,
     /// The body will be held whole before any of it goes upstream (policy or rewriting
     /// needs it): the phase after authentication is `Holding`, not `Upstream`.
     hold_body: bool,

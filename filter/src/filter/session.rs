@@ -9,23 +9,6 @@ use crate::config::Unsealed;
 use crate::host::{Headers, Host, Level};
 use crate::mcp::seal::{Opened, Owner, Presented};
 
-/// What the stage learnt of the request's session.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(super) struct SessionView {
-    /// The `Mcp-Session-Id` the client sent, as sent.
-    pub presented: Option<String>,
-    /// What the server knows the session as (what is forwarded and recorded).
-    pub server_id: Option<String>,
-    /// When the session started, where the sealed id says.
-    pub started_ms: Option<u64>,
-    /// The presented id was sealed (and opened).
-    pub sealed: bool,
-    /// Presented bare while keys are configured, and let through (`unsealed_sessions: pass`).
-    pub unsealed: bool,
-    /// Opened by another identity.
-    pub mismatch: bool,
-}
-
 /// Opens and checks the presented session id; `true` when the request was refused.
 pub(super) fn bind(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
     let Some(presented) = slot.session.presented.clone() else {

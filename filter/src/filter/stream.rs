@@ -229,16 +229,13 @@ impl Stream {
         }
     }
 
-    /// What the session stage learnt (here or, after a wait for keys, in the root).
+    /// The session id the session stage forwarded (here or, after a wait for keys, in the
+    /// root); the rest of what it learnt is read from the slot when records are built.
     fn session_facts(&mut self) {
         let slot = self.slot.borrow();
-        let v = &slot.session;
-        if v.server_id.is_some() {
-            self.facts.session.clone_from(&v.server_id);
+        if slot.session.server_id.is_some() {
+            self.facts.session.clone_from(&slot.session.server_id);
         }
-        self.facts.session_started_ms = v.started_ms;
-        self.facts.session_unsealed = v.unsealed;
-        self.facts.session_identity_mismatch = v.mismatch;
     }
 
     pub fn on_request_body(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Action {
@@ -406,9 +403,9 @@ impl Stream {
                 self.facts.session = Some(issued.to_string());
                 self.facts.session_from_response = true;
             }
-            let started = self.facts.session_started_ms;
-            let started = started.unwrap_or(self.facts.started_ms);
-            session::seal_reply(host, &self.shared, &self.slot.borrow(), issued, started);
+            let slot = self.slot.borrow();
+            let started = slot.session.started_ms.unwrap_or(self.facts.started_ms);
+            session::seal_reply(host, &self.shared, &slot, issued, started);
         }
         if !decode {
             return Action::Continue;
@@ -759,6 +756,7 @@ impl Stream {
             facts: &self.facts,
             config: &self.shared.config,
             identity: slot.identity.as_ref(),
+            session: &slot.session,
             refusal,
         }
     }
