@@ -15,7 +15,6 @@ pub(super) fn bind(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
         return false;
     };
     let mcp = &shared.config.mcp;
-    let caller = Owner::of(slot.identity.as_ref());
     let opened = match shared.sealer.as_ref().map(|s| s.open(&presented)) {
         Some(Presented::Sealed(opened)) => opened,
         Some(Presented::Invalid) => return refused(host, slot, http::session_unknown()),
@@ -45,6 +44,7 @@ pub(super) fn bind(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
     slot.session.server_id = Some(opened.server_id);
     slot.session.started_ms = Some(opened.started_ms);
     slot.session.sealed = true;
+    let caller = Owner::of(slot.identity.as_ref());
     !opened.owner.admits(&caller) && mismatch(host, shared, slot)
 }
 
