@@ -90,6 +90,10 @@ pub fn settle(reply: &Reply, outcome: &mut Outcome) {
     } else if reply.is_error {
         outcome.status = Status::Error;
         outcome.is_error = true;
+    } else if reply.result_type.as_deref() == Some("input_required") {
+        outcome.status = Status::InputRequired;
+    } else if reply.created_task {
+        outcome.status = Status::Task;
     } else {
         outcome.status = Status::Ok;
     }
@@ -123,12 +127,12 @@ impl Finished<'_> {
     pub fn records(
         &self,
         now: u64,
-        messages: Option<Vec<Result<Message, DecodeError>>>,
+        messages: Option<&[Result<Message, DecodeError>]>,
         sessions: &mut Sessions,
     ) -> Vec<Record> {
         let outcome = self.outcome(now);
         if let Some(refusal) = self.refusal {
-            return self.refusal_records(refusal, messages.as_deref(), now, outcome);
+            return self.refusal_records(refusal, messages, now, outcome);
         }
         let f = self.facts;
         if f.body_overflow {
@@ -162,7 +166,7 @@ impl Finished<'_> {
             );
             out.push(self.decode_error(&why, now, outcome.clone()));
         }
-        if let Some(problem) = self.response_problem(&messages) {
+        if let Some(problem) = self.response_problem(messages) {
             out.push(self.decode_error(&problem, now, outcome.clone()));
         }
         self.session_records(sessions, &mut out, now, &outcome);
@@ -515,6 +519,11 @@ impl Finished<'_> {
         } else {
             masked_part(m.arguments_at())
         };
+        let input_responses = if self.arguments_too_large() {
+            None
+        } else {
+            masked_part(m.input_responses_at())
+        };
         let client = masked_part(m.client_info_at());
         let resource = m.resource_at().and_then(|(at, uri)| {
             let mut v = Value::String(uri.to_string());
@@ -525,16 +534,13 @@ impl Finished<'_> {
         if let Some(e) = outcome.error.as_mut() {
             masked.extend(masking.mask_value_at(e, "/error"));
         }
+        let reply =
+            m.id.as_ref()
+                .and_then(|id| self.facts.resp.as_ref()?.replies.get(&response::id_key(id)));
         let preview_bytes = self.config.mcp.result_preview_bytes;
-        let result = m.id.as_ref().filter(|_| preview_bytes > 0).and_then(|id| {
-            self.facts
-                .resp
-                .as_ref()?
-                .replies
-                .get(&response::id_key(id))?
-                .result
-                .as_ref()
-        });
+        let result = reply
+            .filter(|_| preview_bytes > 0)
+            .and_then(|r| r.result.as_ref());
         if let Some(result) = result {
             // Masked whole, then cut: a secret is never cut in half before the detectors see it.
             let mut v = result.clone();
@@ -558,6 +564,13 @@ impl Finished<'_> {
             header_mismatch,
             session_identity_mismatch: self.session.mismatch,
             session_unsealed: self.session.unsealed,
+            input_requests: reply.and_then(|r| r.input_requests.clone()),
+            input_responses,
+            task_id: m
+                .task_id()
+                .map(str::to_string)
+                .or_else(|| reply.and_then(|r| r.task_id.clone())),
+            task_status: reply.and_then(|r| r.task_status.clone()),
             ..Mcp::default()
         });
         r.outcome = Some(outcome);

@@ -96,6 +96,20 @@ pub struct Mcp {
     /// The `Last-Event-ID` the client resumed from, when the message came on a resumed stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_id: Option<String>,
+    /// What the server asked for (`resultType: input_required`): each `inputRequests` key
+    /// with the method of its request (`elicitation/create`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_requests: Option<Value>,
+    /// The client's `inputResponses` on a retry, masked like arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_responses: Option<Value>,
+    /// The task a call created or a `tasks/*` call names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// The task's status as the answer gave it (`working`, `input_required`, and the
+    /// terminal `completed`, `failed`, `cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_status: Option<String>,
 }
 
 /// Outcome status.
@@ -107,6 +121,12 @@ pub enum Status {
     Denied,
     UpstreamError,
     Aborted,
+    /// 2026-07-28: the server asked the client for input (`resultType: input_required`);
+    /// the retry is a record of its own in the same `operation`.
+    InputRequired,
+    /// The server made the call a task (`resultType: task`); its `tasks/*` records follow
+    /// in the same `operation`.
+    Task,
 }
 
 impl Status {
@@ -117,6 +137,8 @@ impl Status {
             Status::Denied => "denied",
             Status::UpstreamError => "upstream_error",
             Status::Aborted => "aborted",
+            Status::InputRequired => "input_required",
+            Status::Task => "task",
         }
     }
 }
@@ -180,6 +202,12 @@ pub struct Record {
     pub id: String,
     pub session: Option<String>,
     pub request_id: Option<String>,
+    /// One value for every record of one logical operation (`command` records, and the
+    /// notifications of a `subscriptions/listen` stream): the legs of a multi-round-trip
+    /// request, a task's creating call and its `tasks/*` calls. A call that is an operation
+    /// by itself has its own `id` here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
     pub identity: Option<Identity>,
     pub source: Option<Source>,
     pub mcp: Option<Mcp>,
@@ -246,6 +274,7 @@ impl Record {
             id,
             session: None,
             request_id: None,
+            operation: None,
             identity: None,
             source: None,
             mcp: None,

@@ -19,6 +19,7 @@ use crate::policy::enforce::{self, Denied};
 use crate::policy::judge::Unjudgeable;
 
 pub mod metrics;
+mod operation;
 mod process;
 mod root;
 mod session;
@@ -252,3 +253,6 @@ mod mask_tests;
 
 #[cfg(test)]
 mod judge_tests;
+
+#[cfg(test)]
+mod operation_tests;

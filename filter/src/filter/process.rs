@@ -349,3 +349,51 @@ impl SharedResume<'_> {
         }
     }
 }
+
+/// Links between the legs of one operation that the protocol gives nothing to link by
+/// across replicas (`filter::operation`): a key (a digest) to the operation it continues.
+/// Fixed slots, each entry good for [`LINK_TTL_MS`]: best effort within one Envoy process.
+pub struct SharedLinks<'a> {
+    host: &'a dyn Host,
+    process: &'a Process,
+}
+
+pub fn links<'a>(host: &'a dyn Host, process: &'a Process) -> SharedLinks<'a> {
+    SharedLinks { host, process }
+}
+
+/// How many link slots the process keeps.
+pub const LINK_SLOTS: u64 = 1024;
+/// How long a link is followed (the Python SDK's `requestState` lives as long by default).
+pub const LINK_TTL_MS: u64 = 600_000;
+
+#[derive(Serialize, Deserialize)]
+struct LinkEntry {
+    d: String,
+    op: String,
+    until: u64,
+}
+
+impl SharedLinks<'_> {
+    /// The operation `key` continues, if a leg linked it within the window.
+    pub fn follow(&self, key: &str, now: u64) -> Option<String> {
+        let (slot, digest) = slot_of("op", key.as_bytes(), LINK_SLOTS);
+        let (value, _) = self.host.shared_get(&slot).ok()?;
+        let value = value?;
+        let e: LinkEntry = serde_json::from_slice(self.process.open(&value)?).ok()?;
+        (e.d == digest && e.until > now).then_some(e.op)
+    }
+
+    /// Links `key` to `op` (a newer link in the same slot replaces an older one).
+    pub fn link(&self, key: &str, op: &str, now: u64) {
+        let (slot, digest) = slot_of("op", key.as_bytes(), LINK_SLOTS);
+        let e = LinkEntry {
+            d: digest,
+            op: op.to_string(),
+            until: now.saturating_add(LINK_TTL_MS),
+        };
+        if let Ok(data) = serde_json::to_vec(&e) {
+            let _ = self.host.shared_set(&slot, &self.process.seal(&data), 0);
+        }
+    }
+}

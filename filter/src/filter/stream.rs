@@ -9,8 +9,8 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use super::{
-    apply, judge, proceed_after_auth, replace_body, send, session, Admit, Phase, Shared, Slot,
-    Snapshot,
+    apply, judge, operation, proceed_after_auth, replace_body, send, session, Admit, Phase, Shared,
+    Slot, Snapshot,
 };
 use crate::audit::build::{Facts, Finished};
 use crate::audit::outbox::Pushed;
@@ -23,6 +23,7 @@ use crate::mask::OnTooLarge;
 use crate::mcp::jsonrpc::{self, DecodeError, Message};
 use crate::mcp::response;
 use crate::mcp::routing::Routing;
+use crate::mcp::seal::Owner;
 use crate::policy::judge::{self as judging, Unjudgeable};
 use crate::policy::{enforce, listing};
 
@@ -44,6 +45,9 @@ pub struct Stream {
     filter_listings: bool,
     /// Holds room in the outbox until `on_log` (see `Outbox::reserve`).
     reserved: bool,
+    /// The record id of this stream's `subscriptions/listen` call, chosen when its first
+    /// notification is recorded: the notifications name it as their operation.
+    listen_op: Option<String>,
 }
 
 impl Stream {
@@ -57,6 +61,7 @@ impl Stream {
             filter_ids: Vec::new(),
             filter_listings: false,
             reserved: false,
+            listen_op: None,
         }
     }
 
@@ -660,9 +665,43 @@ impl Stream {
                 }
                 _ => None,
             };
-            records.push(self.finished(&self.slot.borrow()).delivered(&d, now, owed));
+            let mut r = self.finished(&self.slot.borrow()).delivered(&d, now, owed);
+            if r.kind == Kind::Notification {
+                r.operation = self.listen_operation();
+            }
+            records.push(r);
         }
         self.push_records(host, records, now);
+    }
+
+    /// Gives each record its id (the operations stage names some records by theirs); the
+    /// `subscriptions/listen` call takes the id its notifications already named.
+    fn assign_ids(&self, records: &mut [Record]) {
+        let mut outbox = self.shared.outbox.borrow_mut();
+        for r in records.iter_mut().filter(|r| r.id.is_empty()) {
+            let listen = r.kind == Kind::Command
+                && r.mcp.as_ref().and_then(|m| m.method.as_deref()) == Some(LISTEN);
+            r.id = match self.listen_op.as_ref().filter(|_| listen) {
+                Some(op) => op.clone(),
+                None => outbox.next_id(),
+            };
+        }
+    }
+
+    /// The operation of a notification on this stream: the stream's `subscriptions/listen`
+    /// call, if it is one.
+    fn listen_operation(&mut self) -> Option<String> {
+        if self.listen_op.is_none() {
+            let listening = self.slot.borrow().messages.iter().flatten().any(|m| {
+                m.as_ref().is_ok_and(|m| {
+                    m.kind == jsonrpc::Kind::Request && m.method.as_deref() == Some(LISTEN)
+                })
+            });
+            if listening {
+                self.listen_op = Some(self.shared.outbox.borrow_mut().next_id());
+            }
+        }
+        self.listen_op.clone()
     }
 
     /// Hands records to the root's outbox.
@@ -684,7 +723,12 @@ impl Stream {
                 Kind::DecodeError => counters.decode_errors += 1,
                 _ => {}
             }
-            r.id = outbox.next_id();
+            if r.id.is_empty() {
+                r.id = outbox.next_id();
+            }
+            if r.kind == Kind::Command && r.operation.is_none() {
+                r.operation = Some(r.id.clone());
+            }
             if outbox.push(&r, now) == Pushed::Dropped {
                 host.log(
                     Level::Warn,
@@ -720,13 +764,23 @@ impl Stream {
             None if self.facts.body_overflow => None,
             None => self.body.take().map(|b| flatten(jsonrpc::decode_body(&b))),
         };
-        let (records, owed) = {
+        let mut records = self.finished(&self.slot.borrow()).records(
+            now,
+            messages.as_deref(),
+            &mut self.shared.sessions.borrow_mut(),
+        );
+        self.assign_ids(&mut records);
+        {
             let slot = self.slot.borrow();
-            let finished = self.finished(&slot);
-            let records = finished.records(now, messages, &mut self.shared.sessions.borrow_mut());
-            let owed = finished.owed(&records);
-            (records, owed)
-        };
+            let exchange = operation::Exchange {
+                owner: Owner::of(slot.identity.as_ref()),
+                messages: messages.as_deref().unwrap_or_default(),
+                replies: self.facts.resp.as_ref().map(|r| &r.replies),
+            };
+            let links = super::process::links(host, &self.shared.process);
+            operation::join(&links, &exchange, &mut records, now);
+        }
+        let owed = self.finished(&self.slot.borrow()).owed(&records);
         self.remember(host, owed);
         self.push_records(host, records, now);
     }
@@ -780,6 +834,9 @@ impl Stream {
         self.facts.envoy = (info.route.is_some() || info.cluster.is_some()).then_some(info);
     }
 }
+
+/// The 2026-07-28 method whose stream carries the caller's subscriptions.
+const LISTEN: &str = "subscriptions/listen";
 
 /// Reads the current response chunk; a host failure is said in the record (`decode.error`),
 /// not hidden as an empty chunk.

@@ -86,6 +86,29 @@ impl Message {
         }
     }
 
+    /// `params.inputResponses` of a retried request (2026-07-28 multi-round trip), with its
+    /// JSON Pointer in the message.
+    pub fn input_responses_at(&self) -> Option<(&'static str, &Value)> {
+        Some((
+            "/params/inputResponses",
+            self.params.as_ref()?.get("inputResponses")?,
+        ))
+    }
+
+    /// `params.requestState` the client echoes back on a retry (opaque to everyone but the
+    /// server that minted it).
+    pub fn request_state(&self) -> Option<&str> {
+        self.params.as_ref()?.get("requestState")?.as_str()
+    }
+
+    /// `params.taskId` of a `tasks/*` call.
+    pub fn task_id(&self) -> Option<&str> {
+        if !self.method.as_deref()?.starts_with("tasks/") {
+            return None;
+        }
+        self.params.as_ref()?.get("taskId")?.as_str()
+    }
+
     /// Who the client says it is: `clientInfo` of `initialize`, or the per-request
     /// `_meta` of the stateless 2026-07-28 protocol.
     pub fn client_info(&self) -> Option<&Value> {
@@ -425,6 +448,20 @@ struct ResultPeek {
     is_error: Option<Value>,
     #[serde(rename = "protocolVersion", default, deserialize_with = "present")]
     protocol_version: Option<Value>,
+    // The stateless generation's operations: small members, kept whole.
+    #[serde(rename = "resultType", default, deserialize_with = "present")]
+    result_type: Option<Value>,
+    #[serde(rename = "inputRequests", default, deserialize_with = "present")]
+    input_requests: Option<Value>,
+    #[serde(rename = "requestState", default, deserialize_with = "present")]
+    request_state: Option<Value>,
+    #[serde(rename = "taskId", default, deserialize_with = "present")]
+    task_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    status: Option<Value>,
+    /// 2025-11-25 tasks: `{"task": {"taskId", "status", ...}}`.
+    #[serde(default, deserialize_with = "present")]
+    task: Option<Value>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -433,8 +470,8 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 
 /// Classifies a response message or batch (an SSE event's data, a JSON answer) without
 /// building its `params` or `result` trees: they can be megabytes the audit trail does not
-/// keep. The messages carry no `params`, and a `result` reduced to `isError` and
-/// `protocolVersion`. Classification is exactly [`decode_message`]'s.
+/// keep. The messages carry no `params`, and a `result` reduced to the members [`ResultPeek`]
+/// names. Classification is exactly [`decode_message`]'s.
 pub fn peek_body(text: &str) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
     let json = |e: serde_json::Error| DecodeError::Json(e.to_string());
     if text.trim_start().starts_with('[') {
@@ -491,8 +528,18 @@ fn peek_message(text: &str) -> Result<Message, DecodeError> {
                 if let Some(e) = r.is_error {
                     m.insert("isError".into(), e);
                 }
-                if let Some(pv) = r.protocol_version {
-                    m.insert("protocolVersion".into(), pv);
+                for (k, v) in [
+                    ("protocolVersion", r.protocol_version),
+                    ("resultType", r.result_type),
+                    ("inputRequests", r.input_requests),
+                    ("requestState", r.request_state),
+                    ("taskId", r.task_id),
+                    ("status", r.status),
+                    ("task", r.task),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.into(), v);
+                    }
                 }
                 Value::Object(m)
             }

@@ -30,12 +30,33 @@ pub struct Reply {
     pub event_id: Option<String>,
     /// The `result`, kept when records carry a preview of it.
     pub result: Option<Value>,
+    /// `result.resultType` (2026-07-28: `complete`, `input_required`, `task`).
+    pub result_type: Option<String>,
+    /// `inputRequests` reduced to each key and its request's method.
+    pub input_requests: Option<Value>,
+    /// SHA-256 (hex) of the `requestState` the server handed out: the state itself is
+    /// opaque and may be large, the digest is what links the retry.
+    pub state_digest: Option<String>,
+    /// The task the answer names (`taskId`, or a 2025-11-25 `task.taskId`).
+    pub task_id: Option<String>,
+    /// The task's status in the same answer.
+    pub task_status: Option<String>,
+    /// The answer made the call a task (`resultType: task`, or a 2025-11-25 `CreateTaskResult`).
+    pub created_task: bool,
 }
 
 impl Reply {
     /// What a reply message says about its request.
     pub fn of(m: &jsonrpc::Message, event_id: Option<&str>) -> Self {
         let result = m.result.as_ref();
+        // 2026-07-28 tasks put `taskId` and `status` at the top of the result; 2025-11-25
+        // nests them in `task`.
+        let nested = result
+            .and_then(|r| r.get("task"))
+            .filter(|t| t.get("taskId").is_some());
+        let task = result.filter(|r| r.get("taskId").is_some()).or(nested);
+        let task_id = text(task, "taskId");
+        let task_status = task_id.as_ref().and_then(|_| text(task, "status"));
         Reply {
             error: m.error.clone(),
             is_error: result
@@ -48,8 +69,37 @@ impl Reply {
                 .map(str::to_string),
             event_id: event_id.map(str::to_string),
             result: None,
+            result_type: text(result, "resultType"),
+            input_requests: result
+                .and_then(|r| r.get("inputRequests"))
+                .and_then(Value::as_object)
+                .map(|reqs| {
+                    let kinds = reqs.iter().map(|(k, v)| {
+                        let method = v.get("method").and_then(Value::as_str);
+                        (k.clone(), Value::from(method.unwrap_or("unknown")))
+                    });
+                    Value::Object(kinds.collect())
+                }),
+            state_digest: result
+                .and_then(|r| r.get("requestState"))
+                .and_then(Value::as_str)
+                .map(state_digest),
+            task_id,
+            task_status,
+            created_task: nested.is_some()
+                || result.and_then(|r| r.get("resultType")) == Some(&Value::from("task")),
         }
     }
+}
+
+fn text(v: Option<&Value>, key: &str) -> Option<String> {
+    v?.get(key)?.as_str().map(str::to_string)
+}
+
+/// The digest a `requestState` is known by (hex SHA-256).
+pub fn state_digest(state: &str) -> String {
+    use sha2::{Digest, Sha256};
+    crate::audit::chain::hex(&Sha256::digest(state.as_bytes()))
 }
 
 /// A message worth its own record, as it arrived: a server notification or request, or

@@ -45,6 +45,11 @@ impl Owner {
         Owner(Some(out))
     }
 
+    /// The digest's bytes (none for nobody).
+    pub fn bytes(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |d| d.as_slice())
+    }
+
     /// Whether `caller` may use a session this owner opened.
     pub fn admits(&self, caller: &Owner) -> bool {
         self.0.is_none() || self == caller
