@@ -82,7 +82,13 @@ def expect(request_body: str, status: int, content_type: str, body: str):
     """What the exchange means, read independently of the filter."""
     req = json.loads(request_body) if request_body else []
     reqs = req if isinstance(req, list) else [req]
-    msgs = messages_of(content_type, body) if status < 300 else []
+    try:
+        msgs = messages_of(content_type, body) if status < 300 else []
+        undecodable = False
+    except ValueError:
+        # Not one JSON value (the conformance server streams newline-delimited JSON under
+        # application/json on subscriptions/listen): a decode error; the HTTP outcome stands.
+        msgs, undecodable = [], True
     replies = {json.dumps(m.get("id")): m for m in msgs if "method" not in m and "id" in m}
     calls = []
     for r in reqs:
@@ -93,18 +99,31 @@ def expect(request_body: str, status: int, content_type: str, body: str):
             st = "upstream_error"
         elif status >= 400:
             st = "error"
+        elif reply is None and undecodable:
+            st = "ok"
         elif reply is None:
             st = "aborted"
         elif "error" in reply or (reply.get("result") or {}).get("isError") is True:
             st = "error"
+        elif (reply.get("result") or {}).get("resultType") == "input_required":
+            st = "input_required"
+        elif (reply.get("result") or {}).get("resultType") == "task" or "taskId" in ((reply.get("result") or {}).get("task") or {}):
+            st = "task"
         else:
             st = "ok"
-        calls.append({"id": r["id"], "method": r["method"], "status": st})
-    return {
+        call = {"id": r["id"], "method": r["method"], "status": st}
+        asked = (reply or {}).get("result", {}).get("inputRequests") if isinstance((reply or {}).get("result"), dict) else None
+        if isinstance(asked, dict):
+            call["input_requests"] = {k: (v or {}).get("method", "unknown") for k, v in asked.items()}
+        calls.append(call)
+    out = {
         "calls": calls,
         "notifications": sum(1 for m in msgs if "method" in m and "id" not in m),
         "server_requests": sum(1 for m in msgs if "method" in m and "id" in m),
     }
+    if undecodable:
+        out["decode_error"] = True
+    return out
 
 
 class Recorder:
@@ -298,6 +317,188 @@ def python_sdk(port: int, mode: str) -> None:
         proc.wait()
 
 
+V2026 = "2026-07-28"
+
+
+def meta(capabilities=None):
+    return {
+        "io.modelcontextprotocol/protocolVersion": V2026,
+        "io.modelcontextprotocol/clientCapabilities": capabilities if capabilities is not None else {"elicitation": {"form": {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "mcptrail-fixtures", "version": "1"},
+    }
+
+
+class Stateless(Recorder):
+    """The 2026-07-28 generation: no initialize, no session; every request carries its version
+    in `_meta` and the standard headers (`Mcp-Method`, `Mcp-Name`)."""
+
+    def __init__(self, base: str, source: str):
+        super().__init__(base, source)
+        self.protocol = V2026
+
+    def request(self, name: str, id_, method: str, params=None, capabilities=None, operation_of=None, headers=None):
+        params = dict(params or {})
+        params["_meta"] = meta(capabilities)
+        extra = {"mcp-method": method}
+        target = params.get("name") or params.get("uri")
+        if target:
+            extra["mcp-name"] = target
+        extra.update(headers or {})
+        status, headers, text = self.send(name, {"jsonrpc": "2.0", "id": id_, "method": method, "params": params}, extra=extra)
+        if operation_of:
+            self.exchanges[-1]["expect"]["operation_of"] = operation_of
+        msgs = messages_of(headers.get("content-type", ""), text) if status < 300 else []
+        return next((m.get("result") for m in msgs if m.get("id") == id_ and "result" in m), None)
+
+    def rounds(self, name: str, first_id: int, params: dict, answer, capabilities=None):
+        """A multi-round-trip call: retries with the answers and the state until complete."""
+        result = self.request(name, first_id, "tools/call", params, capabilities)
+        id_, n = first_id, 1
+        while result and result.get("resultType") == "input_required" and n < 5:
+            id_, n = id_ + 1, n + 1
+            retry = dict(params)
+            retry["inputResponses"] = {k: answer(k, v) for k, v in (result.get("inputRequests") or {}).items()}
+            if "requestState" in result:
+                retry["requestState"] = result["requestState"]
+            result = self.request(f"{name} (round {n})", id_, "tools/call", retry, capabilities, operation_of=name)
+        return id_
+
+
+def listen_while(r: Stateless, name: str, id_: int, during) -> None:
+    """Opens a `subscriptions/listen` stream, runs `during` once it is acknowledged, reads what
+    follows for a moment, then closes it (the client ends a listen stream)."""
+    params = {"notifications": {"toolsListChanged": True}, "_meta": meta({})}
+    body = json.dumps({"jsonrpc": "2.0", "id": id_, "method": "subscriptions/listen", "params": params}, separators=(",", ":"))
+    headers = {**r.headers(), "mcp-method": "subscriptions/listen"}
+    chunks = []
+    client = httpx.Client(timeout=httpx.Timeout(30, read=3))
+    with client.stream("POST", r.base, content=body, headers=headers) as resp:
+        kept = {k: resp.headers[k] for k in KEPT_HEADERS if k in resp.headers}
+        started = False
+        try:
+            for chunk in resp.iter_raw():
+                chunks.append(chunk)
+                if not started and b"acknowledged" in b"".join(chunks):
+                    started = True
+                    threading.Thread(target=during).start()
+                if b"list_changed" in b"".join(chunks):
+                    break
+        except httpx.ReadTimeout:
+            pass  # nothing more came: the client ends the stream
+        status = resp.status_code
+    text = b"".join(chunks).decode("utf-8")
+    r.exchanges.append(
+        {
+            "name": name,
+            "request": {"method": "POST", "headers": {k: v for k, v in headers.items() if k != "accept"}, "body": body},
+            "response": {"status": status, "headers": kept, "body": text},
+            "expect": expect(body, status, kept.get("content-type", ""), text),
+        }
+    )
+
+
+def python_sdk_2026(port: int) -> None:
+    proc = subprocess.Popen(
+        [str(TOOLS / "venv/bin/python"), str(ROOT / "integration/py/fixture_server.py"), "--port", str(port), "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_port(port, proc)
+        r = Stateless(f"http://127.0.0.1:{port}/mcp", f"mcp (Python SDK) {sdk_version()}, MCPServer, protocol {V2026}")
+        r.request("server/discover", 1, "server/discover")
+        r.request("tools/list", 2, "tools/list")
+        r.request("tools/call echo", 3, "tools/call", {"name": "echo", "arguments": {"text": "stateless"}})
+
+        def answer(key, req):
+            if "window" in key:
+                return {"action": "accept", "content": {"minutes": 5}}
+            return {"action": "accept", "content": {"approve": True, "password": "hunter2"}}
+
+        last = r.rounds("tools/call deploy (input_required)", 10, {"name": "deploy", "arguments": {"env": "prod"}}, answer)
+        r.request("tools/call unknown tool", last + 1, "tools/call", {"name": "nope", "arguments": {}})
+        listen_while(
+            r,
+            "subscriptions/listen (tools changed meanwhile)",
+            30,
+            lambda: Stateless(r.base, r.source).request("touch_tools", 31, "tools/call", {"name": "touch_tools", "arguments": {}}),
+        )
+        r.write("python-sdk-2026.json")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def conformance_reference(port: int) -> None:
+    """The MCP conformance suite's reference server (both generations). Its code is not part
+    of this repository: set MCPTRAIL_CONFORMANCE to a checkout of
+    github.com/modelcontextprotocol/conformance with `npm install` run in
+    examples/servers/typescript."""
+    root = os.environ.get("MCPTRAIL_CONFORMANCE")
+    if not root:
+        print("skipping the conformance reference server (MCPTRAIL_CONFORMANCE unset); its fixture is kept as recorded")
+        return
+    server = Path(root) / "examples/servers/typescript"
+    commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    proc = subprocess.Popen(
+        [str(server / "node_modules/.bin/tsx"), "everything-server.ts"],
+        cwd=server,
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_port(port, proc)
+        r = Stateless(f"http://127.0.0.1:{port}/mcp", f"modelcontextprotocol/conformance reference server (examples/servers/typescript, {commit or 'unknown commit'}), protocol {V2026}")
+        caps = {"elicitation": {"form": {}}, "sampling": {}, "roots": {}}
+        r.request("server/discover", 1, "server/discover", capabilities=caps)
+        r.request("tools/list", 2, "tools/list", capabilities=caps)
+
+        def answer(key, req):
+            method = (req or {}).get("method")
+            if method == "sampling/createMessage":
+                return {"role": "assistant", "content": {"type": "text", "text": "sampled"}, "model": "fixture-model"}
+            if method == "roots/list":
+                return {"roots": [{"uri": "file:///work", "name": "work"}]}
+            return {"action": "accept", "content": {"ok": True, "confirmed": True, "name": "fixture", "username": "fixture", "password": "hunter2"}}
+
+        next_id = 10
+        for tool in (
+            "test_input_required_result_elicitation",
+            "test_input_required_result_sampling",
+            "test_input_required_result_list_roots",
+            "test_input_required_result_request_state",
+            "test_input_required_result_multiple_inputs",
+            "test_input_required_result_multi_round",
+        ):
+            next_id = r.rounds(f"tools/call {tool}", next_id, {"name": tool, "arguments": {}}, answer, caps) + 10
+        r.request("tools/call with a tampered requestState", next_id, "tools/call",
+                  {"name": "test_input_required_result_tampered_state", "arguments": {}, "requestState": "tampered", "inputResponses": {}}, caps)
+        r.request("tools/call test_simple_text", next_id + 1, "tools/call", {"name": "test_simple_text", "arguments": {}}, caps)
+        r.request("header and _meta versions disagree (-32020)", next_id + 4, "tools/call", {"name": "test_simple_text", "arguments": {}}, caps,
+                  headers={"mcp-protocol-version": "2025-11-25"})
+        listen_while(
+            r,
+            "subscriptions/listen (tools changed meanwhile)",
+            next_id + 2,
+            lambda: Stateless(r.base, r.source).request("test_trigger_tool_change", next_id + 3, "tools/call", {"name": "test_trigger_tool_change", "arguments": {}}, caps),
+        )
+        r.write("conformance-2026.json")
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait()
+
+
+def sdk_version() -> str:
+    import mcp
+
+    return getattr(mcp, "__version__", None) or subprocess.run(
+        [str(TOOLS / "venv/bin/pip"), "show", "mcp"], capture_output=True, text=True
+    ).stdout.split("Version: ")[1].split()[0]
+
+
 def rmcp(port: int, mode: str) -> None:
     binary = ROOT / "target/debug/demo-mcp-server"
     if not binary.exists():
@@ -326,3 +527,5 @@ if __name__ == "__main__":
         python_sdk(free_port(), m)
     for m in ("sse", "json"):
         rmcp(free_port(), m)
+    python_sdk_2026(free_port())
+    conformance_reference(free_port())

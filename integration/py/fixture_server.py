@@ -4,9 +4,11 @@
 """
 
 import argparse
+from typing import Annotated
 
 import uvicorn
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
+from pydantic import BaseModel
 
 server = MCPServer("python-fixture-server", version="1.0.0")
 
@@ -29,6 +31,41 @@ async def progress(steps: int, ctx: Context) -> str:
     for i in range(steps):
         await ctx.report_progress(i + 1, steps, f"step {i + 1}")
     return f"done in {steps} steps"
+
+
+class Approval(BaseModel):
+    approve: bool
+    password: str
+
+
+class Window(BaseModel):
+    minutes: int
+
+
+def ask_approval() -> Elicit[Approval]:
+    return Elicit("Approve this deployment?", Approval)
+
+
+def ask_window(approval: Annotated[Approval, Resolve(ask_approval)]) -> Elicit[Window]:
+    # Asked only once the approval is in: a second round trip (2026-07-28 multi-round).
+    return Elicit("How long may the deployment take?", Window)
+
+
+@server.tool()
+def deploy(
+    env: str,
+    approval: Annotated[Approval, Resolve(ask_approval)],
+    window: Annotated[Window, Resolve(ask_window)],
+) -> str:
+    """Deploys after an approval and a time window, asked of the client (input_required)."""
+    return f"deployed to {env} within {window.minutes} min" if approval.approve else "not approved"
+
+
+@server.tool()
+async def touch_tools(ctx: Context) -> str:
+    """Announces a change of the tool list (delivered on subscriptions/listen streams)."""
+    await ctx.notify_tools_changed()
+    return "announced"
 
 
 @server.prompt()

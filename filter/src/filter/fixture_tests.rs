@@ -12,7 +12,7 @@ use super::*;
 use crate::host::fake::FakeHost;
 use crate::testkit::exchange::Exchange;
 
-const FIXTURES: [(&str, &str); 6] = [
+const FIXTURES: [(&str, &str); 8] = [
     (
         "server-everything",
         include_str!("../../testdata/exchanges/server-everything.json"),
@@ -36,6 +36,16 @@ const FIXTURES: [(&str, &str); 6] = [
     (
         "rmcp-json",
         include_str!("../../testdata/exchanges/rmcp-json.json"),
+    ),
+    // The stateless 2026-07-28 generation: the official Python SDK, and the conformance
+    // suite's reference server (github.com/modelcontextprotocol/conformance).
+    (
+        "python-sdk-2026",
+        include_str!("../../testdata/exchanges/python-sdk-2026.json"),
+    ),
+    (
+        "conformance-2026",
+        include_str!("../../testdata/exchanges/conformance-2026.json"),
     ),
 ];
 
@@ -87,11 +97,17 @@ fn check(file: &str, chunk: usize) {
     )
     .unwrap();
     let host = FakeHost::default();
-    let mut r = Root::default();
-    assert!(r.configure(&host, CFG.as_bytes()));
-    for ex in doc["exchanges"].as_array().unwrap() {
-        replay(&host, &r, ex, chunk);
-        let recs = host.flush(&mut r);
+    // Two workers of one process, taking the exchanges in turn.
+    let mut workers = [Root::default(), Root::default()];
+    for w in &mut workers {
+        assert!(w.configure(&host, CFG.as_bytes()));
+    }
+    // The operation each exchange's call was recorded in, by exchange name.
+    let mut operations: std::collections::HashMap<String, Value> = Default::default();
+    for (i, ex) in doc["exchanges"].as_array().unwrap().iter().enumerate() {
+        let r = &mut workers[i % 2];
+        replay(&host, r, ex, chunk);
+        let recs = host.flush(r);
         let name = format!("{file} / {} (chunks of {chunk})", ex["name"]);
         let expect = &ex["expect"];
         let calls = expect["calls"].as_array().unwrap();
@@ -105,6 +121,19 @@ fn check(file: &str, chunk: usize) {
                 .unwrap_or_else(|| panic!("{name}: no record for {call}: {recs:#?}"));
             assert_eq!(rec["mcp"]["method"], call["method"], "{name}");
             assert_eq!(rec["outcome"]["status"], call["status"], "{name}");
+            assert_eq!(
+                rec["mcp"]["input_requests"],
+                call.get("input_requests").cloned().unwrap_or(Value::Null),
+                "{name}"
+            );
+            let operation = &rec["operation"];
+            assert!(operation.is_string(), "{name}: every command names its operation");
+            match ex["expect"]["operation_of"].as_str() {
+                Some(first) => assert_eq!(Some(operation), operations.get(first), "{name}"),
+                None => {
+                    operations.insert(ex["name"].as_str().unwrap().to_string(), operation.clone());
+                }
+            }
             let count = |k: &str| rec["outcome"][k].as_u64().unwrap_or(0);
             assert_eq!(
                 count("notifications"),

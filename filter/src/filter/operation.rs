@@ -29,9 +29,14 @@ pub(super) struct Exchange<'a> {
     pub replies: Option<&'a HashMap<String, Reply>>,
 }
 
-/// Fills `operation` on the exchange's `command` records (ids already assigned).
+/// The records of a call (a `command`, or the `session.start` an `initialize` became).
+pub(super) fn is_call(kind: Kind) -> bool {
+    matches!(kind, Kind::Command | Kind::SessionStart)
+}
+
+/// Fills `operation` on the exchange's call records (ids already assigned).
 pub(super) fn join(links: &SharedLinks<'_>, ex: &Exchange<'_>, records: &mut [Record], now: u64) {
-    for r in records.iter_mut().filter(|r| r.kind == Kind::Command) {
+    for r in records.iter_mut().filter(|r| is_call(r.kind)) {
         if r.operation.is_some() {
             continue;
         }

@@ -726,7 +726,7 @@ impl Stream {
             if r.id.is_empty() {
                 r.id = outbox.next_id();
             }
-            if r.kind == Kind::Command && r.operation.is_none() {
+            if operation::is_call(r.kind) && r.operation.is_none() {
                 r.operation = Some(r.id.clone());
             }
             if outbox.push(&r, now) == Pushed::Dropped {
