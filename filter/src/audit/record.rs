@@ -106,6 +106,11 @@ pub struct Mcp {
     /// The task a call created or a `tasks/*` call names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// The operation id the next leg will present, where it differs from `operation` (the
+    /// answer handed out a newer `requestState`, a task id, or input requests without state):
+    /// the trail's reader joins the two, whichever VMs recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_operation: Option<String>,
     /// The task's status as the answer gave it (`working`, `input_required`, and the
     /// terminal `completed`, `failed`, `cancelled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

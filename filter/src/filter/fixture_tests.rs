@@ -127,7 +127,10 @@ fn check(file: &str, chunk: usize) {
                 "{name}"
             );
             let operation = &rec["operation"];
-            assert!(operation.is_string(), "{name}: every command names its operation");
+            assert!(
+                operation.is_string(),
+                "{name}: every command names its operation"
+            );
             match ex["expect"]["operation_of"].as_str() {
                 Some(first) => assert_eq!(Some(operation), operations.get(first), "{name}"),
                 None => {

@@ -8,7 +8,9 @@
 //! leg received and the next one echoes, or the task id. Only what the protocol leaves
 //! unlinked goes through the process's shared data (`process::SharedLinks`): a third leg
 //! that echoes a newer `requestState`, and a retry without any state (linked by caller, call,
-//! arguments and the answered input keys). Both are best effort within one Envoy process.
+//! arguments and the answered input keys). Those links are followed within one Envoy process;
+//! across replicas each such leg names its own derived id, and the leg before it names that id
+//! as its `mcp.next_operation`, so `mcptrail query --operations` joins them from the trail.
 
 use std::collections::HashMap;
 
@@ -48,20 +50,24 @@ pub(super) fn join(links: &SharedLinks<'_>, ex: &Exchange<'_>, records: &mut [Re
                     m.kind == jsonrpc::Kind::Request && m.id == mcp.id && m.method == mcp.method
                 })
         });
-        let op = match request {
+        let (op, next) = match request {
             Some(m) => {
                 let reply =
                     m.id.as_ref()
                         .and_then(|id| ex.replies?.get(&response::id_key(id)));
                 leg(links, ex.owner, m, reply, &r.id, now)
             }
-            None => r.id.clone(),
+            None => (r.id.clone(), None),
         };
         r.operation = Some(op);
+        if let Some(mcp) = r.mcp.as_mut() {
+            mcp.next_operation = next;
+        }
     }
 }
 
-/// The operation of one request, and the links its answer asks for.
+/// The operation of one request, and the operation id its next leg will derive when that
+/// differs (what the answer handed out: a newer `requestState`, a task id, input keys).
 fn leg(
     links: &SharedLinks<'_>,
     owner: Owner,
@@ -69,7 +75,7 @@ fn leg(
     reply: Option<&Reply>,
     own: &str,
     now: u64,
-) -> String {
+) -> (String, Option<String>) {
     let followed = |key: String| links.follow(&key, now).unwrap_or(key);
     let answered = m
         .input_responses_at()
@@ -79,8 +85,8 @@ fn leg(
         followed(derived("task", owner, t))
     } else if let Some(s) = m.request_state() {
         followed(derived("st", owner, &response::state_digest(s)))
-    } else if let Some(op) = answered.and_then(|k| links.follow(&k, now)) {
-        op
+    } else if let Some(k) = answered {
+        followed(k)
     } else if let Some(d) = reply.and_then(|r| r.state_digest.as_deref()) {
         // The first leg: the retry will echo this state.
         derived("st", owner, d)
@@ -92,38 +98,28 @@ fn leg(
     } else {
         own.to_string()
     };
-    if let Some(reply) = reply {
-        link_next(links, owner, m, reply, &op, now);
+    let next = reply
+        .and_then(|r| next_key(owner, m, r))
+        .filter(|k| *k != op);
+    if let Some(k) = next.as_deref() {
+        // Within the process the next leg follows this link; across replicas the record's
+        // `next_operation` lets the trail's reader join the two.
+        links.link(k, &op, now);
     }
-    op
+    (op, next)
 }
 
-/// What the next leg will present, linked to `op` where it would not derive `op` itself.
-pub(super) fn link_next(
-    links: &SharedLinks<'_>,
-    owner: Owner,
-    m: &Message,
-    reply: &Reply,
-    op: &str,
-    now: u64,
-) {
-    let link = |key: String| {
-        if key != op {
-            links.link(&key, op, now);
-        }
-    };
+/// The operation id the next leg will derive from what `reply` handed out.
+fn next_key(owner: Owner, m: &Message, reply: &Reply) -> Option<String> {
     if reply.result_type.as_deref() == Some("input_required") {
-        match (reply.state_digest.as_deref(), reply.input_requests.as_ref()) {
-            (Some(d), _) => link(derived("st", owner, d)),
-            (None, Some(Value::Object(keys))) => link(input_key(owner, m, keys)),
-            _ => {}
-        }
+        return match (reply.state_digest.as_deref(), reply.input_requests.as_ref()) {
+            (Some(d), _) => Some(derived("st", owner, d)),
+            (None, Some(Value::Object(keys))) => Some(input_key(owner, m, keys)),
+            _ => None,
+        };
     }
-    if reply.created_task {
-        if let Some(t) = reply.task_id.as_deref() {
-            link(derived("task", owner, t));
-        }
-    }
+    let task = reply.task_id.as_deref().filter(|_| reply.created_task)?;
+    Some(derived("task", owner, task))
 }
 
 /// An operation id derived from what the protocol carries, bound to the caller (another

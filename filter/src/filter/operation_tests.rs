@@ -156,10 +156,16 @@ fn a_third_round_is_linked_within_the_process() {
         third["operation"], op,
         "linked through the process's shared data"
     );
-    // On another replica the newer state names an operation of its own (documented).
+    // On another replica the newer state names an operation of its own, the one the second
+    // leg named as its next: the trail's reader joins them.
     let elsewhere = only_command(leg(&b, &mut other, "alice", &third_body, &complete(3)));
     assert_ne!(elsewhere["operation"], op);
-    assert!(elsewhere["operation"].as_str().unwrap().starts_with("st-"));
+    assert_eq!(elsewhere["operation"], second["mcp"]["next_operation"]);
+    assert_eq!(
+        first["mcp"]["next_operation"],
+        Value::Null,
+        "the retry derives it itself"
+    );
 }
 
 #[test]
@@ -188,7 +194,14 @@ fn a_retry_without_request_state_is_linked_by_call_and_answered_keys() {
     // Other arguments: not a retry of that call.
     let other = call(3, RESPONSES).replace("prod", "staging");
     let third = only_command(leg(&host, &mut w2, "alice", &other, &complete(3)));
-    assert_eq!(third["operation"], third["id"]);
+    assert_ne!(third["operation"], first["operation"]);
+    assert!(third["operation"].as_str().unwrap().starts_with("in-"));
+    // On another replica the retry derives the id the first leg named as its next.
+    let (b, first_b) = (replica(), first["mcp"]["next_operation"].clone());
+    assert!(first_b.as_str().unwrap().starts_with("in-"));
+    let retry = call(4, RESPONSES);
+    let elsewhere = only_command(leg(&b, &mut root(&b), "alice", &retry, &complete(4)));
+    assert_eq!(elsewhere["operation"], first_b);
 }
 
 #[test]
