@@ -3,6 +3,7 @@
 
 pub mod collector;
 pub mod issuer;
+pub mod operations;
 pub mod query;
 pub mod records;
 pub mod replay;

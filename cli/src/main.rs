@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcptrail_cli::{collector, issuer, query, records, replay, verify};
+use mcptrail_cli::{collector, issuer, operations, query, records, replay, verify};
 
 #[derive(Parser)]
 #[command(name = "mcptrail", version, about = "mcptrail audit tools")]
@@ -57,9 +57,13 @@ enum Command {
         /// Mcp-Session-Id.
         #[arg(long = "session", value_name = "ID")]
         sessions: Vec<String>,
-        /// outcome.status: ok, error, denied, upstream_error, aborted.
+        /// outcome.status: ok, error, denied, upstream_error, aborted, input_required, task.
         #[arg(long = "status", value_name = "S")]
         statuses: Vec<String>,
+        /// An operation id (2026-07-28): every record of that operation, its legs joined
+        /// across the files given (whichever VMs recorded them).
+        #[arg(long = "operation", value_name = "ID")]
+        operation_ids: Vec<String>,
         #[arg(long, value_name = "T")]
         since: Option<String>,
         #[arg(long, value_name = "T")]
@@ -70,8 +74,13 @@ enum Command {
         /// One row per session with its totals over every file given (commands, denials,
         /// errors, records, the Envoy VMs that wrote them, open or ended): what no single
         /// VM's session.end can know.
-        #[arg(long = "sessions")]
+        #[arg(long = "sessions", conflicts_with = "operation_totals")]
         session_totals: bool,
+        /// One row per operation of more than one record (the legs of a multi-round-trip
+        /// request, a task and its calls), joined across the files given: who, what, each
+        /// leg's outcome, the task's last status, the VMs that recorded it.
+        #[arg(long = "operations", conflicts_with = "json")]
+        operation_totals: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -181,8 +190,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             statuses,
             since,
             until,
+            operation_ids,
             json,
             session_totals,
+            operation_totals,
             files,
         } => {
             let now = records::now_ms();
@@ -206,11 +217,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for s in &skipped {
                 eprintln!("mcptrail: skipped {s}");
             }
-            let rows = query::select(&filter, &entries);
+            let joined = operations::join(&entries);
+            let wanted: Vec<&str> = operation_ids
+                .iter()
+                .map(|o| joined.get(o).map_or(o.as_str(), String::as_str))
+                .collect();
+            let rows: Vec<_> = query::select(&filter, &entries)
+                .into_iter()
+                .filter(|e| {
+                    wanted.is_empty()
+                        || operations::of(&joined, e).is_some_and(|o| wanted.contains(&o))
+                })
+                .collect();
             if json {
                 print!("{}", query::ndjson(&rows));
             } else if session_totals {
                 print!("{}", query::sessions_table(&query::session_totals(&rows)));
+            } else if operation_totals {
+                let totals = operations::totals(&rows, &joined);
+                print!("{}", operations::table(&totals));
             } else {
                 print!("{}", query::table(&rows, entries.len()));
             }

@@ -92,7 +92,7 @@ fn cell(v: Option<impl ToString>) -> String {
 }
 
 /// Rows of cells as aligned columns (the last column unpadded).
-fn columns(cells: &[Vec<String>]) -> String {
+pub(crate) fn columns(cells: &[Vec<String>]) -> String {
     let n = cells.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..n)
         .map(|c| {

@@ -500,7 +500,11 @@ impl Finished<'_> {
                     .map(str::to_string)
             })
         } else {
-            self.facts.protocol_version.clone()
+            // The stateless generation's server goes by the body's version; the header only
+            // has to agree (the server refuses a disagreement).
+            m.meta_protocol_version()
+                .map(str::to_string)
+                .or_else(|| self.facts.protocol_version.clone())
         };
         let header_mismatch = self.facts.routing.mismatch(m).is_some();
         // What the record keeps of the message, masked: never a secret in the trail.

@@ -101,6 +101,14 @@ impl Message {
         self.params.as_ref()?.get("requestState")?.as_str()
     }
 
+    /// The version a 2026-07-28 request carries in `params._meta` (what the server goes by).
+    pub fn meta_protocol_version(&self) -> Option<&str> {
+        self.params
+            .as_ref()?
+            .pointer("/_meta/io.modelcontextprotocol~1protocolVersion")?
+            .as_str()
+    }
+
     /// `params.taskId` of a `tasks/*` call.
     pub fn task_id(&self) -> Option<&str> {
         if !self.method.as_deref()?.starts_with("tasks/") {
