@@ -79,7 +79,7 @@ size: build ## Module size, plain and after wasm-opt -Oz (needs binaryen: apt-ge
 	@command -v wasm-opt >/dev/null || { echo "wasm-opt not found (apt-get install binaryen)"; exit 1; }
 	@bash scripts/wasm-opt-size.sh $(WASM)
 
-fixtures: setup ## Re-record the decoder fixtures from real MCP servers (filter/testdata/exchanges/)
+fixtures: setup ## Re-record the decoder fixtures from real MCP servers (filter/testdata/exchanges/; MCPTRAIL_CONFORMANCE=checkout of modelcontextprotocol/conformance re-records its reference server too)
 	cargo build -q -p mcptrail-integration --bin demo-mcp-server
 	$(TOOLS)/venv/bin/python scripts/capture_fixtures.py
 
