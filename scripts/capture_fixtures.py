@@ -46,6 +46,18 @@ def wait_port(port: int, proc: subprocess.Popen) -> None:
     sys.exit(f"server did not listen on {port}: {proc.args}")
 
 
+def spawn(args, port: int, cwd=None) -> subprocess.Popen:
+    """A server in its own session (stopped with its process group), quiet."""
+    return subprocess.Popen(
+        [str(a) for a in args],
+        cwd=cwd,
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def sse_events(text: str):
     """A deliberately simple SSE reading (the reference the Rust parser is checked against)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -225,13 +237,7 @@ def first(items, key):
 def everything(port: int) -> None:
     pkg = TOOLS / "node/node_modules/@modelcontextprotocol/server-everything"
     version = json.loads((pkg / "package.json").read_text())["version"]
-    proc = subprocess.Popen(
-        ["node", str(pkg / "dist/index.js"), "streamableHttp"],
-        env={**os.environ, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn(["node", str(pkg / "dist/index.js"), "streamableHttp"], port)
     try:
         wait_port(port, proc)
         r = Recorder(f"http://127.0.0.1:{port}/mcp", f"@modelcontextprotocol/server-everything@{version} (streamableHttp)")
@@ -286,12 +292,7 @@ def everything(port: int) -> None:
 
 def python_sdk(port: int, mode: str) -> None:
     flags = {"sse": [], "json": ["--json"], "stateless": ["--json", "--stateless"]}[mode]
-    proc = subprocess.Popen(
-        [str(TOOLS / "venv/bin/python"), str(ROOT / "integration/py/fixture_server.py"), "--port", str(port), *flags],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn([str(TOOLS / "venv/bin/python"), str(ROOT / "integration/py/fixture_server.py"), "--port", str(port), *flags], port)
     import mcp
 
     version = getattr(mcp, "__version__", None) or subprocess.run(
@@ -398,12 +399,7 @@ def listen_while(r: Stateless, name: str, id_: int, during) -> None:
 
 
 def python_sdk_2026(port: int) -> None:
-    proc = subprocess.Popen(
-        [str(TOOLS / "venv/bin/python"), str(ROOT / "integration/py/fixture_server.py"), "--port", str(port), "--json"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn([str(TOOLS / "venv/bin/python"), str(ROOT / "integration/py/fixture_server.py"), "--port", str(port), "--json"], port)
     try:
         wait_port(port, proc)
         r = Stateless(f"http://127.0.0.1:{port}/mcp", f"mcp (Python SDK) {sdk_version()}, MCPServer, protocol {V2026}")
@@ -441,14 +437,7 @@ def conformance_reference(port: int) -> None:
         return
     server = Path(root) / "examples/servers/typescript"
     commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    proc = subprocess.Popen(
-        [str(server / "node_modules/.bin/tsx"), "everything-server.ts"],
-        cwd=server,
-        env={**os.environ, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn([str(server / "node_modules/.bin/tsx"), "everything-server.ts"], port, cwd=server)
     try:
         wait_port(port, proc)
         r = Stateless(f"http://127.0.0.1:{port}/mcp", f"modelcontextprotocol/conformance reference server (examples/servers/typescript, {commit or 'unknown commit'}), protocol {V2026}")

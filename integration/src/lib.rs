@@ -266,6 +266,29 @@ impl Collector {
             .await
     }
 
+    /// Waits (10 s at most) until `done` holds for the records of several collectors taken
+    /// together (the trails of several replicas), and returns them.
+    pub async fn wait_for_all(
+        trails: &[&Collector],
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let all: Vec<Value> = trails.iter().flat_map(|t| t.records()).collect();
+            if done(&all) {
+                return Ok(all);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out waiting for {what}; the trails hold {} records",
+                    all.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until `done` holds for the stored records, `limit` at most.
     pub async fn wait_for_within(
         &self,

@@ -77,18 +77,13 @@ async fn the_legs_of_a_stateless_call_are_one_operation_across_replicas() {
         legs.sort_by_key(|r| r["mcp"]["id"].as_u64());
         legs
     };
-    let mut all: Vec<Value> = Vec::new();
-    for _ in 0..100 {
-        all = trail_a
-            .records()
-            .into_iter()
-            .chain(trail_b.records())
-            .collect();
-        if deploy_legs(&all).len() == 3 && all.iter().any(|r| r["mcp"]["tool"] == "echo") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let all = Collector::wait_for_all(
+        &[&trail_a, &trail_b],
+        "the deploy legs and the echo",
+        |all| deploy_legs(all).len() == 3 && all.iter().any(|r| r["mcp"]["tool"] == "echo"),
+    )
+    .await
+    .unwrap();
     let legs = deploy_legs(&all);
     assert_eq!(legs.len(), 3, "{all:#?}");
     let statuses: Vec<&Value> = legs.iter().map(|r| &r["outcome"]["status"]).collect();

@@ -184,23 +184,9 @@ async fn a_session_is_bound_to_its_owner_on_every_worker_and_replica() {
                 .count()
                 == REQUESTS
     };
-    let mut all: Vec<Value> = Vec::new();
-    for _ in 0..100 {
-        all = trail_a
-            .records()
-            .into_iter()
-            .chain(trail_b.records())
-            .collect();
-        if complete(&all) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        complete(&all),
-        "both trails complete: {} records",
-        all.len()
-    );
+    let all = Collector::wait_for_all(&[&trail_a, &trail_b], "both trails complete", complete)
+        .await
+        .unwrap();
 
     // One story: every record of the session names the server's id.
     let start = all.iter().find(|r| r["kind"] == "session.start").unwrap();
