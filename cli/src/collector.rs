@@ -176,9 +176,17 @@ async fn ingest(
         }
         s.lines += 1;
         let n = s.lines;
+        let closing = read
+            .as_ref()
+            .ok()
+            .filter(|r| r.closes())
+            .map(|r| (r.chain.stream.clone(), r.chain.seq));
         let v = &mut s.verifier;
         let pending = v.pending_count();
         v.feed_read(n, &l, read);
+        if let Some((stream, seq)) = closing {
+            eprintln!("collector: stream {stream} closed at seq {seq}: its VM finished it");
+        }
         // Taken once logged: a sink that runs for months keeps no growing list.
         for p in v.take_problems() {
             eprintln!("collector: verify: line {}: {}", p.line, p.message);
@@ -265,10 +273,31 @@ pub async fn router_with_counters(opts: &Options) -> anyhow::Result<(Router, Arc
     }));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/streams", get(streams))
         .route("/{*path}", post(ingest))
         .route("/", post(ingest))
         .with_state(sink);
     Ok((app, counters))
+}
+
+/// `GET /streams`: every stream seen, open or closed (as `verify` reports them), live.
+async fn streams(State(sink): State<Arc<Mutex<Sink>>>) -> impl axum::response::IntoResponse {
+    let s = sink.lock().await;
+    let rows: Vec<serde_json::Value> = s
+        .verifier
+        .summary()
+        .iter()
+        .map(|st| {
+            serde_json::json!({
+                "stream": st.stream, "records": st.records, "last_seq": st.last_seq,
+                "last_ts": st.last_ts, "closed": st.closed, "dropped_reported": st.dropped_reported,
+            })
+        })
+        .collect();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "streams": rows }).to_string(),
+    )
 }
 
 /// Serves until the process ends.

@@ -29,12 +29,28 @@ enum Command {
         #[arg(long)]
         echo: bool,
     },
-    /// Verify the hash chains (and MACs) of collected NDJSON files.
+    /// Verify the hash chains (and MACs) of collected NDJSON files, and report every stream
+    /// that does not end with audit.closed as open.
     Verify {
         #[arg(long, env = "MCPTRAIL_HMAC_KEY", hide_env_values = true)]
         hmac_key: Option<String>,
+        /// The checkpoint signing key's public half (base64, as `signing-key` writes it):
+        /// checks every signed checkpoint, so records removed, changed, reordered or cut off
+        /// before one are found without the HMAC key.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// Fail on open streams (trails of Envoys that have stopped: every stream must have
+        /// been closed); with --public-key, also on a stream whose end is not signed.
+        #[arg(long)]
+        expect_closed: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Make an Ed25519 checkpoint signing key: prints the seed (base64, for
+    /// `audit.signing_key`) and writes the public key (base64) for `verify --public-key`.
+    SigningKey {
+        #[arg(long, value_name = "FILE")]
+        public_out: PathBuf,
     },
     /// Filter collected records and print them as a table (or NDJSON with --json).
     ///
@@ -172,14 +188,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { hmac_key, files } => {
-            let key = hmac_key.as_deref().map(verify::decode_key).transpose()?;
-            let report = verify::verify_files(key, &files)?;
+        Command::Verify {
+            hmac_key,
+            public_key,
+            expect_closed,
+            files,
+        } => {
+            let opts = verify::Options {
+                key: hmac_key.as_deref().map(verify::decode_key).transpose()?,
+                public_key: public_key
+                    .as_deref()
+                    .map(verify::read_public_key)
+                    .transpose()?,
+                expect_closed,
+            };
+            let report = verify::verify_with(opts, &files)?;
             Ok(if verify::print_report(&report) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::SigningKey { public_out } => {
+            let (seed, public) = verify::new_signing_key();
+            std::fs::write(&public_out, format!("{public}\n"))?;
+            println!("{seed}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Query {
             users,

@@ -20,6 +20,39 @@ pub fn decode_key(b64: &str) -> anyhow::Result<Vec<u8>> {
         .context("the HMAC key is not base64")
 }
 
+/// Reads an Ed25519 public key (base64 of its 32 bytes) from a file, as `mcptrail
+/// signing-key` writes it.
+pub fn read_public_key(path: &Path) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .context("the public key is not base64")?;
+    let bytes: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the public key is not 32 bytes"))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).context("not an Ed25519 public key")
+}
+
+/// A new checkpoint signing key: (seed, public key), both base64.
+pub fn new_signing_key() -> (String, String) {
+    let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    (b64(&key.to_bytes()), b64(key.verifying_key().as_bytes()))
+}
+
+/// What to check besides the chain.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The HMAC key: every record's MAC.
+    pub key: Option<Vec<u8>>,
+    /// The checkpoint signing key's public half: every checkpoint's signature.
+    pub public_key: Option<ed25519_dalek::VerifyingKey>,
+    /// A stream without `audit.closed` is a problem (the trail of a stopped Envoy).
+    pub expect_closed: bool,
+}
+
 /// The outcome of verifying files.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -27,11 +60,37 @@ pub struct Report {
     pub streams: Vec<StreamSummary>,
     /// Gaps accounted for by `audit.dropped` (`retries_exhausted`) records.
     pub explained: Vec<ExplainedGap>,
+    /// Open streams fail the report.
+    pub expect_closed: bool,
+    /// Signatures were checked.
+    pub signed: bool,
+}
+
+impl Report {
+    /// Streams that do not end with `audit.closed`.
+    pub fn open(&self) -> impl Iterator<Item = &StreamSummary> {
+        self.streams.iter().filter(|s| !s.closed)
+    }
 }
 
 /// Verifies files in order, as one interleaved collection.
 pub fn verify_files(key: Option<Vec<u8>>, files: &[impl AsRef<Path>]) -> anyhow::Result<Report> {
-    let mut v = Verifier::new(key);
+    verify_with(
+        Options {
+            key,
+            ..Options::default()
+        },
+        files,
+    )
+}
+
+/// [`verify_files`] with signatures and completeness checked as `opts` asks.
+pub fn verify_with(opts: Options, files: &[impl AsRef<Path>]) -> anyhow::Result<Report> {
+    let signed = opts.public_key.is_some();
+    let mut v = Verifier::new(opts.key);
+    if let Some(pk) = opts.public_key {
+        v = v.with_public_key(pk);
+    }
     for f in files {
         let f = f.as_ref();
         let name = f.display().to_string();
@@ -47,6 +106,8 @@ pub fn verify_files(key: Option<Vec<u8>>, files: &[impl AsRef<Path>]) -> anyhow:
         problems: v.problems().to_vec(),
         streams: v.summary(),
         explained: v.explained().to_vec(),
+        expect_closed: opts.expect_closed,
+        signed,
     })
 }
 
@@ -65,15 +126,57 @@ pub fn render_report(r: &Report) -> (String, bool) {
     }
     for s in &r.streams {
         out.push_str(&format!(
-            "stream {}: {} records, last seq {}, {} reported dropped\n",
+            "stream {}: {} records, last seq {}, {} reported dropped",
             s.stream, s.records, s.last_seq, s.dropped_reported
         ));
+        if !s.closed {
+            out.push_str(&format!(
+                ", open (no audit.closed; last record at {})",
+                s.last_ts.as_deref().unwrap_or("?")
+            ));
+        }
+        if r.signed {
+            if s.signed_seq == s.last_seq.saturating_sub(1) && s.closed {
+                out.push_str(", signed to its end");
+            } else {
+                out.push_str(&format!(", signed up to seq {}", s.signed_seq));
+            }
+        }
+        out.push('\n');
     }
-    let clean = r.problems.is_empty();
-    if clean {
-        out.push_str(&format!("ok: {} streams verified\n", r.streams.len()));
+    let open = r.open().count();
+    let failing_open = if r.expect_closed { open } else { 0 };
+    let unsigned_tail = if r.signed && r.expect_closed {
+        r.streams
+            .iter()
+            .filter(|s| s.closed && s.signed_seq + 1 != s.last_seq)
+            .count()
     } else {
-        out.push_str(&format!("FAILED: {} problems\n", r.problems.len()));
+        0
+    };
+    let clean = r.problems.is_empty() && failing_open == 0 && unsigned_tail == 0;
+    if failing_open > 0 {
+        out.push_str(&format!(
+            "{failing_open} streams are open (--expect-closed): their VM stopped without closing them, and what it held then may be missing\n"
+        ));
+    }
+    if unsigned_tail > 0 {
+        out.push_str(&format!(
+            "{unsigned_tail} closed streams end without a valid signed audit.closed\n"
+        ));
+    }
+    if clean {
+        out.push_str(&format!("ok: {} streams verified", r.streams.len()));
+        if open > 0 {
+            out.push_str(&format!(", {open} open"));
+        }
+        out.push('\n');
+    } else {
+        out.push_str(&format!(
+            "FAILED: {} problems, {} open streams\n",
+            r.problems.len(),
+            open
+        ));
     }
     (out, clean)
 }
@@ -125,7 +228,7 @@ mod tests {
         assert!(clean);
         assert_eq!(
             text,
-            "stream 00000000000000c1: 4 records, last seq 4, 0 reported dropped\nok: 1 streams verified\n"
+            "stream 00000000000000c1: 4 records, last seq 4, 0 reported dropped, open (no audit.closed; last record at ?)\nok: 1 streams verified, 1 open\n"
         );
     }
 
@@ -172,11 +275,88 @@ mod tests {
         let (text, clean, _) = run(&forged);
         assert!(!clean);
         assert!(text.contains("F:3: record has no chain"), "{text}");
-        assert!(text.ends_with("problems\n"), "{text}");
+        assert!(text.ends_with("1 open streams\n"), "{text}");
         assert!(
             text.contains("stream 00000000000000c1: 5 records"),
             "counts still shown: {text}"
         );
+    }
+
+    fn closed(seq: u64, head: &str) -> String {
+        format!(
+            r#"{{"kind":"audit.closed","ts":"2026-12-07T10:00:00.000Z","checkpoint":{{"seq":{seq},"head":"{head}","emitted":{seq},"dropped":0}}}}"#
+        )
+    }
+
+    fn run_with(lines: &[String], expect_closed: bool) -> (String, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("audit.ndjson");
+        std::fs::write(
+            &f,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
+        let opts = Options {
+            key: Some(KEY.to_vec()),
+            expect_closed,
+            ..Options::default()
+        };
+        let r = verify_with(opts, &[&f]).unwrap();
+        let (text, clean) = render_report(&r);
+        (text, clean)
+    }
+
+    #[test]
+    fn a_stream_without_its_close_is_open_and_fails_when_closes_are_expected() {
+        let mut c = Chain::new("00000000000000c1".into(), Some(KEY.to_vec()));
+        let mut lines: Vec<String> = (0..3).map(|i| c.seal(command(i))).collect();
+        let (text, clean) = run_with(&lines, true);
+        assert!(!clean, "{text}");
+        assert!(text.contains("open (no audit.closed"), "{text}");
+        assert!(
+            text.contains("1 streams are open (--expect-closed)"),
+            "{text}"
+        );
+        let (_, clean) = run_with(&lines, false);
+        assert!(
+            clean,
+            "open is reported, not failed, for a running Envoy's trail"
+        );
+        lines.push(c.seal(closed(3, c.head())));
+        let (text, clean) = run_with(&lines, true);
+        assert!(clean, "{text}");
+        assert!(!text.contains("open"), "{text}");
+        // Cut off before the close: open again.
+        let (_, clean) = run_with(&lines[..3], true);
+        assert!(!clean);
+        // A close that names another head: records were removed before it.
+        let mut c = Chain::new("00000000000000c2".into(), Some(KEY.to_vec()));
+        let mut l: Vec<String> = (0..3).map(|i| c.seal(command(i))).collect();
+        l.push(c.seal(closed(3, ZERO)));
+        let (text, clean) = run_with(&l, true);
+        assert!(!clean);
+        assert!(
+            text.contains("does not match the records before it"),
+            "{text}"
+        );
+    }
+
+    const ZERO: &str = mcptrail::audit::chain::ZERO_HEX;
+
+    #[test]
+    fn a_new_signing_key_round_trips_through_its_public_file() {
+        let (seed, public) = new_signing_key();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pub.b64");
+        std::fs::write(&f, format!("{public}\n")).unwrap();
+        let pk = read_public_key(&f).unwrap();
+        let seed = base64::engine::general_purpose::STANDARD
+            .decode(seed)
+            .unwrap();
+        let sk = ed25519_dalek::SigningKey::from_bytes(&seed.try_into().unwrap());
+        assert_eq!(sk.verifying_key(), pk);
+        std::fs::write(&f, "bm90IGEga2V5").unwrap();
+        assert!(read_public_key(&f).is_err());
     }
 
     #[test]

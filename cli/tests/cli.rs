@@ -63,8 +63,12 @@ fn verify_exit_status_and_report() {
     assert!(ok.status.success());
     assert_eq!(
         text(&ok),
-        "stream 00000000000000f1: 4 records, last seq 4, 0 reported dropped\nok: 1 streams verified\n"
+        "stream 00000000000000f1: 4 records, last seq 4, 0 reported dropped, open (no audit.closed; last record at 2026-11-23T10:00:03.000Z)\nok: 1 streams verified, 1 open\n"
     );
+    // The trail of a stopped Envoy must be closed: this one was cut off.
+    let open = mcptrail(&["verify", "--hmac-key", KEY_B64, "--expect-closed", path]);
+    assert_eq!(open.status.code(), Some(1));
+    assert!(text(&open).contains("1 streams are open (--expect-closed)"));
     // Delete a line: reported with its line, non-zero exit.
     let mut cut = lines.clone();
     cut.remove(1);
@@ -78,7 +82,7 @@ fn verify_exit_status_and_report() {
         "{}",
         text(&bad)
     );
-    assert!(text(&bad).ends_with("FAILED: 1 problems\n"));
+    assert!(text(&bad).ends_with("FAILED: 1 problems, 1 open streams\n"));
     // The key from the environment; a wrong key fails every MAC.
     let env = Command::new(env!("CARGO_BIN_EXE_mcptrail"))
         .args(["verify", path])

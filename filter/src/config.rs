@@ -351,8 +351,20 @@ struct RawAudit {
     on_buffer_full: OnBufferFull,
     #[serde(default)]
     hmac_key: Option<String>,
+    #[serde(default)]
+    signing_key: Option<String>,
+    #[serde(default = "d_checkpoint")]
+    checkpoint_interval_s: u64,
+    #[serde(default = "d_shutdown")]
+    shutdown_timeout_ms: u64,
 }
 
+fn d_checkpoint() -> u64 {
+    60
+}
+fn d_shutdown() -> u64 {
+    5000
+}
 fn d_flush() -> u64 {
     1000
 }
@@ -411,6 +423,12 @@ pub struct AuditSettings {
     pub buffer_max_records: usize,
     pub on_buffer_full: OnBufferFull,
     pub hmac_key: Option<Vec<u8>>,
+    /// Ed25519 seed that signs `audit.checkpoint` and `audit.closed` records.
+    pub signing_key: Option<[u8; 32]>,
+    /// Seconds between signed checkpoints (0: only in `audit.closed`).
+    pub checkpoint_interval_s: u64,
+    /// How long a VM going away may take to ship what it holds before it reports done.
+    pub shutdown_timeout_ms: u64,
 }
 
 /// Which requests are MCP traffic.
@@ -1098,6 +1116,19 @@ impl RawAudit {
             .hmac_key
             .map(|b64| b64_secret("audit.hmac_key", &b64, 16))
             .transpose()?;
+        let signing_key = match self.signing_key {
+            None => None,
+            Some(b64) => {
+                let seed = b64_secret("audit.signing_key", &b64, 32)?;
+                Some(<[u8; 32]>::try_from(seed.as_slice()).map_err(|_| {
+                    ConfigError::new(
+                        "audit.signing_key",
+                        "must decode to exactly 32 bytes (an Ed25519 seed)",
+                    )
+                })?)
+            }
+        };
+        positive("audit.shutdown_timeout_ms", self.shutdown_timeout_ms)?;
         Ok(AuditSettings {
             authority: self.authority.unwrap_or_else(|| self.cluster.clone()),
             cluster: self.cluster,
@@ -1112,6 +1143,9 @@ impl RawAudit {
             buffer_max_records: self.buffer_max_records,
             on_buffer_full: self.on_buffer_full,
             hmac_key,
+            signing_key,
+            checkpoint_interval_s: self.checkpoint_interval_s,
+            shutdown_timeout_ms: self.shutdown_timeout_ms,
         })
     }
 }

@@ -67,14 +67,37 @@ pub struct ReadLine {
     dropped: Option<u64>,
     /// An `audit.dropped` record counting records lost after exhausted retries.
     retries_lost: bool,
+    /// The record's `kind` and `ts`.
+    kind: Option<String>,
+    ts: Option<String>,
+    /// What an `audit.checkpoint` / `audit.closed` record says of the stream before it.
+    checkpoint: Option<CheckpointRead>,
+}
+
+impl ReadLine {
+    /// The record is an `audit.closed`: its stream ends here.
+    pub fn closes(&self) -> bool {
+        self.kind.as_deref() == Some(CLOSED)
+    }
+}
+
+/// The part of a checkpoint the verifier checks.
+#[derive(Debug, Clone, Deserialize)]
+struct CheckpointRead {
+    seq: u64,
+    head: String,
+    #[serde(default)]
+    sig: Option<String>,
 }
 
 /// The fields of a record line the verifier reads; others are skipped.
 #[derive(Deserialize)]
 struct LineHead {
     kind: Option<serde_json::Value>,
+    ts: Option<serde_json::Value>,
     chain: Option<serde_json::Value>,
     dropped: Option<serde_json::Value>,
+    checkpoint: Option<serde_json::Value>,
 }
 
 /// A line of a trail without its `\r` (CRLF files), or `None` when it is blank.
@@ -101,7 +124,30 @@ pub fn read_line(line: &str) -> Result<ReadLine, String> {
         None => return Err("record has no chain".into()),
     };
     let dropped = head.dropped.as_ref();
+    let kind = head
+        .kind
+        .as_ref()
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
+    let checkpoint = match head
+        .checkpoint
+        .map(serde_json::from_value::<CheckpointRead>)
+    {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return Err(format!("bad checkpoint: {e}")),
+        None if matches!(kind.as_deref(), Some(CHECKPOINT | CLOSED)) => {
+            return Err("checkpoint record without `checkpoint`".into())
+        }
+        None => None,
+    };
     Ok(ReadLine {
+        kind,
+        ts: head
+            .ts
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string),
+        checkpoint,
         chain,
         hash: sha256_hex(line.as_bytes()),
         dropped: dropped
@@ -114,6 +160,9 @@ pub fn read_line(line: &str) -> Result<ReadLine, String> {
             && head.kind.as_ref().and_then(serde_json::Value::as_str) == Some("audit.dropped"),
     })
 }
+
+const CHECKPOINT: &str = "audit.checkpoint";
+const CLOSED: &str = "audit.closed";
 
 /// The sealing side: one per VM (stream).
 #[derive(Debug, Clone)]
@@ -142,6 +191,11 @@ impl Chain {
     /// Seq of the last sealed record (0 before the first).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Hex SHA-256 of the last sealed line (64 `0`s before the first): the stream's head.
+    pub fn head(&self) -> &str {
+        &self.prev
     }
 
     /// Appends the chain to a record serialised as a compact JSON object and returns the line
@@ -215,6 +269,11 @@ struct StreamState {
     dropped_reported: u64,
     /// Gaps since the last `retries_exhausted` count.
     pending: Vec<PendingGap>,
+    /// The last record is `audit.closed`.
+    closed: bool,
+    last_ts: Option<String>,
+    /// The highest seq a valid signed checkpoint covers.
+    signed_seq: u64,
 }
 
 fn gap_problem(stream: &str, g: &PendingGap) -> Problem {
@@ -229,6 +288,24 @@ fn gap_problem(stream: &str, g: &PendingGap) -> Problem {
     }
 }
 
+/// Checks a checkpoint's signature over `{"stream","seq","head","ts"}`.
+fn check_signature(
+    key: &ed25519_dalek::VerifyingKey,
+    stream: &str,
+    cp: &CheckpointRead,
+    ts: &str,
+) -> Result<(), String> {
+    use base64::Engine as _;
+    let sig = cp.sig.as_deref().ok_or("not signed")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(sig)
+        .map_err(|_| "signature is not base64")?;
+    let sig = ed25519_dalek::Signature::from_slice(&bytes).map_err(|_| "malformed signature")?;
+    let signed = super::record::Checkpoint::signed_bytes(stream, cp.seq, &cp.head, ts);
+    key.verify_strict(&signed, &sig)
+        .map_err(|_| "bad signature: not signed by this key, or altered".to_string())
+}
+
 /// Per-stream summary after verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSummary {
@@ -237,6 +314,13 @@ pub struct StreamSummary {
     pub last_seq: u64,
     /// Records the filter reported lost through `audit.dropped`.
     pub dropped_reported: u64,
+    /// The stream ends with `audit.closed`: its VM finished it. Otherwise it is open (its VM
+    /// runs, or stopped without closing it: what it held then may be missing).
+    pub closed: bool,
+    /// `ts` of its last record.
+    pub last_ts: Option<String>,
+    /// The highest seq covered by a signed checkpoint that verified (with a public key).
+    pub signed_seq: u64,
 }
 
 /// Checks lines of one or more interleaved streams, in the order they were collected.
@@ -249,6 +333,8 @@ pub struct StreamSummary {
 #[derive(Debug, Default)]
 pub struct Verifier {
     key: Option<Vec<u8>>,
+    /// Checks checkpoint signatures (`audit.signing_key`'s public half).
+    public_key: Option<ed25519_dalek::VerifyingKey>,
     streams: HashMap<String, StreamState>,
     order: Vec<String>,
     problems: Vec<Problem>,
@@ -262,6 +348,13 @@ impl Verifier {
             key,
             ..Default::default()
         }
+    }
+
+    /// Also checks the signatures of checkpoints with `key`: without the MAC key, a record
+    /// removed, changed or reordered before a signed checkpoint is still found.
+    pub fn with_public_key(mut self, key: ed25519_dalek::VerifyingKey) -> Self {
+        self.public_key = Some(key);
+        self
     }
 
     /// Names where the next lines come from (a file), for the problems found in them.
@@ -292,6 +385,9 @@ impl Verifier {
             hash,
             dropped,
             retries_lost,
+            kind,
+            ts,
+            checkpoint,
         } = match read {
             Ok(r) => r,
             Err(m) => return problem(m),
@@ -358,6 +454,39 @@ impl Verifier {
                 seqs: (expected, chain.seq - 1),
             });
         }
+        if let Some(cp) = checkpoint.as_ref() {
+            // The head it names must be the line before it, as read here.
+            let before = if st.last_seq == 0 {
+                ZERO_HEX
+            } else {
+                st.last_hash.as_str()
+            };
+            let mut problems = Vec::new();
+            if cp.seq + 1 != chain.seq || cp.head != before {
+                problems.push(format!(
+                    "checkpoint at stream {} seq {} does not match the records before it (seq {} head {}): records were removed, changed or reordered",
+                    chain.stream, chain.seq, cp.seq, cp.head
+                ));
+            }
+            if let Some(pk) = self.public_key.as_ref() {
+                match check_signature(pk, &chain.stream, cp, ts.as_deref().unwrap_or("")) {
+                    Ok(()) if problems.is_empty() => st.signed_seq = cp.seq,
+                    Ok(()) => {}
+                    Err(m) => problems.push(format!(
+                        "checkpoint at stream {} seq {}: {m}",
+                        chain.stream, chain.seq
+                    )),
+                }
+            }
+            self.problems
+                .extend(problems.into_iter().map(|message| Problem {
+                    source: self.source.clone(),
+                    line: line_no,
+                    message,
+                }));
+        }
+        st.closed = kind.as_deref() == Some(CLOSED);
+        st.last_ts = ts;
         st.last_seq = chain.seq;
         st.last_hash = hash;
         st.records += 1;
@@ -438,6 +567,9 @@ impl Verifier {
                     records: st.records,
                     last_seq: st.last_seq,
                     dropped_reported: st.dropped_reported,
+                    closed: st.closed,
+                    last_ts: st.last_ts.clone(),
+                    signed_seq: st.signed_seq,
                 })
             })
             .collect()

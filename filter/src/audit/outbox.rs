@@ -11,7 +11,7 @@ use crate::time::rfc3339_ms;
 
 use super::chain::Chain;
 use super::otlp::{self, Meta};
-use super::record::{DropReason, Dropped, Kind, Record};
+use super::record::{Checkpoint, DropReason, Dropped, Kind, Record};
 
 /// Backoff after the first failure; doubles per attempt up to [`MAX_BACKOFF_MS`].
 pub const BASE_BACKOFF_MS: u64 = 200;
@@ -79,12 +79,26 @@ pub struct Outbox {
     /// Requests admitted under `reject` whose records have not come yet.
     reserved: usize,
     stats: Stats,
+    /// Signs checkpoints (`audit.signing_key`).
+    signer: Option<ed25519_dalek::SigningKey>,
+    /// The seq of the last checkpoint record.
+    checkpointed: u64,
+    /// The stream has been closed (`audit.closed` sealed): whatever comes later is followed
+    /// by another `audit.closed`, so the stream still ends with one.
+    closed: bool,
 }
 
 impl Outbox {
     pub fn new(settings: AuditSettings, stream: String, seed: u64) -> Self {
         let key = settings.hmac_key.clone();
+        let signer = settings
+            .signing_key
+            .as_ref()
+            .map(ed25519_dalek::SigningKey::from_bytes);
         Self {
+            signer,
+            checkpointed: 0,
+            closed: false,
             settings,
             chain: Chain::new(stream, key),
             ids: IdGen::new(seed),
@@ -154,13 +168,73 @@ impl Outbox {
     /// request that brings several records may overrun the bound by those few).
     pub fn push(&mut self, record: &Record, now_ms: u64) -> Pushed {
         self.report_losses(now_ms);
-        if self.is_full() && self.settings.on_buffer_full != OnBufferFull::Reject {
+        // A stream that has closed takes what still comes (streams ending as the VM goes)
+        // beyond the bound: a loss now would follow the stream's last word.
+        if self.is_full() && self.settings.on_buffer_full != OnBufferFull::Reject && !self.closed {
             self.lost_full += 1;
             self.stats.dropped_buffer_full += 1;
             return Pushed::Dropped;
         }
         self.seal(record, now_ms);
+        if self.closed {
+            self.seal_checkpoint(Kind::AuditClosed, now_ms);
+        }
         Pushed::Queued
+    }
+
+    /// Whether a signed checkpoint is due: a signing key, and records sealed since the last.
+    pub fn checkpoint_due(&self) -> bool {
+        self.signer.is_some() && self.chain.seq() > self.checkpointed
+    }
+
+    /// Seals an `audit.checkpoint` over the stream's head now (off the request path: the
+    /// root's tick calls it).
+    pub fn checkpoint(&mut self, now_ms: u64) {
+        self.report_losses(now_ms);
+        self.seal_checkpoint(Kind::AuditCheckpoint, now_ms);
+    }
+
+    /// Ends the stream: reports what was lost (whatever the buffer holds: the end must be
+    /// written) and seals `audit.closed`, signed when a key is configured.
+    pub fn close(&mut self, now_ms: u64) {
+        self.force_report_losses(now_ms);
+        self.seal_checkpoint(Kind::AuditClosed, now_ms);
+        self.closed = true;
+    }
+
+    /// A batch waiting out its backoff goes at the next send (the VM is going away: the
+    /// shutdown time bounds the retries, and ticks may no longer come).
+    pub fn retry_now(&mut self) {
+        if let Some(f) = self.inflight.as_mut() {
+            f.retry_at_ms = 0;
+        }
+    }
+
+    /// Whether the stream has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn seal_checkpoint(&mut self, kind: Kind, now_ms: u64) {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        let ts = rfc3339_ms(now_ms);
+        let (seq, head) = (self.chain.seq(), self.chain.head().to_string());
+        let sig = self.signer.as_ref().map(|k| {
+            let bytes = Checkpoint::signed_bytes(self.chain.stream(), seq, &head, &ts);
+            base64::engine::general_purpose::STANDARD.encode(k.sign(&bytes).to_bytes())
+        });
+        let mut r = Record::new(kind, ts, self.ids.uuid());
+        r.checkpoint = Some(Checkpoint {
+            seq,
+            head,
+            emitted: self.stats.emitted + self.stats.dropped_buffer_full,
+            dropped: self.stats.dropped_buffer_full + self.stats.dropped_retries_exhausted,
+            sig,
+        });
+        self.seal(&r, now_ms);
+        // Due again only once something other than checkpoints was sealed.
+        self.checkpointed = self.chain.seq();
     }
 
     fn seal(&mut self, record: &Record, now_ms: u64) {
@@ -180,17 +254,29 @@ impl Outbox {
     /// The dropped record may use the slot a lost record would have had: it is what keeps
     /// the gap explainable.
     fn report_losses(&mut self, now_ms: u64) {
+        self.report_losses_if(now_ms, false);
+    }
+
+    /// [`Outbox::report_losses`] whether or not the buffer has room (the stream's end).
+    fn force_report_losses(&mut self, now_ms: u64) {
+        self.report_losses_if(now_ms, true);
+    }
+
+    fn report_losses_if(&mut self, now_ms: u64, force: bool) {
         for reason in [DropReason::RetriesExhausted, DropReason::BufferFull] {
             let count = match reason {
                 DropReason::BufferFull => self.lost_full,
                 DropReason::RetriesExhausted => self.lost_retries,
             };
-            if count == 0 || self.is_full() {
+            if count == 0 || (self.is_full() && !force) {
                 continue;
             }
             let mut r = Record::new(Kind::AuditDropped, rfc3339_ms(now_ms), self.ids.uuid());
             r.dropped = Some(Dropped { count, reason });
             self.seal(&r, now_ms);
+            if self.closed {
+                self.seal_checkpoint(Kind::AuditClosed, now_ms);
+            }
             match reason {
                 DropReason::BufferFull => self.lost_full = 0,
                 DropReason::RetriesExhausted => self.lost_retries = 0,

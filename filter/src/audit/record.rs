@@ -26,6 +26,10 @@ pub enum Kind {
     DecodeError,
     #[serde(rename = "audit.dropped")]
     AuditDropped,
+    #[serde(rename = "audit.checkpoint")]
+    AuditCheckpoint,
+    #[serde(rename = "audit.closed")]
+    AuditClosed,
 }
 
 impl Kind {
@@ -39,6 +43,8 @@ impl Kind {
             Kind::PolicyDenied => "policy.denied",
             Kind::DecodeError => "decode.error",
             Kind::AuditDropped => "audit.dropped",
+            Kind::AuditCheckpoint => "audit.checkpoint",
+            Kind::AuditClosed => "audit.closed",
         }
     }
 }
@@ -235,6 +241,43 @@ pub struct Record {
     /// Which policy rule decided (`policy.denied`): its index, or null for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyInfo>,
+    /// The stream's head at `audit.checkpoint` and `audit.closed`, signed with
+    /// `audit.signing_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A stream's state as of its record `seq`, signed so that a reader without the MAC key can
+/// tell the records up to it are the ones the filter wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The last record it covers (the one before this record).
+    pub seq: u64,
+    /// Lowercase hex SHA-256 of that record's line (64 `0`s when the stream had none).
+    pub head: String,
+    /// Records the stream produced up to here (sealed, or lost to a full buffer).
+    pub emitted: u64,
+    /// Records it lost up to here (full buffer, exhausted retries).
+    pub dropped: u64,
+    /// Base64 Ed25519 signature over `{"stream":S,"seq":N,"head":H,"ts":T}` (compact JSON,
+    /// `ts` this record's); absent without a signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+impl Checkpoint {
+    /// The bytes a checkpoint's signature covers.
+    pub fn signed_bytes(stream: &str, seq: u64, head: &str, ts: &str) -> Vec<u8> {
+        // In this member order (a JSON object built by serde_json would sort its keys).
+        let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
+        format!(
+            "{{\"stream\":{},\"seq\":{seq},\"head\":{},\"ts\":{}}}",
+            q(stream),
+            q(head),
+            q(ts)
+        )
+        .into_bytes()
+    }
 }
 
 /// Where Envoy sent the exchange.
@@ -291,6 +334,7 @@ impl Record {
             policy: None,
             session_summary: None,
             envoy: None,
+            checkpoint: None,
         }
     }
 }

@@ -256,3 +256,6 @@ mod judge_tests;
 
 #[cfg(test)]
 mod operation_tests;
+
+#[cfg(test)]
+mod lifecycle_tests;

@@ -36,6 +36,12 @@ pub struct Root {
     pub(super) metrics: metrics::Metrics,
     /// The shared-data version of each provider's JWKS entry last read.
     pub(super) seen_jwks: Vec<u32>,
+    /// When the next signed checkpoint is due.
+    pub(super) next_checkpoint_ms: u64,
+    /// The VM is going away (`on_done`): the time by which it reports done, shipped or not.
+    pub(super) closing_until: Option<u64>,
+    /// `proxy_done` was called (once).
+    pub(super) reported_done: bool,
 }
 
 /// Root tick period (ms) at most: keys are fetched and held requests settled on time, and a
@@ -80,6 +86,9 @@ impl Root {
             return false;
         }
         self.next_flush_ms = 0;
+        self.next_checkpoint_ms = host
+            .now_ms()
+            .saturating_add(config.audit.checkpoint_interval_s.saturating_mul(1000));
         let process = Process::new(bytes, config.auth.cache_max_entries);
         process::prepare(host, &process, &config.auth);
         self.shared = Some(Rc::new(Shared {
@@ -115,9 +124,95 @@ impl Root {
             .map(|s| Stream::new(Rc::clone(s), context_id))
     }
 
+    /// The VM is going away (a configuration push, Envoy stopping). Ends the stream with
+    /// `audit.closed` and ships what is held, whole batches, without waiting for the flush
+    /// interval. `true` when nothing is left (the host may drop the VM now); else the root
+    /// calls `proxy_done` once the last batch is acknowledged or `audit.shutdown_timeout_ms`
+    /// has passed, logging what it had to give up.
+    pub fn on_done(&mut self, host: &dyn Host) -> bool {
+        let Some(shared) = self.shared.clone() else {
+            return true;
+        };
+        let now = host.now_ms();
+        if self.closing_until.is_none() {
+            self.closing_until = Some(now.saturating_add(shared.config.audit.shutdown_timeout_ms));
+            let held = {
+                let mut outbox = shared.outbox.borrow_mut();
+                outbox.close(now);
+                outbox.buffered()
+            };
+            host.log(
+                Level::Info,
+                &format!("mcptrail: VM going away: shipping {held} held records (stream closed) before reporting done"),
+            );
+        }
+        self.ship(host, true);
+        let settled = self.settled();
+        if settled {
+            self.reported_done = true;
+            host.log(Level::Info, "mcptrail: every record delivered; done");
+        }
+        settled
+    }
+
+    /// Nothing held and nothing in flight.
+    fn settled(&self) -> bool {
+        self.inflight_token.is_none()
+            && self
+                .shared
+                .as_ref()
+                .is_none_or(|s| s.outbox.borrow().buffered() == 0)
+    }
+
+    /// While closing: done once everything is delivered, or when the time is up.
+    fn close_step(&mut self, host: &dyn Host, now: u64) {
+        let Some(until) = self.closing_until else {
+            return;
+        };
+        if self.reported_done {
+            return;
+        }
+        if !self.settled() && now < until {
+            if let Some(s) = self.shared.as_ref() {
+                s.outbox.borrow_mut().retry_now();
+            }
+            self.ship(host, true);
+            return;
+        }
+        let left = self
+            .shared
+            .as_ref()
+            .map_or(0, |s| s.outbox.borrow().buffered());
+        if left == 0 {
+            host.log(Level::Info, "mcptrail: every record delivered; done");
+        } else {
+            let stream = self
+                .shared
+                .as_ref()
+                .map(|s| s.outbox.borrow().stream().to_string())
+                .unwrap_or_default();
+            host.log(
+                Level::Error,
+                &format!("mcptrail: VM going away: gave up {left} undelivered records of stream {stream} after audit.shutdown_timeout_ms; the trail shows the stream without audit.closed"),
+            );
+        }
+        self.reported_done = true;
+        if let Err(e) = host.done() {
+            host.log(
+                Level::Warn,
+                &format!("mcptrail: proxy_done failed: {}", e.0),
+            );
+        }
+    }
+
     /// The tick: starts due key fetches, times out held requests, ships records.
     pub fn on_tick(&mut self, host: &dyn Host) {
         let now = host.now_ms();
+        if self.closing_until.is_some() {
+            self.close_step(host, now);
+            return;
+        }
+        self.checkpoint(now);
         for provider in self.adopt_keys(host) {
             self.settle_waiters(host, now, Some(provider));
         }
@@ -134,6 +229,22 @@ impl Root {
         } else {
             // Between flushes only a full batch goes (a backlog the last answer left behind).
             self.ship(host, false);
+        }
+    }
+
+    /// A signed checkpoint every `audit.checkpoint_interval_s`, when records came since.
+    fn checkpoint(&mut self, now: u64) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let interval = shared.config.audit.checkpoint_interval_s;
+        if interval == 0 || now < self.next_checkpoint_ms {
+            return;
+        }
+        self.next_checkpoint_ms = now.saturating_add(interval.saturating_mul(1000));
+        let mut outbox = shared.outbox.borrow_mut();
+        if outbox.checkpoint_due() {
+            outbox.checkpoint(now);
         }
     }
 
@@ -379,6 +490,10 @@ impl Root {
             shared.counters.borrow_mut().callout_failures += 1;
         }
         shared.outbox.borrow_mut().on_result(ok, host.now_ms());
+        if self.closing_until.is_some() {
+            self.close_step(host, host.now_ms());
+            return;
+        }
         // Keep a busy outbox moving without waiting for the next tick.
         self.ship(host, false);
     }

@@ -48,6 +48,8 @@ pub struct FakeHost {
     /// Process-wide shared data: the roots of one test are the workers of one process.
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     pub shared_version: Cell<u32>,
+    /// `proxy_done` was called.
+    pub done: Cell<bool>,
 }
 
 fn hkey(map: Headers) -> u8 {
@@ -217,6 +219,12 @@ impl Host for FakeHost {
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
         self.count("set_tick_period_ms");
         self.tick_ms.set(ms);
+        Ok(())
+    }
+
+    fn done(&self) -> Result<(), HostError> {
+        self.count("done");
+        self.done.set(true);
         Ok(())
     }
 

@@ -77,6 +77,9 @@ pub trait Host {
         timeout_ms: u64,
     ) -> Result<u32, HostError>;
     fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError>;
+    /// Tells the host a root context that answered `false` to `on_done` is finished
+    /// (`proxy_done`): the VM may go.
+    fn done(&self) -> Result<(), HostError>;
     /// Sets (or with `None` removes) a header of the current stream.
     fn set_header(&self, map: Headers, name: &str, value: Option<&str>);
     /// Replaces the current chunk of a stream body.

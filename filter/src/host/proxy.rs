@@ -132,6 +132,10 @@ impl Host for ProxyHost {
             .map_err(|s| HostError(format!("{s:?}")))
     }
 
+    fn done(&self) -> Result<(), HostError> {
+        hostcalls::done().map_err(|s| HostError(format!("{s:?}")))
+    }
+
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError> {
         let t = match kind {
             MetricKind::Counter => MetricType::Counter,
@@ -178,6 +182,12 @@ impl Context for ProxyRoot {
     ) {
         self.root
             .on_http_call_response(&ProxyHost, token_id, num_headers, body_size);
+    }
+
+    /// The VM is going away (configuration push, Envoy stopping): `false` while records are
+    /// still held; the root calls `proxy_done` once they are shipped or the time is up.
+    fn on_done(&mut self) -> bool {
+        self.root.on_done(&ProxyHost)
     }
 }
 
