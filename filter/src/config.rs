@@ -357,6 +357,12 @@ struct RawAudit {
     checkpoint_interval_s: u64,
     #[serde(default = "d_shutdown")]
     shutdown_timeout_ms: u64,
+    #[serde(default = "d_drain_path")]
+    drain_path: String,
+}
+
+fn d_drain_path() -> String {
+    "/.well-known/mcptrail/drain".into()
 }
 
 fn d_checkpoint() -> u64 {
@@ -429,6 +435,9 @@ pub struct AuditSettings {
     pub checkpoint_interval_s: u64,
     /// How long a VM going away may take to ship what it holds before it reports done.
     pub shutdown_timeout_ms: u64,
+    /// `POST` here from a loopback address: every VM of the process closes its stream and
+    /// ships what it holds at once (a stop's first step; see docs/operations.md).
+    pub drain_path: String,
 }
 
 /// Which requests are MCP traffic.
@@ -1129,6 +1138,9 @@ impl RawAudit {
             }
         };
         positive("audit.shutdown_timeout_ms", self.shutdown_timeout_ms)?;
+        if !self.drain_path.starts_with('/') {
+            return Err(ConfigError::new("audit.drain_path", "must start with `/`"));
+        }
         Ok(AuditSettings {
             authority: self.authority.unwrap_or_else(|| self.cluster.clone()),
             cluster: self.cluster,
@@ -1146,6 +1158,7 @@ impl RawAudit {
             signing_key,
             checkpoint_interval_s: self.checkpoint_interval_s,
             shutdown_timeout_ms: self.shutdown_timeout_ms,
+            drain_path: self.drain_path,
         })
     }
 }

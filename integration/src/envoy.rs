@@ -82,6 +82,8 @@ pub struct EnvoySpec {
     /// Paths Envoy answers itself (`direct_response`), before the upstream route: a fast
     /// upstream for benchmarks, so the filter's cost is not hidden behind a server's.
     pub direct: Vec<Direct>,
+    /// `vm_config.vm_id`: another value makes Envoy start another VM.
+    pub vm_id: String,
 }
 
 /// A `direct_response` route.
@@ -106,6 +108,7 @@ impl EnvoySpec {
             stop_iteration: true,
             without_filter: false,
             direct: Vec::new(),
+            vm_id: "mcptrail".into(),
         }
     }
 }
@@ -177,7 +180,7 @@ pub fn render(spec: &EnvoySpec) -> String {
                 {stop_iteration}
                 failure_policy: {failure_policy}
                 vm_config:
-                  vm_id: mcptrail
+                  vm_id: {vm_id}
                   runtime: envoy.wasm.runtime.v8
                   code:
                     local:
@@ -187,6 +190,7 @@ pub fn render(spec: &EnvoySpec) -> String {
                   value: {plugin_config}
 "#,
             failure_policy = spec.failure_policy,
+            vm_id = spec.vm_id,
             stop_iteration = if spec.stop_iteration {
                 "# Body callbacks also while the headers wait for keys (Envoy >= 1.35).\n                allow_on_headers_stop_iteration: true"
             } else {
@@ -246,6 +250,36 @@ static_resources:
     )
 }
 
+/// The same configuration with the listener served over LDS from a file (`lds.yaml` in
+/// `dir`), so a test can reconfigure it under traffic as a control plane would: the bootstrap,
+/// and the listener resource file.
+pub fn render_lds(spec: &EnvoySpec, dir: &Path) -> (String, String) {
+    let full = render(spec);
+    let (head, rest) = full
+        .split_once("static_resources:\n  listeners:\n")
+        .unwrap_or((&full, ""));
+    let (listener, clusters) = rest.split_once("  clusters:\n").unwrap_or((rest, ""));
+    let mut resource = String::from("resources:\n");
+    for (i, line) in listener.lines().enumerate() {
+        let line = line.strip_prefix("  ").unwrap_or(line);
+        if i == 0 {
+            resource
+                .push_str("- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  ");
+            resource.push_str(line.trim_start_matches("- "));
+        } else {
+            resource.push_str(line);
+        }
+        resource.push('\n');
+    }
+    let q = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap_or_default();
+    let bootstrap = format!(
+        "{head}node:\n  id: mcptrail-test\n  cluster: mcptrail-test\ndynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n      watched_directory:\n        path: {}\nstatic_resources:\n  clusters:\n{clusters}",
+        q(&dir.join("lds.yaml")),
+        q(dir)
+    );
+    (bootstrap, resource)
+}
+
 /// A running Envoy. Stopped on drop; its log is printed if the thread is panicking
 /// (a failed test), so failures explain themselves.
 pub struct Envoy {
@@ -262,10 +296,44 @@ impl Envoy {
         Self::start_yaml(&render(spec), concurrency)
     }
 
+    /// Starts Envoy with its listener served over LDS from a file (see [`render_lds`]);
+    /// [`Envoy::update_lds`] replaces it. `spec.listen` needs a fixed port (an update keeps
+    /// the address). Listeners drain for `drain_s` after an update.
+    pub fn start_lds(spec: &EnvoySpec, concurrency: u32, drain_s: u32) -> anyhow::Result<Envoy> {
+        let dir = tempfile::tempdir()?;
+        let (bootstrap, listener) = render_lds(spec, dir.path());
+        std::fs::write(dir.path().join("lds.yaml"), listener)?;
+        Self::start_in(
+            dir,
+            &bootstrap,
+            concurrency,
+            &["--drain-time-s", &drain_s.to_string()],
+        )
+    }
+
+    /// Serves `spec`'s listener instead (written aside, then moved into place, so Envoy reads
+    /// it whole).
+    pub fn update_lds(&self, spec: &EnvoySpec) -> anyhow::Result<()> {
+        let (_, listener) = render_lds(spec, self.dir.path());
+        let tmp = self.dir.path().join("lds.yaml.next");
+        std::fs::write(&tmp, listener)?;
+        std::fs::rename(&tmp, self.dir.path().join("lds.yaml"))?;
+        Ok(())
+    }
+
     /// Starts Envoy with a configuration given as text (a checked-in file, say) and waits
     /// until its first listener is up. Admin and listener addresses are read back, so the
     /// configuration may use port 0.
     pub fn start_yaml(config: &str, concurrency: u32) -> anyhow::Result<Envoy> {
+        Self::start_in(tempfile::tempdir()?, config, concurrency, &[])
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        config: &str,
+        concurrency: u32,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Envoy> {
         let bin = envoy_bin();
         if !bin.exists() {
             bail!(
@@ -273,7 +341,6 @@ impl Envoy {
                 bin.display()
             );
         }
-        let dir = tempfile::tempdir()?;
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, config)?;
         let log_path = dir.path().join("envoy.log");
@@ -290,6 +357,7 @@ impl Envoy {
             .arg(&log_path)
             .arg("--admin-address-path")
             .arg(&admin_file)
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -411,6 +479,39 @@ impl Envoy {
             .collect();
         // The end is what explains a failure; cap what a test prints.
         lines[lines.len().saturating_sub(300)..].join("\n")
+    }
+
+    /// Sends SIGTERM (Envoy's stop) and waits up to `within` for the process to exit;
+    /// returns how long it took, or `None` if it was still running (then it is killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<Duration> {
+        let child = self.child.as_mut()?;
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        while started.elapsed() < within {
+            if child.try_wait().ok().flatten().is_some() {
+                self.child = None;
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop();
+        None
+    }
+
+    /// POST on the admin API (blocking), e.g. `/drain_listeners?graceful`.
+    pub fn admin_post(&self, path: &str) -> anyhow::Result<String> {
+        use std::io::Write as _;
+        let mut s = std::net::TcpStream::connect_timeout(&self.admin, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
     }
 
     /// Stops Envoy and waits for it.

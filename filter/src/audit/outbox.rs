@@ -197,6 +197,10 @@ impl Outbox {
     /// Ends the stream: reports what was lost (whatever the buffer holds: the end must be
     /// written) and seals `audit.closed`, signed when a key is configured.
     pub fn close(&mut self, now_ms: u64) {
+        // Closed with nothing after it: the stream already ends with its close.
+        if self.closed && self.chain.seq() == self.checkpointed {
+            return;
+        }
         self.force_report_losses(now_ms);
         self.seal_checkpoint(Kind::AuditClosed, now_ms);
         self.closed = true;

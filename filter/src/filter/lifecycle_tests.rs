@@ -262,3 +262,66 @@ fn signed_checkpoints_come_on_the_tick_and_verify_with_the_public_key() {
         .iter()
         .any(|p| p.message.contains("bad signature")));
 }
+
+#[test]
+fn a_local_drain_closes_every_worker_so_the_stop_finds_nothing_held() {
+    let host = FakeHost::default();
+    let (mut w1, mut w2) = (root(&host, &config("")), root(&host, &config("")));
+    calls(&host, &w1, 2);
+    calls(&host, &w2, 3);
+    let drain = |w: &Root, from: &str| {
+        host.properties
+            .borrow_mut()
+            .insert("source.address".into(), from.as_bytes().to_vec());
+        let replies = host.responses.borrow().len();
+        host.exchange(
+            w,
+            &Exchange {
+                headers: &[(":path", "/.well-known/mcptrail/drain")],
+                body: "",
+                ..Exchange::default()
+            },
+        );
+        let r = host.responses.borrow();
+        assert_eq!(r.len(), replies + 1, "answered by the filter");
+        r.last().map(|r| r.0).unwrap()
+    };
+    assert_eq!(
+        drain(&w1, "10.1.2.3:5555"),
+        403,
+        "only from the host itself"
+    );
+    // (The first tick after configuration flushes; then a minute between flushes.)
+    let tick_and_answer = |w: &mut Root| {
+        let before = host.calls.borrow().len();
+        w.on_tick(&host);
+        if host.calls.borrow().len() > before {
+            answer(&host, w, "200");
+        }
+    };
+    host.advance(100);
+    tick_and_answer(&mut w1);
+    tick_and_answer(&mut w2);
+    calls(&host, &w2, 1);
+    host.advance(100);
+    tick_and_answer(&mut w2);
+    assert_eq!(shipped_lines(&host).len(), 5, "the sixth call is held");
+    assert_eq!(drain(&w1, "127.0.0.1:40000"), 202);
+    host.advance(100);
+    tick_and_answer(&mut w1);
+    tick_and_answer(&mut w2);
+    let lines = shipped_lines(&host);
+    let closes = lines
+        .iter()
+        .filter(|l| l.contains("\"audit.closed\""))
+        .count();
+    assert_eq!(
+        (lines.len(), closes),
+        (8, 2),
+        "6 calls and a close per worker"
+    );
+    // The stop: nothing held, nothing more to write.
+    assert!(w1.on_done(&host) && w2.on_done(&host), "done at once");
+    assert_eq!(shipped_lines(&host).len(), 8);
+    assert!(drain(&w2, "[::1]:1") == 202);
+}

@@ -397,3 +397,20 @@ impl SharedLinks<'_> {
         }
     }
 }
+
+/// The shared-data key of a drain request (a stop's first step).
+const DRAIN_KEY: &str = "mcptrail.drain";
+
+/// Asks every VM of the process to close its stream and ship what it holds.
+pub fn request_drain(host: &dyn Host, process: &Process, now: u64) -> bool {
+    host.shared_set(DRAIN_KEY, &process.seal(&now.to_le_bytes()), 0)
+        .unwrap_or(false)
+}
+
+/// When a drain was asked for, if one was (under this configuration's MAC).
+pub fn drain_requested(host: &dyn Host, process: &Process) -> Option<u64> {
+    let (value, _) = host.shared_get(DRAIN_KEY).ok()?;
+    let value = value?;
+    let data: [u8; 8] = process.open(&value)?.try_into().ok()?;
+    Some(u64::from_le_bytes(data))
+}

@@ -42,6 +42,10 @@ pub struct Root {
     pub(super) closing_until: Option<u64>,
     /// `proxy_done` was called (once).
     pub(super) reported_done: bool,
+    /// When this VM was configured: a drain asked for before belongs to another VM.
+    pub(super) configured_ms: u64,
+    /// A drain was asked for: the stream is closed and records go on every tick.
+    pub(super) draining: bool,
 }
 
 /// Root tick period (ms) at most: keys are fetched and held requests settled on time, and a
@@ -86,6 +90,8 @@ impl Root {
             return false;
         }
         self.next_flush_ms = 0;
+        self.configured_ms = host.now_ms();
+        self.draining = false;
         self.next_checkpoint_ms = host
             .now_ms()
             .saturating_add(config.audit.checkpoint_interval_s.saturating_mul(1000));
@@ -212,6 +218,7 @@ impl Root {
             self.close_step(host, now);
             return;
         }
+        self.drain(host, now);
         self.checkpoint(now);
         for provider in self.adopt_keys(host) {
             self.settle_waiters(host, now, Some(provider));
@@ -222,13 +229,35 @@ impl Root {
             .shared
             .as_ref()
             .map_or(1000, |s| s.config.audit.flush_interval_ms);
-        if now >= self.next_flush_ms {
+        if now >= self.next_flush_ms || self.draining {
             self.next_flush_ms = now + flush;
             self.ship(host, true);
             self.publish_metrics(host);
         } else {
             // Between flushes only a full batch goes (a backlog the last answer left behind).
             self.ship(host, false);
+        }
+    }
+
+    /// A drain asked for (by a `POST` to `audit.drain_path` on any worker): close the stream
+    /// now and from then on ship on every tick, so a stop that follows finds nothing held.
+    fn drain(&mut self, host: &dyn Host, now: u64) {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        if self.draining {
+            // Records that came since (requests still in flight) are followed by a close.
+            shared.outbox.borrow_mut().close(now);
+            return;
+        }
+        let asked = process::drain_requested(host, &shared.process);
+        if asked.is_some_and(|t| t >= self.configured_ms) {
+            self.draining = true;
+            shared.outbox.borrow_mut().close(now);
+            host.log(
+                Level::Info,
+                "mcptrail: drain asked for: stream closed, records shipped on every tick",
+            );
         }
     }
 

@@ -87,6 +87,39 @@ impl Stream {
         Action::Pause
     }
 
+    /// A stop's first step, from the host itself (a pre-stop hook): every VM of the process
+    /// closes its stream and ships what it holds on its next tick. Other callers are refused.
+    fn drain(&mut self, host: &dyn Host) -> Action {
+        let source = host
+            .property(&["source", "address"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        let ip = source
+            .rsplit_once(':')
+            .map_or(source.as_str(), |(ip, _)| ip)
+            .trim_matches(['[', ']']);
+        let loopback = ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
+        if !loopback {
+            return self.serve(
+                host,
+                403,
+                &JSON,
+                br#"{"error":"the drain is accepted from a loopback address only"}"#,
+            );
+        }
+        let asked = super::process::request_drain(host, &self.shared.process, host.now_ms());
+        host.log(Level::Info, "mcptrail: drain asked for by a local caller");
+        let body: &[u8] = if asked {
+            br#"{"draining":true}"#
+        } else {
+            br#"{"draining":false,"error":"shared data refused the request"}"#
+        };
+        self.serve(host, if asked { 202 } else { 503 }, &JSON, body)
+    }
+
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         // One host call for all headers; lookups are then local.
         let h = Snapshot(host.headers(Headers::Request));
@@ -108,6 +141,9 @@ impl Stream {
         let origin = format!("{scheme}://{authority}");
         self.facts.method = h.get(":method").map(str::to_string).unwrap_or_default();
         let method = self.facts.method.as_str();
+        if method == "POST" && path == config.audit.drain_path {
+            return self.drain(host);
+        }
         if auth_on && (method == "GET" || method == "HEAD") && http::is_metadata_path(path) {
             let default = config.mcp.paths.first().map_or("", String::as_str);
             let doc = http::metadata_document(&config.auth, path, &origin, default);
