@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcptrail_cli::verify::{self, Options};
 use mcptrail_integration::demo;
@@ -110,10 +110,82 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// Reconfigured twice under traffic (a new plugin configuration, then a new `vm_id`), then
-/// stopped gracefully: every answered call is in the trail, every stream closed and signed.
+/// Times between "VM going away" and "done" in the Envoy log, in ms.
+fn done_times(log: &str) -> Vec<i64> {
+    let ms = |l: &str| -> Option<i64> {
+        // [2026-12-07 02:06:13.432][thread]...
+        let t = l.get(12..24)?;
+        let (hms, frac) = t.split_once('.')?;
+        let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+        let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+        Some(((h * 60 + m) * 60 + s) * 1000 + frac.parse::<i64>().ok()?)
+    };
+    let thread = |l: &str| {
+        l.get(25..)
+            .and_then(|r| r.split(']').next())
+            .map(str::to_string)
+    };
+    let mut open: std::collections::HashMap<String, i64> = Default::default();
+    let mut out = Vec::new();
+    for l in log.lines() {
+        if l.contains("VM going away") {
+            if let (Some(t), Some(th)) = (ms(l), thread(l)) {
+                open.insert(th, t);
+            }
+        } else if l.contains("every record delivered; done") {
+            if let (Some(t), Some(th)) = (ms(l), thread(l)) {
+                if let Some(start) = open.remove(&th) {
+                    out.push(t - start);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The operators' stop (docs/operations.md): ask the filter to drain from the host, wait
+/// until the trail shows every stream closed, drain Envoy's listeners, then SIGTERM.
+async fn stop_gracefully(
+    envoy: &mut Envoy,
+    collector: &Collector,
+    streams_before: usize,
+) -> Option<Duration> {
+    let status = reqwest::Client::new()
+        .post(format!("{}/.well-known/mcptrail/drain", envoy.url()))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(
+        status.ok(),
+        Some(202),
+        "the drain is accepted from loopback"
+    );
+    let closed_all = |recs: &[Value]| {
+        let streams: std::collections::HashSet<&str> = recs
+            .iter()
+            .filter_map(|r| r["chain"]["stream"].as_str())
+            .collect();
+        let closed: std::collections::HashSet<&str> = recs
+            .iter()
+            .filter(|r| r["kind"] == "audit.closed")
+            .filter_map(|r| r["chain"]["stream"].as_str())
+            .collect();
+        streams.len() >= streams_before && closed.len() == streams.len()
+    };
+    collector
+        .wait_for("every stream closed after the drain", closed_all)
+        .await
+        .unwrap();
+    let _ = tokio::task::block_in_place(|| envoy.admin_post("/drain_listeners?graceful"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::task::block_in_place(|| envoy.terminate(Duration::from_secs(20)))
+}
+
+/// Reconfigured twice under traffic (a new plugin configuration each time: the same VM), then
+/// stopped the operators' way: every answered call is in the trail, every stream closed and
+/// signed to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing() {
+async fn plugin_reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing() {
     let collector = Collector::start().await.unwrap();
     let server = DemoServer::start(demo::Mode {
         json: true,
@@ -127,63 +199,42 @@ async fn reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing() {
     let url = format!("{}/mcp", envoy.url());
     let stop = Arc::new(AtomicBool::new(false));
     let load = traffic(url.clone(), Arc::clone(&stop));
-
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    envoy
-        .update_lds(&spec(config("bb"), &server, &collector, port))
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut new_vm = spec(config("ccc"), &server, &collector, port);
-    new_vm.vm_id = "mcptrail-2".into();
-    envoy.update_lds(&new_vm).unwrap();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    for tag in ["bb", "ccc"] {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        envoy
+            .update_lds(&spec(config(tag), &server, &collector, port))
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let answered = load.await.unwrap();
-    let after_reconfig = recorded_ids(&collector.records()).len();
-
-    // The recommended stop: drain, wait, SIGTERM.
-    let _ = tokio::task::block_in_place(|| envoy.admin_post("/drain_listeners?graceful"));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let started = Instant::now();
-    let exited = tokio::task::block_in_place(|| envoy.terminate(Duration::from_secs(20)));
+    let recorded_before_stop = recorded_ids(&collector.records()).len();
+    let streams_before = {
+        let recs = collector.records();
+        let s: std::collections::HashSet<String> = recs
+            .iter()
+            .filter_map(|r| r["chain"]["stream"].as_str().map(str::to_string))
+            .collect();
+        s.len()
+    };
+    let exited = stop_gracefully(&mut envoy, &collector, streams_before).await;
     let log = std::fs::read_to_string(&envoy.log_path).unwrap_or_default();
     let records = collector.records();
     let recorded = recorded_ids(&records);
     let missing: Vec<&usize> = answered.iter().filter(|i| !recorded.contains(i)).collect();
     let report = verify_closed(&collector);
     let (text, _) = verify::render_report(&report);
+    let times = done_times(&log);
     say(&format!(
-        "lifecycle: {} calls answered over 2 reconfigurations, {} recorded before the stop, {} after it; missing {:?}; Envoy exited after SIGTERM in {:?} ({:?} since)\n{text}",
+        "lifecycle (plugin reconfigured twice, then the graceful stop): {} calls answered, {} recorded before the stop (the rest held by a 60 s flush interval and shipped by the VMs going away), {} after; {} missing; {} streams, all closed and signed; time from on_done to proxy_done {:?} ms; SIGTERM to exit {:?}",
         answered.len(),
-        after_reconfig,
+        recorded_before_stop,
         recorded.len(),
-        missing,
-        exited,
-        started.elapsed()
+        missing.len(),
+        report.streams.len(),
+        times,
+        exited
     ));
-    say(&log
-        .lines()
-        .filter(|l| l.contains("mcptrail"))
-        .collect::<Vec<_>>()
-        .join("\n"));
-    for r in &records {
-        if r["kind"] != "command" {
-            say(&format!(
-                "{} {} seq {} {}",
-                r["chain"]["stream"], r["kind"], r["chain"]["seq"], r["ts"]
-            ));
-        }
-    }
-    let mut per: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-    for r in &records {
-        let e = per
-            .entry(r["chain"]["stream"].as_str().unwrap_or("").to_string())
-            .or_insert((u64::MAX, 0));
-        let seq = r["chain"]["seq"].as_u64().unwrap_or(0);
-        e.0 = e.0.min(seq);
-        e.1 = e.1.max(seq);
-    }
-    say(&format!("seq ranges: {per:?}"));
     assert!(answered.len() > 50, "traffic flowed: {}", answered.len());
     assert!(
         missing.is_empty(),
@@ -191,4 +242,173 @@ async fn reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing() {
     );
     assert!(report.problems.is_empty(), "{text}");
     assert_eq!(report.open().count(), 0, "every stream closed: {text}");
+    assert!(
+        report
+            .streams
+            .iter()
+            .all(|s| s.signed_seq + 1 == s.last_seq),
+        "signed to their ends: {text}"
+    );
+    assert!(
+        times.len() >= 6,
+        "two reconfigurations of 3 VMs each shipped and reported done: {times:?}"
+    );
+    assert!(exited.is_some(), "Envoy stopped");
+}
+
+/// A new `vm_id` replaces the VM: Envoy 1.40 drops the old one without waiting for
+/// `proxy_done`, so it is drained first and loses nothing. A plain SIGTERM with records held
+/// loses them, and the trail says so: `verify --expect-closed` refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_vm_after_a_drain_loses_nothing_and_a_plain_sigterm_is_never_silent() {
+    let collector = Collector::start().await.unwrap();
+    let server = DemoServer::start(demo::Mode {
+        json: true,
+        stateless: true,
+    })
+    .await
+    .unwrap();
+    let port = free_port().unwrap();
+    let first = spec(config("a"), &server, &collector, port);
+    let mut envoy = tokio::task::block_in_place(|| Envoy::start_lds(&first, 2, 1)).unwrap();
+    let url = format!("{}/mcp", envoy.url());
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = traffic(url.clone(), Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Drain, then replace the VM while traffic goes on.
+    let status = reqwest::Client::new()
+        .post(format!("{}/.well-known/mcptrail/drain", envoy.url()))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    let mut new_vm = spec(config("bb"), &server, &collector, port);
+    new_vm.vm_id = "mcptrail-2".into();
+    envoy.update_lds(&new_vm).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let answered = load.await.unwrap();
+    // Everything the old VM answered is in the trail, its streams closed.
+    let old_streams = |recs: &[Value]| -> Vec<String> {
+        let mut s: Vec<String> = recs
+            .iter()
+            .filter(|r| r["kind"] == "audit.closed")
+            .filter_map(|r| r["chain"]["stream"].as_str().map(str::to_string))
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    let closed_old = old_streams(&collector.records());
+    // Then a plain SIGTERM, with the new VM's records held (60 s flush interval).
+    let held_ids: Vec<usize> = {
+        let recorded = recorded_ids(&collector.records());
+        answered
+            .iter()
+            .copied()
+            .filter(|i| !recorded.contains(i))
+            .collect()
+    };
+    let exited = tokio::task::block_in_place(|| envoy.terminate(Duration::from_secs(20)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = collector.records();
+    let recorded = recorded_ids(&records);
+    let lost: Vec<&usize> = answered.iter().filter(|i| !recorded.contains(i)).collect();
+    let report = verify_closed(&collector);
+    let (text, clean) = verify::render_report(&report);
+    let log = std::fs::read_to_string(&envoy.log_path).unwrap_or_default();
+    let said: u64 = log
+        .lines()
+        .filter(|l| l.contains("mcptrail-2") && l.contains("VM going away: shipping"))
+        .filter_map(|l| {
+            l.split("shipping ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    say(&format!(
+        "lifecycle (drain, new vm_id under traffic, then a plain SIGTERM): {} calls answered; the old VM closed {} streams with nothing missing; held by the new VM at SIGTERM: {} calls, lost: {}; Envoy's log said {said} records (calls and closes) were being shipped; SIGTERM to exit {:?}; verify --expect-closed: {}",
+        answered.len(),
+        closed_old.len(),
+        held_ids.len(),
+        lost.len(),
+        exited,
+        if clean { "passed" } else { "refused" }
+    ));
+    assert!(
+        closed_old.len() >= 2,
+        "the old VM's streams closed: {closed_old:?}"
+    );
+    // Nothing the old VM answered is missing: what is lost is exactly what the new VM held.
+    for i in &lost {
+        assert!(
+            held_ids.contains(i),
+            "call {i} was lost though the old VM had it"
+        );
+    }
+    if lost.is_empty() {
+        assert!(clean, "{text}");
+    } else {
+        assert!(!clean, "a lossy stop is never passed as complete: {text}");
+        assert!(report.open().count() >= 1, "{text}");
+        assert!(said as usize >= lost.len(), "the log counted what was held");
+    }
+}
+
+/// The collector down as the VM goes: the loss is counted in Envoy's log and the trail shows
+/// the streams open; nothing is passed as complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_down_at_shutdown_gives_a_counted_loss() {
+    let collector = Collector::start().await.unwrap();
+    let server = DemoServer::start(demo::Mode {
+        json: true,
+        stateless: true,
+    })
+    .await
+    .unwrap();
+    let port = free_port().unwrap();
+    let mut cfg = config("a");
+    cfg["audit"]["shutdown_timeout_ms"] = json!(1500);
+    let envoy = tokio::task::block_in_place(|| {
+        Envoy::start_lds(&spec(cfg, &server, &collector, port), 2, 1)
+    })
+    .unwrap();
+    let url = format!("{}/mcp", envoy.url());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut answered = 0;
+    for i in 0..20 {
+        answered += usize::from(call(&url, i).await);
+    }
+    collector.set_fault(mcptrail_integration::Fault::Status(503));
+    envoy
+        .update_lds(&spec(config("bb"), &server, &collector, port))
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    collector.set_fault(mcptrail_integration::Fault::None);
+    let log = std::fs::read_to_string(&envoy.log_path).unwrap_or_default();
+    let gave_up: u64 = log
+        .lines()
+        .filter_map(|l| {
+            l.split("gave up ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    let report = verify_closed(&collector);
+    let (text, clean) = verify::render_report(&report);
+    say(&format!(
+        "lifecycle (collector answering 503 while the VM goes): {answered} calls answered, {} recorded, Envoy's log: gave up {gave_up} records after audit.shutdown_timeout_ms 1500; verify --expect-closed: {}",
+        recorded_ids(&collector.records()).len(),
+        if clean { "passed" } else { "refused" }
+    ));
+    assert_eq!(answered, 20);
+    assert!(gave_up >= 20, "the loss is counted: {gave_up}\n{log}");
+    assert!(!clean && report.open().count() >= 1, "{text}");
 }

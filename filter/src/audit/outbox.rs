@@ -182,6 +182,15 @@ impl Outbox {
         Pushed::Queued
     }
 
+    /// With a signing key, announces the stream: a signed `audit.checkpoint` at seq 1, so the
+    /// collector knows the stream before anything else is written to it, and `verify` reports
+    /// it open if its VM stops without closing it (even one that delivered nothing else).
+    pub fn open(&mut self, now_ms: u64) {
+        if self.chain.seq() == 0 && self.signer.is_some() {
+            self.seal_checkpoint(Kind::AuditCheckpoint, now_ms);
+        }
+    }
+
     /// Whether a signed checkpoint is due: a signing key, and records sealed since the last.
     pub fn checkpoint_due(&self) -> bool {
         self.signer.is_some() && self.chain.seq() > self.checkpointed
@@ -389,7 +398,9 @@ impl Outbox {
         f.failures += 1;
         f.sent = false;
         let max = self.settings.max_retries;
-        if max != 0 && f.failures > max {
+        // A closed stream's VM is going away: its retries are bounded by the shutdown time,
+        // and giving a batch up now would lose it with no one left to report it.
+        if max != 0 && f.failures > max && !self.closed {
             // The records of the batch (sealed: their seqs will be missing), plus what the
             // lost `audit.dropped` records in it reported (so the count survives its report).
             self.lost_retries += f.records as u64 + f.reports_retries;

@@ -206,6 +206,7 @@ fn signed_checkpoints_come_on_the_tick_and_verify_with_the_public_key() {
     assert_eq!(
         kinds,
         [
+            "audit.checkpoint",
             "command",
             "command",
             "command",
@@ -213,9 +214,11 @@ fn signed_checkpoints_come_on_the_tick_and_verify_with_the_public_key() {
             "command",
             "command",
             "audit.closed"
-        ]
+        ],
+        "a signed stream announces itself, then a checkpoint each interval with news"
     );
-    assert_eq!(recs[3]["checkpoint"]["seq"], 3);
+    assert_eq!(recs[0]["checkpoint"]["seq"], 0);
+    assert_eq!(recs[4]["checkpoint"]["seq"], 4);
     let public = ed25519_dalek::SigningKey::from_bytes(&SEED).verifying_key();
     let verify = |lines: &[String]| {
         let mut v = Verifier::new(None).with_public_key(public);
@@ -227,7 +230,7 @@ fn signed_checkpoints_come_on_the_tick_and_verify_with_the_public_key() {
     };
     let v = verify(&lines);
     assert!(v.problems().is_empty(), "{:?}", v.problems());
-    assert_eq!(v.summary()[0].signed_seq, 6, "signed to its end");
+    assert_eq!(v.summary()[0].signed_seq, 7, "signed to its end");
     // Without the MAC key an editor can rewrite a record and re-link the chain; the signed
     // checkpoint after it still names the original head.
     let mut forged = lines.clone();

@@ -80,7 +80,9 @@ impl Root {
         }
         let [stream_id, id_seed, key0, key1] = random;
         let stream = format!("{stream_id:016x}");
-        let outbox = Outbox::new(config.audit.clone(), stream, id_seed);
+        let mut outbox = Outbox::new(config.audit.clone(), stream, id_seed);
+        // The stream announces itself; the first tick ships it.
+        outbox.open(host.now_ms());
         let tick = config.audit.flush_interval_ms.min(FAST_TICK_MS);
         if let Err(e) = host.set_tick_period_ms(tick) {
             host.log(
