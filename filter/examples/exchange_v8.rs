@@ -14,8 +14,44 @@ use std::time::Instant;
 mod exchange;
 use exchange::{Rig, Traffic};
 
+/// µs per checkpoint record (sealed into the chain), signed or not: the cost the root's tick
+/// pays every `audit.checkpoint_interval_s`, never a request.
+fn checkpoints() {
+    use mcptrail::audit::outbox::Outbox;
+    use mcptrail::config::Config;
+    for (name, key) in [
+        ("checkpoint unsigned", ""),
+        (
+            "checkpoint signed",
+            r#","signing_key":"KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=""#,
+        ),
+    ] {
+        let json = format!(
+            r#"{{"audit":{{"cluster":"c","hmac_key":"c2VjcmV0LWtleS1mb3ItZGVtby1vbmx5"{key}}}}}"#
+        );
+        let config = Config::parse(json.as_bytes()).unwrap();
+        let mut outbox = Outbox::new(config.audit.clone(), "00000000000000aa".into(), 1);
+        let t = Instant::now();
+        let n = 2_000u64;
+        for i in 0..n {
+            outbox.checkpoint(1_800_000_000_000 + i);
+            // Keep the buffer from filling (what shipping does).
+            while outbox.next_send(0, true).is_some() {
+                outbox.on_result(true, 0);
+            }
+        }
+        println!(
+            "{name:<24} {:>8.2} µs per checkpoint",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    }
+}
+
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
+    if only.is_empty() || only.iter().any(|o| o == "checkpoint") {
+        checkpoints();
+    }
     let (traffic, depths) = Traffic::new();
     for d in depths {
         let name = d.name;
