@@ -70,6 +70,17 @@ async fn main() -> anyhow::Result<()> {
     let audit_file = dir.join("audit.ndjson");
     let key_b64 = key_file(&dir, "hmac-key")?;
     let session_key = key_file(&dir, "session-key")?;
+    // Checkpoints signed; the public half is what an auditor verifies with.
+    let signing_key = key_file(&dir, "signing-key")?;
+    let seed: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(&signing_key)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!(".run/signing-key is not a 32-byte seed"))?;
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    std::fs::write(
+        dir.join("signing-public.b64"),
+        base64::engine::general_purpose::STANDARD.encode(public.as_bytes()),
+    )?;
 
     // Dev token issuer (its key is kept in .run/ so `mcptrail token` can mint for it).
     let issuer = DevIssuer::start(loopback(issuer_port), Some(dir.join("issuer-key.pem")))
@@ -98,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
             "authority": "collector",
             "flush_interval_ms": 500,
             "hmac_key": key_b64,
+            "signing_key": signing_key,
+            "checkpoint_interval_s": 30,
         },
         // Session ids sealed (docs/configuration.md): a session is bound to whoever opened it
         // on every worker.
@@ -142,6 +155,9 @@ Try it:
   .tools/bin/mcp-inspector --cli {url} --transport http --header "Authorization: Bearer $(cat .run/token)" --method tools/list
   curl -i {url}     # 401 with the MCP challenge
   cargo run -q -p mcptrail-cli -- verify --hmac-key "$(cat .run/hmac-key)" {audit}
+  cargo run -q -p mcptrail-cli -- verify --public-key .run/signing-public.b64 {audit}   # without the HMAC key
+After Ctrl-C (the stack drains first, so every stream ends closed and signed):
+  cargo run -q -p mcptrail-cli -- verify --expect-closed --public-key .run/signing-public.b64 {audit}
 
 Following the audit file (Ctrl-C stops everything):"#,
         admin = envoy.admin,
@@ -161,8 +177,17 @@ Following the audit file (Ctrl-C stops everything):"#,
             }
         }
     }
-    eprintln!("stopping");
-    envoy.stop();
+    // The stop that loses nothing (docs/operations.md): drain, let the closes ship, stop.
+    eprintln!("stopping: draining the filter first");
+    let drained = reqwest::Client::new()
+        .post(format!("{}/.well-known/mcptrail/drain", envoy.url()))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() == 202);
+    if drained {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    tokio::task::block_in_place(|| envoy.terminate(Duration::from_secs(10)));
     drop(server);
     Ok(())
 }
