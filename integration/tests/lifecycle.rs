@@ -254,6 +254,66 @@ async fn plugin_reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing
         "two reconfigurations of 3 VMs each shipped and reported done: {times:?}"
     );
     assert!(exited.is_some(), "Envoy stopped");
+
+    // The trail rewritten by someone holding the HMAC key: one call removed from the busiest
+    // stream, the rest renumbered, re-linked and re-MACed, the checkpoints' seq and head made
+    // to agree. The MACs and links pass; the signatures over the original heads do not.
+    let lines = collector.lines();
+    let busiest = report
+        .streams
+        .iter()
+        .max_by_key(|s| s.records)
+        .map(|s| s.stream.clone())
+        .unwrap();
+    let mut chain =
+        mcptrail::audit::chain::Chain::new(busiest.clone(), Some(TEST_HMAC_KEY.to_vec()));
+    let mut removed = false;
+    let forged: Vec<String> = lines
+        .iter()
+        .filter_map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if v["chain"]["stream"] != busiest.as_str() {
+                return Some(l.clone());
+            }
+            if !removed && v["kind"] == "command" {
+                removed = true;
+                return None;
+            }
+            v.as_object_mut().unwrap().remove("chain");
+            // The checkpoints' own fields follow the rewrite too; only their signatures cannot.
+            if v["checkpoint"].is_object() {
+                v["checkpoint"]["seq"] = json!(chain.seq());
+                v["checkpoint"]["head"] = json!(chain.head());
+            }
+            Some(chain.seal(v.to_string()))
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let forged_file = dir.path().join("forged.ndjson");
+    std::fs::write(&forged_file, forged.join("\n") + "\n").unwrap();
+    let with_mac_only =
+        verify::verify_files(Some(TEST_HMAC_KEY.to_vec()), &[&forged_file]).unwrap();
+    assert!(
+        with_mac_only.problems.is_empty(),
+        "the leaked key makes the rewrite pass the MACs: {:?}",
+        with_mac_only.problems
+    );
+    let signed = verify::verify_with(
+        Options {
+            key: None,
+            public_key: Some(verify::read_public_key(&public_key_file(dir.path())).unwrap()),
+            expect_closed: true,
+        },
+        &[&forged_file],
+    )
+    .unwrap();
+    let (text, clean) = verify::render_report(&signed);
+    assert!(!clean, "{text}");
+    assert!(text.contains("bad signature"), "{text}");
+    say(&format!(
+        "lifecycle: a call removed from stream {busiest} and the stream re-MACed with the leaked key: verify --hmac-key passes, verify --public-key refuses ({} problems)",
+        signed.problems.len()
+    ));
 }
 
 /// A new `vm_id` replaces the VM: Envoy 1.40 drops the old one without waiting for
