@@ -208,7 +208,8 @@ mod tests {
         format!(r#"{{"kind":"audit.dropped","dropped":{{"count":{count},"reason":"{reason}"}}}}"#)
     }
 
-    fn run(lines: &[String]) -> (String, bool, Report) {
+    /// `lines` as a trail file.
+    fn trail(lines: &[String]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("audit.ndjson");
         std::fs::write(
@@ -216,6 +217,11 @@ mod tests {
             lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
         )
         .unwrap();
+        (dir, f)
+    }
+
+    fn run(lines: &[String]) -> (String, bool, Report) {
+        let (_dir, f) = trail(lines);
         let r = verify_files(Some(KEY.to_vec()), &[&f]).unwrap();
         let (text, clean) = render_report(&r);
         (text.replace(&f.display().to_string(), "F"), clean, r)
@@ -289,13 +295,7 @@ mod tests {
     }
 
     fn run_with(lines: &[String], expect_closed: bool) -> (String, bool) {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("audit.ndjson");
-        std::fs::write(
-            &f,
-            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-        )
-        .unwrap();
+        let (_dir, f) = trail(lines);
         let opts = Options {
             key: Some(KEY.to_vec()),
             expect_closed,

@@ -400,17 +400,24 @@ impl Envoy {
         }
     }
 
-    /// GET on the admin API (blocking, tiny HTTP/1.0 client: no extra runtime needed).
-    pub fn admin_get(&self, path: &str) -> anyhow::Result<String> {
+    /// One request to the admin API (blocking, tiny HTTP/1.1 client: no extra runtime
+    /// needed); the raw answer.
+    fn admin_request(&self, method: &str, path: &str) -> anyhow::Result<String> {
         use std::io::Write as _;
         let mut s = std::net::TcpStream::connect_timeout(&self.admin, Duration::from_secs(2))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    /// GET on the admin API; the body of a 200.
+    pub fn admin_get(&self, path: &str) -> anyhow::Result<String> {
+        let out = self.admin_request("GET", path)?;
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
         if !head.starts_with("HTTP/1.1 200") {
             bail!("admin {path}: {head}");
@@ -500,18 +507,9 @@ impl Envoy {
         None
     }
 
-    /// POST on the admin API (blocking), e.g. `/drain_listeners?graceful`.
+    /// POST on the admin API, e.g. `/drain_listeners?graceful`; the raw answer.
     pub fn admin_post(&self, path: &str) -> anyhow::Result<String> {
-        use std::io::Write as _;
-        let mut s = std::net::TcpStream::connect_timeout(&self.admin, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
+        self.admin_request("POST", path)
     }
 
     /// Stops Envoy and waits for it.

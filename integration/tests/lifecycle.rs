@@ -42,6 +42,36 @@ fn spec(cfg: Value, server: &DemoServer, collector: &Collector, port: u16) -> En
     s
 }
 
+/// A collector, a stateless demo server and Envoy (2 workers, listener over LDS on a fixed
+/// port, 1 s drain) with `cfg`.
+struct Rig {
+    collector: Collector,
+    server: DemoServer,
+    port: u16,
+    envoy: Envoy,
+}
+
+impl Rig {
+    async fn start(cfg: Value) -> Rig {
+        let collector = Collector::start().await.unwrap();
+        let server = DemoServer::start(demo::Mode {
+            json: true,
+            stateless: true,
+        })
+        .await
+        .unwrap();
+        let port = free_port().unwrap();
+        let first = spec(cfg, &server, &collector, port);
+        let envoy = tokio::task::block_in_place(|| Envoy::start_lds(&first, 2, 1)).unwrap();
+        Rig {
+            collector,
+            server,
+            port,
+            envoy,
+        }
+    }
+}
+
 /// One `tools/call` on a fresh connection; whether it was answered 200.
 async fn call(url: &str, i: usize) -> bool {
     let client = reqwest::Client::builder()
@@ -186,16 +216,12 @@ async fn stop_gracefully(
 /// signed to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing() {
-    let collector = Collector::start().await.unwrap();
-    let server = DemoServer::start(demo::Mode {
-        json: true,
-        stateless: true,
-    })
-    .await
-    .unwrap();
-    let port = free_port().unwrap();
-    let first = spec(config("a"), &server, &collector, port);
-    let mut envoy = tokio::task::block_in_place(|| Envoy::start_lds(&first, 2, 1)).unwrap();
+    let Rig {
+        collector,
+        server,
+        port,
+        mut envoy,
+    } = Rig::start(config("a")).await;
     let url = format!("{}/mcp", envoy.url());
     let stop = Arc::new(AtomicBool::new(false));
     let load = traffic(url.clone(), Arc::clone(&stop));
@@ -321,16 +347,12 @@ async fn plugin_reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing
 /// loses them, and the trail says so: `verify --expect-closed` refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_vm_after_a_drain_loses_nothing_and_a_plain_sigterm_is_never_silent() {
-    let collector = Collector::start().await.unwrap();
-    let server = DemoServer::start(demo::Mode {
-        json: true,
-        stateless: true,
-    })
-    .await
-    .unwrap();
-    let port = free_port().unwrap();
-    let first = spec(config("a"), &server, &collector, port);
-    let mut envoy = tokio::task::block_in_place(|| Envoy::start_lds(&first, 2, 1)).unwrap();
+    let Rig {
+        collector,
+        server,
+        port,
+        mut envoy,
+    } = Rig::start(config("a")).await;
     let url = format!("{}/mcp", envoy.url());
     let stop = Arc::new(AtomicBool::new(false));
     let load = traffic(url.clone(), Arc::clone(&stop));
@@ -423,20 +445,14 @@ async fn a_new_vm_after_a_drain_loses_nothing_and_a_plain_sigterm_is_never_silen
 /// the streams open; nothing is passed as complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_down_at_shutdown_gives_a_counted_loss() {
-    let collector = Collector::start().await.unwrap();
-    let server = DemoServer::start(demo::Mode {
-        json: true,
-        stateless: true,
-    })
-    .await
-    .unwrap();
-    let port = free_port().unwrap();
     let mut cfg = config("a");
     cfg["audit"]["shutdown_timeout_ms"] = json!(1500);
-    let envoy = tokio::task::block_in_place(|| {
-        Envoy::start_lds(&spec(cfg, &server, &collector, port), 2, 1)
-    })
-    .unwrap();
+    let Rig {
+        collector,
+        server,
+        port,
+        envoy,
+    } = Rig::start(cfg).await;
     let url = format!("{}/mcp", envoy.url());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut answered = 0;
