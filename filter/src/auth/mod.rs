@@ -298,6 +298,18 @@ impl Authenticator {
         if !provider.algorithms.contains(&parsed.alg) {
             return deny(JwtError::AlgNotAllowed(parsed.alg), issuer, kid);
         }
+        // The claims before the signature (as Envoy's jwt_authn does): an expired token, or one
+        // for another audience, is refused without a signature check or a key fetch, so a flood
+        // of such tokens costs no verification. The answer is the same either way: refused.
+        let exp_s = match jwt::check_claims(
+            &parsed.claims,
+            &provider.audiences,
+            now_s,
+            provider.leeway_s,
+        ) {
+            Ok(exp) => exp,
+            Err(e) => return deny(e, issuer, kid),
+        };
         let secret = provider
             .shared_secret
             .as_ref()
@@ -346,15 +358,6 @@ impl Authenticator {
         {
             return deny(JwtError::BadSignature, issuer, kid);
         }
-        let exp_s = match jwt::check_claims(
-            &parsed.claims,
-            &provider.audiences,
-            now_s,
-            provider.leeway_s,
-        ) {
-            Ok(exp) => exp,
-            Err(e) => return deny(e, issuer, kid),
-        };
         let verified = Verified {
             identity: jwt::identity(&parsed.claims, &provider.claims, &provider.issuer),
             scopes: scopes_of(&parsed.claims),

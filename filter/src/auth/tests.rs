@@ -222,3 +222,46 @@ fn only_the_same_token_hits_the_cache() {
         assert_eq!(a.stats().verifications, 3);
     }
 }
+
+/// A token whose claims fail is refused before any signature work or key fetch: a flood of
+/// expired or foreign-audience tokens (forged or not) costs no verification.
+#[test]
+fn bad_claims_are_refused_before_the_signature() {
+    let s = settings(provider(false, true));
+    let mut a = Authenticator::new(&s, TEST_CACHE_KEY);
+    // Forged: a valid token's signature on other claims.
+    let forge = |c: &serde_json::Value| {
+        let good = sign("RS256", &claims("alice"));
+        let (head, rest) = good.split_once('.').unwrap();
+        let sig = rest.rsplit_once('.').unwrap().1;
+        let body = b64(c.to_string().as_bytes());
+        format!("{head}.{body}.{sig}")
+    };
+    let mut expired = claims("mallory");
+    expired["exp"] = json!(NOW - 3600);
+    let mut foreign = claims("mallory");
+    foreign["aud"] = json!("https://elsewhere");
+    for (c, reason) in [(&expired, "expired"), (&foreign, "audience_mismatch")] {
+        let Outcome::Denied(d) = a.authenticate(&s, &forge(c), NOW_MS, true) else {
+            panic!("refused")
+        };
+        assert_eq!(d.error.reason(), reason);
+    }
+    assert_eq!(a.stats().verifications, 0, "no signature was checked");
+    // Claims that pass: the signature decides, and it is checked.
+    let Outcome::Denied(d) = a.authenticate(&s, &forge(&claims("mallory")), NOW_MS, true) else {
+        panic!("refused")
+    };
+    assert_eq!(d.error.reason(), "bad_signature");
+    assert_eq!(a.stats().verifications, 1);
+    // An expired token naming an unknown key does not make the filter fetch keys.
+    let mut fetching = provider(true, false);
+    fetching.inline_keys.clear();
+    let s = settings(fetching);
+    let mut a = Authenticator::new(&s, TEST_CACHE_KEY);
+    let t = sign_with("RS256", Some("rotated-away"), &expired, RSA_PEM);
+    assert!(matches!(
+        a.authenticate(&s, &t, NOW_MS, true),
+        Outcome::Denied(ref d) if d.error.reason() == "expired"
+    ));
+}
