@@ -83,8 +83,9 @@ pub struct Outbox {
     signer: Option<ed25519_dalek::SigningKey>,
     /// The seq of the last checkpoint record.
     checkpointed: u64,
-    /// The stream has been closed (`audit.closed` sealed): whatever comes later is followed
-    /// by another `audit.closed`, so the stream still ends with one.
+    /// The stream has been closed (`audit.closed` sealed). Whatever comes later is closed
+    /// again by the next [`Outbox::close`] (the root calls it before each send while the VM
+    /// drains or goes away), so the stream still ends with one.
     closed: bool,
 }
 
@@ -176,9 +177,6 @@ impl Outbox {
             return Pushed::Dropped;
         }
         self.seal(record, now_ms);
-        if self.closed {
-            self.seal_checkpoint(Kind::AuditClosed, now_ms);
-        }
         Pushed::Queued
     }
 
@@ -287,9 +285,6 @@ impl Outbox {
             let mut r = Record::new(Kind::AuditDropped, rfc3339_ms(now_ms), self.ids.uuid());
             r.dropped = Some(Dropped { count, reason });
             self.seal(&r, now_ms);
-            if self.closed {
-                self.seal_checkpoint(Kind::AuditClosed, now_ms);
-            }
             match reason {
                 DropReason::BufferFull => self.lost_full = 0,
                 DropReason::RetriesExhausted => self.lost_retries = 0,

@@ -180,6 +180,10 @@ impl Root {
         if self.reported_done {
             return;
         }
+        if let Some(s) = self.shared.as_ref() {
+            // Records that came since the close (streams ending now) are closed again.
+            s.outbox.borrow_mut().close(now);
+        }
         if !self.settled() && now < until {
             if let Some(s) = self.shared.as_ref() {
                 s.outbox.borrow_mut().retry_now();
