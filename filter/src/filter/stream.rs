@@ -459,6 +459,10 @@ impl Stream {
         resp.collect_server = self.shared.config.mcp.record_notifications;
         resp.collect_replies = self.facts.method == "GET";
         resp.keep_results = self.shared.config.mcp.result_preview_bytes > 0;
+        if self.listening() {
+            // A subscription's answer lasts as long as the subscription: never held whole.
+            resp.as_lines();
+        }
         if h.get("content-encoding")
             .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
         {
@@ -585,6 +589,19 @@ impl Stream {
                     rewriting.then_some(&filter as response::Rewrite<'_>),
                 );
             }
+            response::BodyKind::JsonLines => {
+                bytes = bytes.saturating_add(size as u64);
+                let chunk = if size > 0 {
+                    read_response(host, &mut resp, size)
+                } else {
+                    Vec::new()
+                };
+                replacement = resp.lines_chunk(
+                    &chunk,
+                    end_of_stream,
+                    rewriting.then_some(&filter as response::Rewrite<'_>),
+                );
+            }
             response::BodyKind::Other => {
                 bytes = bytes.saturating_add(size as u64);
             }
@@ -627,7 +644,9 @@ impl Stream {
             response::BodyKind::Json => {
                 resp.json_end(None, None);
             }
-            response::BodyKind::Sse | response::BodyKind::Other => resp.finish(),
+            response::BodyKind::Sse | response::BodyKind::JsonLines | response::BodyKind::Other => {
+                resp.finish()
+            }
         }
         self.facts.resp = Some(resp);
         self.record_delivered(host);
@@ -724,18 +743,20 @@ impl Stream {
         }
     }
 
+    /// The stream's request is a `subscriptions/listen` call.
+    fn listening(&self) -> bool {
+        self.slot.borrow().messages.iter().flatten().any(|m| {
+            m.as_ref().is_ok_and(|m| {
+                m.kind == jsonrpc::Kind::Request && m.method.as_deref() == Some(LISTEN)
+            })
+        })
+    }
+
     /// The operation of a notification on this stream: the stream's `subscriptions/listen`
     /// call, if it is one.
     fn listen_operation(&mut self) -> Option<String> {
-        if self.listen_op.is_none() {
-            let listening = self.slot.borrow().messages.iter().flatten().any(|m| {
-                m.as_ref().is_ok_and(|m| {
-                    m.kind == jsonrpc::Kind::Request && m.method.as_deref() == Some(LISTEN)
-                })
-            });
-            if listening {
-                self.listen_op = Some(self.shared.outbox.borrow_mut().next_id());
-            }
+        if self.listen_op.is_none() && self.listening() {
+            self.listen_op = Some(self.shared.outbox.borrow_mut().next_id());
         }
         self.listen_op.clone()
     }

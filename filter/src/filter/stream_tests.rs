@@ -262,3 +262,40 @@ fn decode_off_keeps_authentication_only() {
     assert!(!r2.configure(&host, bad.as_bytes()));
     assert!(host.logged("mcp.decode"));
 }
+
+/// A `subscriptions/listen` answered as newline-delimited JSON under `application/json`
+/// (the conformance suite's reference server) is a stream: with answer masking on, each line
+/// still reaches the client as it comes, masked, never held for an end that does not come.
+#[test]
+fn a_listen_stream_in_json_lines_passes_as_it_comes_even_when_answers_are_masked() {
+    let host = FakeHost::default();
+    let cfg = r#"{"audit":{"cluster":"c"},"mcp":{"record_notifications":true},"masking":{"detectors":["email"],"responses":true}}"#;
+    let mut r = Root::default();
+    assert!(r.configure(&host, cfg.as_bytes()));
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let ack = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{}}\n";
+    let change = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"mailto:alice@example.com\"}}\n{\"jsonrpc\"";
+    let done = host.exchange(
+        &r,
+        &Exchange {
+            body,
+            chunks: &[ack, change],
+            end: End::Cut,
+            ..Exchange::default()
+        },
+    );
+    let saw = String::from_utf8(done.client_saw).unwrap();
+    assert_eq!(saw.lines().count(), 2, "both complete lines passed: {saw}");
+    assert!(saw.contains("acknowledged"));
+    assert!(
+        !saw.contains("alice@example.com"),
+        "masked as it passed: {saw}"
+    );
+    let recs = host.flush(&mut r);
+    let notes = recs.iter().filter(|r| r["kind"] == "notification").count();
+    assert_eq!(notes, 2, "{recs:#?}");
+    assert!(
+        recs.iter().all(|r| r["kind"] != "decode.error"),
+        "{recs:#?}"
+    );
+}

@@ -13,6 +13,10 @@ use crate::mcp::sse;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
     Json,
+    /// `application/json` answering `subscriptions/listen`, sent as newline-delimited JSON
+    /// messages that go on for as long as the subscription (the conformance suite's reference
+    /// server does this): decoded line by line as it passes, never held whole.
+    JsonLines,
     Sse,
     Other,
 }
@@ -137,6 +141,8 @@ pub struct Responses {
     pub delivered: Vec<Delivered>,
     /// Keep each reply's `result` (`mcp.result_preview_bytes`).
     pub keep_results: bool,
+    /// The incomplete last line of a `JsonLines` body, carried to the next chunk.
+    tail: Vec<u8>,
 }
 
 /// The key a JSON-RPC id is matched by.
@@ -168,7 +174,62 @@ impl Responses {
             collect_replies: false,
             delivered: Vec::new(),
             keep_results: false,
+            tail: Vec::new(),
         }
+    }
+
+    /// A JSON answer that is a stream of newline-delimited messages (see
+    /// [`BodyKind::JsonLines`]).
+    pub fn as_lines(&mut self) {
+        if self.kind == BodyKind::Json {
+            self.kind = BodyKind::JsonLines;
+            self.json = None;
+        }
+    }
+
+    /// Feeds a `JsonLines` chunk: each complete line is decoded (and rewritten) as it comes.
+    /// With a rewrite, returns what replaces the chunk: the complete lines, rewritten (the
+    /// incomplete tail is carried over, and given out at the end).
+    pub fn lines_chunk(
+        &mut self,
+        data: &[u8],
+        end: bool,
+        rewrite: Option<Rewrite<'_>>,
+    ) -> Option<Vec<u8>> {
+        self.tail.extend_from_slice(data);
+        let cut = if end {
+            self.tail.len()
+        } else {
+            self.tail
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+        };
+        let complete: Vec<u8> = self.tail.drain(..cut).collect();
+        if self.tail.len() > self.max {
+            self.problem = Some(format!(
+                "a JSON line exceeded mcp.max_body_bytes ({} bytes); not decoded",
+                self.max
+            ));
+            let mut passed = complete;
+            passed.append(&mut self.tail);
+            return rewrite.map(|_| passed);
+        }
+        let mut out = rewrite.map(|_| Vec::with_capacity(complete.len()));
+        for line in complete.split_inclusive(|&b| b == b'\n') {
+            let text = String::from_utf8_lossy(line);
+            let body = text.trim_end_matches(['\n', '\r']);
+            let ending = text.get(body.len()..).unwrap_or_default();
+            let mut written = None;
+            if !body.trim().is_empty() {
+                written = self.decode(body, None, rewrite, "a JSON line is not JSON");
+            }
+            if let Some(out) = out.as_mut() {
+                out.extend_from_slice(written.as_deref().unwrap_or(body).as_bytes());
+                out.extend_from_slice(ending.as_bytes());
+            }
+        }
+        out
     }
 
     /// Copies a JSON body chunk (up to the bound).
@@ -268,6 +329,10 @@ impl Responses {
 
     /// The response ended: an SSE stream that stops inside an event was cut short.
     pub fn finish(&mut self) {
+        if self.kind == BodyKind::JsonLines && !self.tail.is_empty() {
+            // The last line had no newline: decode what is there.
+            self.lines_chunk(&[], true, None);
+        }
         if self.sse.as_ref().is_some_and(|p| p.buffered() > 0) && self.problem.is_none() {
             self.problem = Some("SSE stream ended inside an event (truncated)".into());
         }
@@ -400,6 +465,44 @@ mod tests {
             assert!(r.replies.contains_key(&id_key(&json!(5))), "cut {cut}");
             assert!(!r.replies[&id_key(&json!(5))].is_error);
         }
+    }
+
+    #[test]
+    fn json_lines_are_decoded_and_rewritten_line_by_line_split_anywhere() {
+        let stream = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{}}\n\
+                      {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\
+                      {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"secret\":\"s\"}}";
+        let hide: &dyn Fn(&mut Value) -> bool = &|v| {
+            let Some(r) = v.pointer_mut("/result/secret") else {
+                return false;
+            };
+            *r = json!("x");
+            true
+        };
+        for cut in 0..stream.len() {
+            let mut r = Responses::new("application/json", 1 << 20);
+            r.collect_server = true;
+            r.as_lines();
+            let (a, b) = stream.as_bytes().split_at(cut);
+            let mut seen = r.lines_chunk(a, false, Some(hide)).unwrap();
+            seen.extend(r.lines_chunk(b, true, Some(hide)).unwrap());
+            let seen = String::from_utf8(seen).unwrap();
+            assert_eq!(seen.lines().count(), 3, "cut {cut}: {seen}");
+            assert!(
+                seen.contains("\"secret\":\"x\"") && !seen.contains("\"s\""),
+                "{seen}"
+            );
+            assert_eq!(r.notifications, 2);
+            assert!(r.replies.contains_key(&id_key(&json!(4))));
+            assert!(r.problem.is_none());
+        }
+        // Without a rewrite nothing is held back or replaced.
+        let mut r = Responses::new("application/json", 1 << 20);
+        r.as_lines();
+        assert!(r.lines_chunk(stream.as_bytes(), false, None).is_none());
+        r.finish();
+        assert_eq!(r.notifications, 2);
+        assert!(r.replies.contains_key(&id_key(&json!(4))));
     }
 
     #[test]
