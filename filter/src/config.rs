@@ -1138,8 +1138,11 @@ impl RawAudit {
             }
         };
         positive("audit.shutdown_timeout_ms", self.shutdown_timeout_ms)?;
-        if !self.drain_path.starts_with('/') {
-            return Err(ConfigError::new("audit.drain_path", "must start with `/`"));
+        if !self.drain_path.is_empty() && !self.drain_path.starts_with('/') {
+            return Err(ConfigError::new(
+                "audit.drain_path",
+                "must start with `/` (or be empty: no drain endpoint)",
+            ));
         }
         Ok(AuditSettings {
             authority: self.authority.unwrap_or_else(|| self.cluster.clone()),

@@ -141,7 +141,10 @@ impl Stream {
         let origin = format!("{scheme}://{authority}");
         self.facts.method = h.get(":method").map(str::to_string).unwrap_or_default();
         let method = self.facts.method.as_str();
-        if method == "POST" && path == config.audit.drain_path {
+        if method == "POST"
+            && !config.audit.drain_path.is_empty()
+            && path == config.audit.drain_path
+        {
             return self.drain(host);
         }
         if auth_on && (method == "GET" || method == "HEAD") && http::is_metadata_path(path) {
