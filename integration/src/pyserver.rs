@@ -71,3 +71,20 @@ impl PyServer {
         self.entries().iter().filter(|e| e["ran"] == tool).count()
     }
 }
+
+/// `integration/py/fixture_server.py` on the official Python SDK, stateless with JSON answers
+/// (it speaks the 2026-07-28 generation too), on a free port.
+pub fn fixture_server() -> Server {
+    let port = free_port().unwrap();
+    Server::start(
+        Command::new(tools_dir().join("venv/bin/python"))
+            .arg(repo_root().join("integration/py/fixture_server.py"))
+            .args(["--port", &port.to_string(), "--json", "--stateless"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        loopback(port),
+        "the Python fixture server (make setup)",
+        Duration::from_secs(30),
+    )
+    .unwrap()
+}

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mcptrail_integration::envoy::{loopback, repo_root, tools_dir, Envoy, EnvoySpec};
-use mcptrail_integration::process::{free_port, Server};
+use mcptrail_integration::envoy::{tools_dir, Envoy, EnvoySpec};
+use mcptrail_integration::pyserver;
 use mcptrail_integration::{base_plugin_config, Collector};
 use serde_json::{json, Value};
 
@@ -50,18 +50,7 @@ fn run_suite(url: &str, out: &Path) -> BTreeMap<(String, String), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_check_that_passes_directly_passes_through_the_filter() {
-    let port = free_port().unwrap();
-    let server = Server::start(
-        Command::new(tools_dir().join("venv/bin/python"))
-            .arg(repo_root().join("integration/py/fixture_server.py"))
-            .args(["--port", &port.to_string(), "--json", "--stateless"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        loopback(port),
-        "the Python fixture server (make setup)",
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let server = tokio::task::block_in_place(pyserver::fixture_server);
     let collector = Collector::start().await.unwrap();
     let mut cfg = base_plugin_config();
     cfg["mcp"]["record_notifications"] = json!(true);

@@ -6,38 +6,22 @@
 //! by `query --operations` where a leg landed on the other replica.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use mcptrail_cli::{operations, records};
 use mcptrail_integration::envoy::{loopback, repo_root, tools_dir, Envoy, EnvoySpec};
-use mcptrail_integration::process::{free_port, Server};
+use mcptrail_integration::pyserver;
 use mcptrail_integration::{base_plugin_config, Collector, DevIssuer};
 use serde_json::{json, Value};
 
 const AUD: &str = "https://mcp.test/mcp";
-
-fn fixture_server() -> Server {
-    let port = free_port().unwrap();
-    Server::start(
-        Command::new(tools_dir().join("venv/bin/python"))
-            .arg(repo_root().join("integration/py/fixture_server.py"))
-            .args(["--port", &port.to_string(), "--json", "--stateless"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        loopback(port),
-        "the Python fixture server (make setup)",
-        Duration::from_secs(30),
-    )
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_legs_of_a_stateless_call_are_one_operation_across_replicas() {
     let idp = DevIssuer::start(loopback(0), None).await.unwrap();
     let trail_a = Collector::start().await.unwrap();
     let trail_b = Collector::start().await.unwrap();
-    let server = tokio::task::block_in_place(fixture_server);
+    let server = tokio::task::block_in_place(pyserver::fixture_server);
     let mut cfg = base_plugin_config();
     cfg["auth"] = idp.auth_config(AUD, "idp");
     cfg["masking"] = json!({"fields": ["password"]});

@@ -580,30 +580,20 @@ impl Stream {
                     resp.json_end(None, None);
                 }
             }
-            response::BodyKind::Sse => {
+            // Streams: decoded (and rewritten) event by event or line by line, never held.
+            kind @ (response::BodyKind::Sse | response::BodyKind::JsonLines) => {
                 bytes = bytes.saturating_add(size as u64);
                 let chunk = if size > 0 {
                     read_response(host, &mut resp, size)
                 } else {
                     Vec::new()
                 };
-                replacement = resp.sse_chunk(
-                    &chunk,
-                    rewriting.then_some(&filter as response::Rewrite<'_>),
-                );
-            }
-            response::BodyKind::JsonLines => {
-                bytes = bytes.saturating_add(size as u64);
-                let chunk = if size > 0 {
-                    read_response(host, &mut resp, size)
+                let rewrite = rewriting.then_some(&filter as response::Rewrite<'_>);
+                replacement = if kind == response::BodyKind::Sse {
+                    resp.sse_chunk(&chunk, rewrite)
                 } else {
-                    Vec::new()
+                    resp.lines_chunk(&chunk, end_of_stream, rewrite)
                 };
-                replacement = resp.lines_chunk(
-                    &chunk,
-                    end_of_stream,
-                    rewriting.then_some(&filter as response::Rewrite<'_>),
-                );
             }
             response::BodyKind::Other => {
                 bytes = bytes.saturating_add(size as u64);
