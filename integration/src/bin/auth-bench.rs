@@ -1,6 +1,9 @@
 //! Measures what token verification costs inside Envoy (V8): median request latency through
-//! the filter with auth off, with one repeated token (cache hit), and with a new token per
-//! request (cold RS256 verification). Sequential requests on loopback; a benchmark, not a test.
+//! the filter with auth off, with one repeated token (cache hit), with a new token per request
+//! (cold RS256 verification), and for refusals: forged tokens (a real signature over other
+//! claims) that are expired (refused on their claims, before any signature work) or whose
+//! claims pass (refused by the signature check). Sequential requests on loopback; a benchmark,
+//! not a test.
 //!
 //! `cargo run -p mcptrail-integration --bin auth-bench [N]` (after `make build`).
 
@@ -13,7 +16,27 @@ use mcptrail_integration::{base_plugin_config, DevIssuer, Stack};
 const AUD: &str = "https://mcp.bench/mcp";
 const BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 
+/// `token` with its claims replaced by `edit`'s, its signature kept (so it no longer holds).
+fn forge(token: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.splitn(3, '.');
+    let (head, body, sig) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&b64.decode(body).unwrap_or_default()).unwrap_or_default();
+    edit(&mut claims);
+    format!("{head}.{}.{sig}", b64.encode(claims.to_string()))
+}
+
 async fn run(stack: &Stack, tokens: &[String]) -> anyhow::Result<f64> {
+    run_expecting(stack, tokens, true).await
+}
+
+async fn run_expecting(stack: &Stack, tokens: &[String], admitted: bool) -> anyhow::Result<f64> {
     let client = reqwest::Client::new();
     let mut lat = Vec::with_capacity(tokens.len());
     for t in tokens {
@@ -31,7 +54,11 @@ async fn run(stack: &Stack, tokens: &[String]) -> anyhow::Result<f64> {
         let status = r.status();
         r.bytes().await?;
         lat.push(start.elapsed().as_secs_f64() * 1e6);
-        anyhow::ensure!(status.is_success(), "HTTP {status}");
+        anyhow::ensure!(
+            status.is_success() == admitted,
+            "HTTP {status} (expected {})",
+            if admitted { "2xx" } else { "a refusal" }
+        );
     }
     lat.sort_by(f64::total_cmp);
     Ok(lat.get(lat.len() / 2).copied().unwrap_or(0.0))
@@ -65,6 +92,26 @@ async fn main() -> anyhow::Result<()> {
     let base = run(&plain, &none).await?;
     let cached = run(&authed, &same).await?;
     let cold = run(&authed, &fresh).await?;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let expired: Vec<String> = fresh
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            forge(t, |c| {
+                c["sub"] = serde_json::json!(format!("forged{i}"));
+                c["exp"] = serde_json::json!(now_s.saturating_sub(3600));
+            })
+        })
+        .collect();
+    let forged: Vec<String> = fresh
+        .iter()
+        .enumerate()
+        .map(|(i, t)| forge(t, |c| c["sub"] = serde_json::json!(format!("forged{i}"))))
+        .collect();
+    let refused_claims = run_expecting(&authed, &expired, false).await?;
+    let refused_sig = run_expecting(&authed, &forged, false).await?;
     println!("requests per case: {n} (sequential, loopback, 1 Envoy worker)");
     println!("median latency, auth off:            {base:8.0} µs");
     println!(
@@ -74,6 +121,12 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "median latency, new token each time: {cold:8.0} µs  (+{:.0} µs)",
         cold - base
+    );
+    println!(
+        "median latency, forged and expired:  {refused_claims:8.0} µs  (refused on its claims, no signature check)"
+    );
+    println!(
+        "median latency, forged, good claims: {refused_sig:8.0} µs  (refused by the signature check)"
     );
     Ok(())
 }
