@@ -6,9 +6,6 @@ use serde_json::Value;
 
 use crate::mcp::jsonrpc::{self, Message};
 
-/// The stateless protocol's version, carried in each request's `_meta`.
-const VERSION_META: &str = "/_meta/io.modelcontextprotocol~1protocolVersion";
-
 /// The 2026-07-28 standard headers of a request, as sent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routing {
@@ -90,11 +87,7 @@ impl Routing {
             }
             _ => {}
         }
-        let body_version = m
-            .params
-            .as_ref()
-            .and_then(|p| p.pointer(VERSION_META))
-            .and_then(Value::as_str);
+        let body_version = m.meta_protocol_version();
         if let (Some(h), Some(b)) = (self.version.as_deref(), body_version) {
             if h != b {
                 return Some(
