@@ -221,11 +221,6 @@ impl Outbox {
         }
     }
 
-    /// Whether the stream has been closed.
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
     fn seal_checkpoint(&mut self, kind: Kind, now_ms: u64) {
         use base64::Engine as _;
         use ed25519_dalek::Signer as _;

@@ -36,7 +36,9 @@ pub(super) fn is_call(kind: Kind) -> bool {
     matches!(kind, Kind::Command | Kind::SessionStart)
 }
 
-/// Fills `operation` on the exchange's call records (ids already assigned).
+/// Fills `operation` on the exchange's call records that answer a request of the exchange
+/// (ids already assigned). Any other call record is an operation of its own: the outbox's
+/// hand-over names it by its id.
 pub(super) fn join(links: &SharedLinks<'_>, ex: &Exchange<'_>, records: &mut [Record], now: u64) {
     for r in records.iter_mut().filter(|r| is_call(r.kind)) {
         if r.operation.is_some() {
@@ -50,15 +52,11 @@ pub(super) fn join(links: &SharedLinks<'_>, ex: &Exchange<'_>, records: &mut [Re
                     m.kind == jsonrpc::Kind::Request && m.id == mcp.id && m.method == mcp.method
                 })
         });
-        let (op, next) = match request {
-            Some(m) => {
-                let reply =
-                    m.id.as_ref()
-                        .and_then(|id| ex.replies?.get(&response::id_key(id)));
-                leg(links, ex.owner, m, reply, &r.id, now)
-            }
-            None => (r.id.clone(), None),
-        };
+        let Some(m) = request else { continue };
+        let reply =
+            m.id.as_ref()
+                .and_then(|id| ex.replies?.get(&response::id_key(id)));
+        let (op, next) = leg(links, ex.owner, m, reply, &r.id, now);
         r.operation = Some(op);
         if let Some(mcp) = r.mcp.as_mut() {
             mcp.next_operation = next;
