@@ -90,17 +90,12 @@ impl Stream {
     /// A stop's first step, from the host itself (a pre-stop hook): every VM of the process
     /// closes its stream and ships what it holds on its next tick. Other callers are refused.
     fn drain(&mut self, host: &dyn Host) -> Action {
-        let source = host
+        // Envoy gives `ip:port` (`[ip]:port` for IPv6).
+        let loopback = host
             .property(&["source", "address"])
             .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_default();
-        let ip = source
-            .rsplit_once(':')
-            .map_or(source.as_str(), |(ip, _)| ip)
-            .trim_matches(['[', ']']);
-        let loopback = ip
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .is_some_and(|a| a.ip().is_loopback());
         const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
         if !loopback {
             return self.serve(
