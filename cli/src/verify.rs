@@ -136,7 +136,7 @@ pub fn render_report(r: &Report) -> (String, bool) {
             ));
         }
         if r.signed {
-            if s.signed_seq == s.last_seq.saturating_sub(1) && s.closed {
+            if s.signed_to_end() {
                 out.push_str(", signed to its end");
             } else {
                 out.push_str(&format!(", signed up to seq {}", s.signed_seq));
@@ -149,7 +149,7 @@ pub fn render_report(r: &Report) -> (String, bool) {
     let unsigned_tail = if r.signed && r.expect_closed {
         r.streams
             .iter()
-            .filter(|s| s.closed && s.signed_seq + 1 != s.last_seq)
+            .filter(|s| s.closed && !s.signed_to_end())
             .count()
     } else {
         0

@@ -288,6 +288,13 @@ fn gap_problem(stream: &str, g: &PendingGap) -> Problem {
     }
 }
 
+impl StreamSummary {
+    /// The stream ends with `audit.closed` and its signature covered every record before it.
+    pub fn signed_to_end(&self) -> bool {
+        self.closed && self.signed_seq + 1 == self.last_seq
+    }
+}
+
 /// Checks a checkpoint's signature over `{"stream","seq","head","ts"}`.
 fn check_signature(
     key: &ed25519_dalek::VerifyingKey,
