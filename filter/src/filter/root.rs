@@ -157,10 +157,25 @@ impl Root {
         self.ship(host, true);
         let settled = self.settled();
         if settled {
-            self.reported_done = true;
-            host.log(Level::Info, "mcptrail: every record delivered; done");
+            self.end(host);
         }
         settled
+    }
+
+    /// The end of a closing VM: says what was delivered or given up, once.
+    fn end(&mut self, host: &dyn Host) {
+        self.reported_done = true;
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        let outbox = shared.outbox.borrow();
+        match outbox.buffered() {
+            0 => host.log(Level::Info, "mcptrail: every record delivered; done"),
+            left => host.log(
+                Level::Error,
+                &format!("mcptrail: VM going away: gave up {left} undelivered records of stream {} after audit.shutdown_timeout_ms; the trail shows the stream without audit.closed", outbox.stream()),
+            ),
+        }
     }
 
     /// Nothing held and nothing in flight.
@@ -191,24 +206,7 @@ impl Root {
             self.ship(host, true);
             return;
         }
-        let left = self
-            .shared
-            .as_ref()
-            .map_or(0, |s| s.outbox.borrow().buffered());
-        if left == 0 {
-            host.log(Level::Info, "mcptrail: every record delivered; done");
-        } else {
-            let stream = self
-                .shared
-                .as_ref()
-                .map(|s| s.outbox.borrow().stream().to_string())
-                .unwrap_or_default();
-            host.log(
-                Level::Error,
-                &format!("mcptrail: VM going away: gave up {left} undelivered records of stream {stream} after audit.shutdown_timeout_ms; the trail shows the stream without audit.closed"),
-            );
-        }
-        self.reported_done = true;
+        self.end(host);
         if let Err(e) = host.done() {
             host.log(
                 Level::Warn,
