@@ -91,20 +91,46 @@ async fn call(url: &str, i: usize) -> bool {
         .is_ok_and(|r| r.status() == 200)
 }
 
-/// Calls in a loop until stopped; the ids answered.
-fn traffic(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<usize>> {
-    tokio::spawn(async move {
-        let next = AtomicUsize::new(0);
-        let mut answered = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if call(&url, i).await {
-                answered.push(i);
+/// Calls through an Envoy in a loop until finished, each on a fresh connection.
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<usize>>,
+}
+
+impl Load {
+    fn start(envoy: &Envoy) -> Load {
+        let url = format!("{}/mcp", envoy.url());
+        let stop = Arc::new(AtomicBool::new(false));
+        let until = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let next = AtomicUsize::new(0);
+            let mut answered = Vec::new();
+            while !until.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if call(&url, i).await {
+                    answered.push(i);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        answered
-    })
+            answered
+        });
+        Load { stop, task }
+    }
+
+    /// Stops; the ids of the calls answered.
+    async fn finish(self) -> Vec<usize> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// Asks the filter to drain, from the host (loopback); the answer's status.
+async fn ask_drain(envoy: &Envoy) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/.well-known/mcptrail/drain", envoy.url()))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
 }
 
 fn recorded_ids(records: &[Value]) -> Vec<usize> {
@@ -180,14 +206,9 @@ async fn stop_gracefully(
     collector: &Collector,
     streams_before: usize,
 ) -> Option<Duration> {
-    let status = reqwest::Client::new()
-        .post(format!("{}/.well-known/mcptrail/drain", envoy.url()))
-        .send()
-        .await
-        .map(|r| r.status().as_u16());
     assert_eq!(
-        status.ok(),
-        Some(202),
+        ask_drain(envoy).await,
+        202,
         "the drain is accepted from loopback"
     );
     let closed_all = |recs: &[Value]| {
@@ -222,9 +243,7 @@ async fn plugin_reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing
         port,
         mut envoy,
     } = Rig::start(config("a")).await;
-    let url = format!("{}/mcp", envoy.url());
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = traffic(url.clone(), Arc::clone(&stop));
+    let load = Load::start(&envoy);
     for tag in ["bb", "ccc"] {
         tokio::time::sleep(Duration::from_secs(2)).await;
         envoy
@@ -232,8 +251,7 @@ async fn plugin_reconfiguration_under_traffic_and_the_graceful_stop_lose_nothing
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let answered = load.await.unwrap();
+    let answered = load.finish().await;
     let recorded_before_stop = recorded_ids(&collector.records()).len();
     let streams_before = {
         let recs = collector.records();
@@ -350,24 +368,15 @@ async fn a_new_vm_after_a_drain_loses_nothing_and_a_plain_sigterm_is_never_silen
         port,
         mut envoy,
     } = Rig::start(config("a")).await;
-    let url = format!("{}/mcp", envoy.url());
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = traffic(url.clone(), Arc::clone(&stop));
+    let load = Load::start(&envoy);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Drain, then replace the VM while traffic goes on.
-    let status = reqwest::Client::new()
-        .post(format!("{}/.well-known/mcptrail/drain", envoy.url()))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 202);
+    assert_eq!(ask_drain(&envoy).await, 202);
     let mut new_vm = spec(config("bb"), &server, &collector, port);
     new_vm.vm_id = "mcptrail-2".into();
     envoy.update_lds(&new_vm).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let answered = load.await.unwrap();
+    let answered = load.finish().await;
     // Everything the old VM answered is in the trail, its streams closed.
     let old_streams = |recs: &[Value]| -> Vec<String> {
         let mut s: Vec<String> = recs
