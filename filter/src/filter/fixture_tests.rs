@@ -218,4 +218,25 @@ fn fixtures_cover_what_the_decoder_must_see() {
         .unwrap()
         .iter()
         .any(|c| c["status"] == "error")));
+    // The stateless generation: multi-round legs to link, a listen stream.
+    assert!(has(&|e| e["expect"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["status"] == "input_required")));
+    assert!(has(&|e| e["expect"]["operation_of"].is_string()
+        && e["request"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("requestState")));
+    assert!(has(&|e| e["expect"]["operation_of"].is_string()
+        && !e["request"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("requestState")));
+    assert!(has(&|e| e["request"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("subscriptions/listen")
+        && e["expect"]["notifications"].as_u64() > Some(0)));
 }
