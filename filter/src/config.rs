@@ -57,6 +57,30 @@ struct RawConfig {
     masking: Option<RawMasking>,
     #[serde(default)]
     policy: Option<RawPolicy>,
+    #[serde(default)]
+    approvals: Option<RawApprovals>,
+}
+
+/// Where `review` calls are checked (`filter::approval`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default = "d_check_path")]
+    path: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default = "d_check_timeout")]
+    timeout_ms: u64,
+}
+
+fn d_check_path() -> String {
+    "/v1/check".into()
+}
+fn d_check_timeout() -> u64 {
+    2000
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,6 +298,7 @@ enum RawEffect {
     #[default]
     Allow,
     Deny,
+    Review,
 }
 
 impl From<RawEffect> for Effect {
@@ -281,6 +306,7 @@ impl From<RawEffect> for Effect {
         match e {
             RawEffect::Allow => Effect::Allow,
             RawEffect::Deny => Effect::Deny,
+            RawEffect::Review => Effect::Review,
         }
     }
 }
@@ -500,6 +526,18 @@ pub struct Config {
     pub masking: Masker,
     pub auth: AuthSettings,
     pub policy: Policy,
+    /// The approval service `review` rules ask (`None`: no rule may say `review`).
+    pub approvals: Option<ApprovalSettings>,
+}
+
+/// The compiled `approvals` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout_ms: u64,
 }
 
 /// Default bound for a decoded body.
@@ -610,7 +648,20 @@ impl RawConfig {
                 Some(p) => p.compile()?,
                 None => Policy::allow_all(),
             },
+            approvals: self.approvals.map(RawApprovals::compile).transpose()?,
         };
+        if config.policy.reviews() && config.approvals.is_none() {
+            let i = config
+                .policy
+                .rules
+                .iter()
+                .position(|r| r.effect == Effect::Review)
+                .unwrap_or_default();
+            return Err(ConfigError::new(
+                &format!("policy.rules[{i}].action"),
+                "`review` needs the `approvals` section (where calls are checked)",
+            ));
+        }
         if !config.mcp.decode && config.policy.can_deny() {
             return Err(ConfigError::new(
                 "mcp.decode",
@@ -774,6 +825,12 @@ impl RawPolicy {
                 groups: r.groups,
                 effect: r.action.into(),
             });
+        }
+        if matches!(self.default, RawEffect::Review) {
+            return Err(ConfigError::new(
+                "policy.default",
+                "must be `allow` or `deny`: `review` applies to the calls a rule names",
+            ));
         }
         Ok(Policy {
             default: self.default.into(),
@@ -1059,6 +1116,63 @@ impl RawMcp {
     }
 }
 
+/// Extra headers of a callout (`audit.headers`, `approvals.headers`), checked.
+fn callout_headers(
+    key: &str,
+    map: BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        if !valid_header_name(&name) {
+            return Err(ConfigError::new(
+                key,
+                format!("`{name}` is not a lowercase HTTP header name"),
+            ));
+        }
+        if matches!(name.as_str(), "content-type" | "content-length" | "host") {
+            return Err(ConfigError::new(
+                key,
+                format!("`{name}` is set by the filter and cannot be overridden"),
+            ));
+        }
+        if value.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0) {
+            return Err(ConfigError::new(
+                key,
+                format!("the value of `{name}` contains a control character"),
+            ));
+        }
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
+impl RawApprovals {
+    fn compile(self) -> Result<ApprovalSettings, ConfigError> {
+        if self.cluster.trim().is_empty() {
+            return Err(ConfigError::new(
+                "approvals.cluster",
+                "must name an Envoy cluster",
+            ));
+        }
+        if !self.path.starts_with('/') {
+            return Err(ConfigError::new("approvals.path", "must start with `/`"));
+        }
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "approvals.timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        Ok(ApprovalSettings {
+            headers: callout_headers("approvals.headers", self.headers)?,
+            authority: self.authority.unwrap_or_else(|| self.cluster.clone()),
+            cluster: self.cluster,
+            path: self.path,
+            timeout_ms: self.timeout_ms,
+        })
+    }
+}
+
 fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -1081,28 +1195,7 @@ impl RawAudit {
         if !path.starts_with('/') {
             return Err(ConfigError::new("audit.path", "must start with `/`"));
         }
-        let mut headers = Vec::with_capacity(self.headers.len());
-        for (name, value) in self.headers {
-            if !valid_header_name(&name) {
-                return Err(ConfigError::new(
-                    "audit.headers",
-                    format!("`{name}` is not a lowercase HTTP header name"),
-                ));
-            }
-            if matches!(name.as_str(), "content-type" | "content-length" | "host") {
-                return Err(ConfigError::new(
-                    "audit.headers",
-                    format!("`{name}` is set by the filter and cannot be overridden"),
-                ));
-            }
-            if value.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0) {
-                return Err(ConfigError::new(
-                    "audit.headers",
-                    format!("the value of `{name}` contains a control character"),
-                ));
-            }
-            headers.push((name, value));
-        }
+        let headers = callout_headers("audit.headers", self.headers)?;
         let positive = |key: &str, v: u64| {
             if v == 0 {
                 Err(ConfigError::new(key, "must be greater than 0"))

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::audit::record::{
-    AuthInfo, EnvoyInfo, Identity, Kind, Mcp, Outcome, PolicyInfo, Record, SessionSummary, Source,
-    Status,
+    Approval, AuthInfo, EnvoyInfo, Identity, Kind, Mcp, Outcome, PolicyInfo, Record,
+    SessionSummary, Source, Status,
 };
 use crate::audit::resume::Owed;
 use crate::config::Config;
@@ -119,12 +119,36 @@ pub struct Finished<'a> {
     /// What the session stage learnt of the request's session.
     pub session: &'a SessionView,
     pub refusal: Option<&'a Refusal>,
+    /// What the approval service said of the request's call under `review`.
+    pub approval: Option<&'a Approval>,
 }
 
 impl Finished<'_> {
     /// The records of the request: one per message (or one refusal), `decode.error`s for
     /// what could not be decoded, and the session's start or end.
     pub fn records(
+        &self,
+        now: u64,
+        messages: Option<&[Result<Message, DecodeError>]>,
+        sessions: &mut Sessions,
+    ) -> Vec<Record> {
+        let mut out = self.exchange_records(now, messages, sessions);
+        if let Some(a) = self.approval {
+            // A call under review comes alone: its record is the one naming a method.
+            let call = |r: &Record| {
+                matches!(
+                    r.kind,
+                    Kind::Command | Kind::ApprovalRequested | Kind::PolicyDenied
+                ) && r.mcp.as_ref().is_some_and(|m| m.method.is_some())
+            };
+            for r in out.iter_mut().filter(|r| call(r)) {
+                r.approval = Some(a.clone());
+            }
+        }
+        out
+    }
+
+    fn exchange_records(
         &self,
         now: u64,
         messages: Option<&[Result<Message, DecodeError>]>,

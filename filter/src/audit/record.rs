@@ -22,6 +22,8 @@ pub enum Kind {
     AuthDenied,
     #[serde(rename = "policy.denied")]
     PolicyDenied,
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested,
     #[serde(rename = "decode.error")]
     DecodeError,
     #[serde(rename = "audit.dropped")]
@@ -41,6 +43,7 @@ impl Kind {
             Kind::Notification => "notification",
             Kind::AuthDenied => "auth.denied",
             Kind::PolicyDenied => "policy.denied",
+            Kind::ApprovalRequested => "approval.requested",
             Kind::DecodeError => "decode.error",
             Kind::AuditDropped => "audit.dropped",
             Kind::AuditCheckpoint => "audit.checkpoint",
@@ -245,6 +248,26 @@ pub struct Record {
     /// `audit.signing_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+    /// A call under a `review` rule: the approval that let it through (`command`), the
+    /// request it is held for (`approval.requested`), or the one denied (`policy.denied`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// What the approval service said of a call (`filter::approval`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The approval request's id at the service.
+    pub id: String,
+    /// Who approved it (`sub`), on an approved call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// `once` (this call only) or `window` (the caller and tool for a while).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Where approvers decide (`approval.requested`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A stream's state as of its record `seq`, signed so that a reader without the MAC key can
@@ -335,6 +358,7 @@ impl Record {
             session_summary: None,
             envoy: None,
             checkpoint: None,
+            approval: None,
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Counters {
     pub callout_failures: u64,
     /// Server messages and resumed replies recorded as they came.
     pub redelivered_skipped: u64,
+    /// Approval checks sent (`review` rules), and those that failed (refused calls).
+    pub approval_checks: u64,
+    pub approval_failures: u64,
 }
 
 /// One value to publish.
@@ -74,6 +77,8 @@ pub fn samples(
         Sample::counter("callout_failures", c.callout_failures),
         Sample::counter("policy_denied", c.policy_denied),
         Sample::counter("decode_errors", c.decode_errors),
+        Sample::counter("approval_checks", c.approval_checks),
+        Sample::counter("approval_check_failures", c.approval_failures),
         Sample::counter("redelivered_events_skipped", c.redelivered_skipped),
         Sample::counter("token_cache_hits", auth.cache_hits),
         Sample::counter("token_verifications", auth.verifications),

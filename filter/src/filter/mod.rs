@@ -18,6 +18,7 @@ use crate::mcp::sessions::Sessions;
 use crate::policy::enforce::{self, Denied};
 use crate::policy::judge::Unjudgeable;
 
+mod approval;
 pub mod metrics;
 mod operation;
 mod process;
@@ -40,6 +41,8 @@ pub struct Shared {
     /// What the VMs of this Envoy process share (keys fetched, tokens verified).
     process: process::Process,
     waiters: RefCell<Vec<root::Waiter>>,
+    /// Approval checks in flight, with the streams that wait for them.
+    checks: RefCell<Vec<approval::Check>>,
     /// Counted here, published as metrics on the root's tick.
     pub counters: RefCell<metrics::Counters>,
 }
@@ -58,6 +61,9 @@ pub enum Phase {
     AwaitingAuth,
     /// The body is held until complete, then judged (`policy::judge`, `policy::enforce`).
     Holding,
+    /// A complete body with a call under `review`: the approval service is asked
+    /// (`filter::approval`); its answer moves the request on or refuses it.
+    Reviewing,
     /// On its way to the server; its body is copied for decoding as it passes.
     Upstream,
     /// Refused by the filter: answered locally, recorded.
@@ -86,6 +92,10 @@ struct Slot {
     /// `scheme://authority` and path of the request, for challenges.
     origin: String,
     path: String,
+    /// `x-request-id`, for the approval check (the stream's records read their own copy).
+    request_id: Option<String>,
+    /// What the approval service said of a call under `review`.
+    approval: Option<crate::audit::record::Approval>,
 }
 
 impl Slot {
@@ -164,23 +174,29 @@ fn deny(host: &dyn Host, slot: &mut Slot, denied: Denied) {
 /// complete is judged here. One partly seen is finished by its last body callback. One not
 /// seen yet is judged in the body callbacks after the headers go on: without
 /// `allow_on_headers_stop_iteration` (Istio, Envoy Gateway) they come only once resumed.
-fn proceed_after_auth(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
+fn proceed_after_auth(
+    host: &dyn Host,
+    shared: &Shared,
+    slot: &mut Slot,
+    owner: &approval::Owner<'_>,
+) -> bool {
     if session::bind(host, shared, slot) {
         return false;
     }
     if slot.phase != Phase::Holding {
         return true;
     }
-    if judge(host, shared, slot) {
+    if judge(host, shared, slot, owner) {
         return false;
     }
     slot.messages.is_some() || !slot.body_started
 }
 
 /// Settles a held request once its caller is known: refuses what cannot be judged, then
-/// applies the policy to a complete body (which then goes `Upstream`). Returns `true` when it
-/// refused the request.
-fn judge(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
+/// applies the policy to a complete body (which then goes `Upstream`, or waits for the
+/// approval service). Returns `true` when the request does not go on now (refused, or
+/// `Reviewing`).
+fn judge(host: &dyn Host, shared: &Shared, slot: &mut Slot, owner: &approval::Owner<'_>) -> bool {
     if let Some(u) = slot.unjudged.take() {
         deny(host, slot, enforce::unjudgeable(&u));
         return true;
@@ -190,11 +206,15 @@ fn judge(host: &dyn Host, shared: &Shared, slot: &mut Slot) -> bool {
     };
     let groups: &[String] = slot.identity.as_ref().map_or(&[], |i| i.groups.as_slice());
     match enforce::enforce(&shared.config.policy, messages, groups) {
-        Some(denied) => {
+        enforce::Verdict::Denied(denied) => {
             deny(host, slot, denied);
             true
         }
-        None => {
+        enforce::Verdict::Review { index, rule } => {
+            approval::ask(host, shared, slot, owner, index, rule);
+            true
+        }
+        enforce::Verdict::Pass => {
             slot.phase = Phase::Upstream;
             false
         }
@@ -259,3 +279,6 @@ mod operation_tests;
 
 #[cfg(test)]
 mod lifecycle_tests;
+
+#[cfg(test)]
+mod approval_tests;

@@ -108,6 +108,7 @@ impl Root {
             config,
             outbox: RefCell::new(outbox),
             waiters: RefCell::new(Vec::new()),
+            checks: RefCell::new(Vec::new()),
             counters: RefCell::new(metrics::Counters::default()),
         }));
         true
@@ -408,7 +409,11 @@ impl Root {
                 }
                 Admit::Refused => {}
                 Admit::Proceed => {
-                    if proceed_after_auth(host, shared, &mut slot) {
+                    let owner = super::approval::Owner {
+                        context_id: waiter.context_id,
+                        slot: &waiter.slot,
+                    };
+                    if proceed_after_auth(host, shared, &mut slot, &owner) {
                         if let Err(e) = host.resume_request() {
                             host.log(Level::Warn, &format!("mcptrail: cannot resume: {}", e.0));
                         }
@@ -506,6 +511,12 @@ impl Root {
             return;
         }
         if self.inflight_token != Some(token) {
+            // An approval check sent while this root settled a request (after a key fetch).
+            if let Some(shared) = self.shared.as_ref() {
+                if super::approval::answered(host, shared, token, num_headers, body_size) {
+                    let _ = host.set_effective_context(self.context_id);
+                }
+            }
             return;
         }
         self.inflight_token = None;

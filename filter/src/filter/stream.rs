@@ -9,8 +9,8 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use super::{
-    apply, judge, operation, proceed_after_auth, replace_body, send, session, Admit, Phase, Shared,
-    Slot, Snapshot,
+    apply, approval, judge, operation, proceed_after_auth, replace_body, send, session, Admit,
+    Phase, Shared, Slot, Snapshot,
 };
 use crate::audit::build::{Facts, Finished};
 use crate::audit::outbox::Pushed;
@@ -180,6 +180,7 @@ impl Stream {
             slot.session.presented = h.get("mcp-session-id").map(str::to_string);
             slot.origin = origin;
             slot.path = path.to_string();
+            slot.request_id.clone_from(&self.facts.request_id);
             // Any body is judged when a rule may deny, whatever the method: a server may
             // read it (only POST bodies are rewritten).
             let can_deny = config.policy.can_deny();
@@ -221,7 +222,11 @@ impl Stream {
         // A held body is held in the body callbacks, not here: the headers go on, so this
         // works without `allow_on_headers_stop_iteration` too. The server never gets a body
         // it should not: a refusal answers locally and Envoy resets the upstream request.
-        let go_on = proceed_after_auth(host, &shared, &mut slot);
+        let owner = approval::Owner {
+            context_id: self.context_id,
+            slot: &self.slot,
+        };
+        let go_on = proceed_after_auth(host, &shared, &mut slot, &owner);
         drop(slot);
         self.session_facts();
         if go_on {
@@ -280,8 +285,8 @@ impl Stream {
     pub fn on_request_body(&mut self, host: &dyn Host, size: usize, end_of_stream: bool) -> Action {
         match self.phase() {
             Phase::Passthrough => Action::Continue,
-            // Nothing of it goes upstream.
-            Phase::Served | Phase::Refused(_) => Action::Pause,
+            // Nothing of it goes upstream (yet: a call under review waits for its answer).
+            Phase::Served | Phase::Refused(_) | Phase::Reviewing => Action::Pause,
             Phase::AwaitingAuth | Phase::Holding => {
                 self.slot.borrow_mut().body_started = true;
                 if end_of_stream {
@@ -306,7 +311,7 @@ impl Stream {
     pub fn on_request_trailers(&mut self, host: &dyn Host) -> Action {
         match self.phase() {
             Phase::Passthrough => Action::Continue,
-            Phase::Served | Phase::Refused(_) => Action::Pause,
+            Phase::Served | Phase::Refused(_) | Phase::Reviewing => Action::Pause,
             _ if self.facts.request_done => Action::Continue,
             Phase::AwaitingAuth | Phase::Holding => self.finish_held_body(host, usize::MAX),
             Phase::Upstream => {
@@ -379,10 +384,25 @@ impl Stream {
         if slot.phase == Phase::AwaitingAuth {
             return Action::Pause; // the root judges once the keys arrive
         }
-        if judge(host, &shared, &mut slot) {
+        let owner = approval::Owner {
+            context_id: self.context_id,
+            slot: &self.slot,
+        };
+        if judge(host, &shared, &mut slot, &owner) {
             return Action::Pause;
         }
         Action::Continue
+    }
+
+    /// A callout of this stream answered: an approval check (`filter::approval`).
+    pub fn on_http_call_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+    ) {
+        approval::answered(host, &self.shared, token, num_headers, body_size);
     }
 
     /// Reads a held body once, strictly: the decision, the record and any rewriting use this
@@ -789,6 +809,7 @@ impl Stream {
             .waiters
             .borrow_mut()
             .retain(|w| w.context_id != self.context_id);
+        approval::forget(&self.shared, self.context_id);
         if std::mem::take(&mut self.reserved) {
             self.shared.outbox.borrow_mut().release();
         }
@@ -857,6 +878,7 @@ impl Stream {
             identity: slot.identity.as_ref(),
             session: &slot.session,
             refusal,
+            approval: slot.approval.as_ref(),
         }
     }
 

@@ -225,7 +225,20 @@ fn action(a: Action) -> PwAction {
     }
 }
 
-impl Context for ProxyStream {}
+impl Context for ProxyStream {
+    /// A callout this stream sent (an approval check) answered.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(s) = self.stream.as_mut() {
+            s.on_http_call_response(&ProxyHost, token_id, num_headers, body_size);
+        }
+    }
+}
 
 impl HttpContext for ProxyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> PwAction {

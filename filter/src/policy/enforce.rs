@@ -56,36 +56,67 @@ pub fn too_large_to_mask(max_bytes: usize) -> Denied {
     }
 }
 
-/// Applies the policy to a decoded body for a caller in `groups`: `Some` when it is refused.
-/// One denied element refuses the whole request: nothing of it reaches the server.
+/// What the policy makes of a decoded body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Nothing in it is refused: it goes on.
+    Pass,
+    /// Refused here: nothing of it reaches the server.
+    Denied(Denied),
+    /// One call that a `review` rule names: it goes on only with an approval
+    /// (`filter::approval` asks the service).
+    Review { index: usize, rule: Option<usize> },
+}
+
+/// Applies the policy to a decoded body for a caller in `groups`. One denied element refuses
+/// the whole request: nothing of it reaches the server. A call under `review` must come
+/// alone: a batch holding one is refused rather than split (the approval covers one call).
 pub fn enforce(
     policy: &Policy,
     messages: &[Result<Message, DecodeError>],
     groups: &[String],
-) -> Option<Denied> {
+) -> Verdict {
     let mut denied = Vec::new();
+    let mut reviewed = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let Ok(m) = m else { continue };
         let Some(method) = m.method.as_deref() else {
             continue;
         };
         let d = policy.decide(method, m.tool(), groups);
-        if d.effect == Effect::Deny {
-            denied.push((i, d.rule));
+        match d.effect {
+            Effect::Deny => denied.push((i, d.rule)),
+            // Only a request can be answered "ask for approval"; a notification cannot wait.
+            Effect::Review if m.kind == jsonrpc::Kind::Request => reviewed.push((i, d.rule)),
+            Effect::Review => denied.push((i, d.rule)),
+            Effect::Allow => {}
         }
     }
-    if denied.is_empty() {
-        return None;
-    }
+    let reason = match (denied.is_empty(), reviewed.as_slice()) {
+        (true, []) => return Verdict::Pass,
+        (true, [(index, rule)]) if messages.len() == 1 => {
+            return Verdict::Review {
+                index: *index,
+                rule: *rule,
+            }
+        }
+        (true, _) => {
+            denied = reviewed;
+            "a call that needs approval must be sent alone, not in a batch"
+        }
+        (false, _) => "denied by policy",
+    };
     let error_for = |i: usize, m: &Message| {
         let what = match m.tool() {
             Some(t) => format!("tool `{t}`"),
             None => format!("method `{}`", m.method.as_deref().unwrap_or("?")),
         };
-        let message = if denied.iter().any(|(d, _)| *d == i) {
-            format!("Forbidden: {what} is not allowed for this caller")
-        } else {
-            "Not executed: the batch contains a call that is not allowed".to_string()
+        let message = match denied.iter().any(|(d, _)| *d == i) {
+            true if reason == "denied by policy" => {
+                format!("Forbidden: {what} is not allowed for this caller")
+            }
+            true => format!("Forbidden: {what} needs approval and must be sent alone"),
+            false => "Not executed: the batch contains a call that is not allowed".to_string(),
         };
         json!({"jsonrpc": "2.0", "id": m.id.clone().unwrap_or(Value::Null),
                "error": {"code": POLICY_DENIED_CODE, "message": message}})
@@ -107,13 +138,13 @@ pub fn enforce(
         (_, Some(_)) => Value::Array(replies).to_string(),
         (_, None) => r#"{"error":"forbidden","error_description":"denied by policy"}"#.to_string(),
     };
-    Some(Denied {
+    Verdict::Denied(Denied {
         status,
         body,
         refusal: Refusal {
             kind: Kind::PolicyDenied,
             status,
-            reason: "denied by policy".to_string(),
+            reason: reason.to_string(),
             auth: None,
             policy: denied,
         },

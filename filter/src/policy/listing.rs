@@ -1,4 +1,5 @@
-//! `tools/list` filtering: a caller sees only the tools the policy lets it call.
+//! `tools/list` filtering: a caller sees only the tools the policy lets it call (those under
+//! `review` too: they are callable once approved).
 
 use serde_json::Value;
 
@@ -22,7 +23,7 @@ pub fn filter_listing(reply: &mut Value, policy: &Policy, groups: &[String]) -> 
     let before = tools.len();
     tools.retain(|t| {
         let name = t.get("name").and_then(Value::as_str);
-        policy.decide("tools/call", name, groups).effect == Effect::Allow
+        policy.decide("tools/call", name, groups).effect != Effect::Deny
     });
     tools.len() != before
 }

@@ -1,10 +1,11 @@
 //! Group-based per-tool policy: rules tried in order, the first match decides.
 
-/// Allow or deny.
+/// Allow, deny, or allow only with a person's approval (`review`, see `filter::approval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
     Allow,
     Deny,
+    Review,
 }
 
 /// A `*`/`?` glob.
@@ -88,9 +89,15 @@ impl Policy {
         }
     }
 
-    /// Whether the policy can ever deny (if not, requests need not be held for it).
+    /// Whether the policy can ever refuse a call (if not, requests need not be held for it).
+    /// A `review` rule can: without an approval the call does not reach the server.
     pub fn can_deny(&self) -> bool {
-        self.default == Effect::Deny || self.rules.iter().any(|r| r.effect == Effect::Deny)
+        self.default != Effect::Allow || self.rules.iter().any(|r| r.effect != Effect::Allow)
+    }
+
+    /// Whether some rule asks for a person's approval (`approvals` must then be configured).
+    pub fn reviews(&self) -> bool {
+        self.rules.iter().any(|r| r.effect == Effect::Review)
     }
 
     /// Decides for a JSON-RPC `method` (and `tool` for `tools/call`) and the caller's groups.
