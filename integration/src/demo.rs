@@ -84,6 +84,14 @@ impl Demo {
         .to_string()
     }
 
+    #[tool(description = "Delete a customer record (the demo policy holds it for an admin's approval)")]
+    fn delete_customer(
+        &self,
+        Parameters(CustomerArgs { id }): Parameters<CustomerArgs>,
+    ) -> String {
+        format!("customer {id} deleted")
+    }
+
     #[tool(description = "Log in with a password (secret in the arguments)")]
     fn login(&self, Parameters(LoginArgs { username, .. }): Parameters<LoginArgs>) -> String {
         format!("welcome {username}")
