@@ -11,6 +11,8 @@
 #   - rotel (PyPI), a real OTLP receiver for the OTLP output test, in .tools/venv
 #   - the official MCP conformance suite's runner (npm @modelcontextprotocol/conformance), with
 #     the Node.js 22 it needs (npm `node`), in .tools/conformance: .tools/bin/mcp-conformance
+#   - the dev authorization server's packages (oidc-provider, pinned by authz/package-lock.json),
+#     `npm ci` into authz/node_modules, run with that Node 22 (authz/README.md)
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
@@ -128,4 +130,17 @@ printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$conf/node22/node_modules/.bin/node" 
 chmod +x "$tools/bin/mcp-conformance"
 "$tools/bin/mcp-conformance" --version >/dev/null || { echo "setup: the conformance runner does not run" >&2; exit 1; }
 
-say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, rotel $ROTEL_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION, conformance $CONFORMANCE_VERSION (node $NODE22_VERSION)"
+# --- The dev authorization server (authz/: oidc-provider, pinned by authz/package-lock.json) ---
+# Installed with `npm ci` into authz/node_modules (gitignored), run by the Node 22 above.
+authz="$root/authz"
+node22_bin=$(dirname "$(readlink -f "$conf/node22/node_modules/.bin/node")")
+authz_stamp="$authz/node_modules/.mcptrail-lock-$(sha256sum "$authz/package-lock.json" | cut -c1-16)"
+if [ ! -f "$authz_stamp" ]; then
+  say "installing the dev authorization server's packages (npm ci in authz/)"
+  (cd "$authz" && PATH="$node22_bin:$PATH" npm ci --silent --no-audit --no-fund --ignore-scripts >/dev/null)
+  touch "$authz_stamp"
+fi
+authz_version=$("$node22_bin/node" -p 'require(process.argv[1] + "/package.json").version' \
+  "$authz/node_modules/oidc-provider") || { echo "setup: oidc-provider is not installed in authz/" >&2; exit 1; }
+
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, rotel $ROTEL_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION, conformance $CONFORMANCE_VERSION (node $NODE22_VERSION), oidc-provider $authz_version (authz/)"

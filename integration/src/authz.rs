@@ -1,0 +1,214 @@
+//! The development authorization server (`authz/server.mjs`, oidc-provider; `make setup`
+//! installs it) run as a child process on a kernel-chosen loopback port: its own process
+//! group, waited for until its discovery document answers, stopped by PID on drop (its log
+//! printed if a test panicked).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::envoy::{loopback, repo_root, tools_dir};
+use crate::process::free_port;
+
+/// The resource the local stack's MCP endpoint is (`make run`).
+pub const MCP_RESOURCE: &str = "http://127.0.0.1:10000/mcp";
+/// The pre-registered public client of the approvals page.
+pub const APPROVALS_CLIENT_ID: &str = "mcptrail-approvals";
+
+/// How to start the server.
+#[derive(Debug, Clone, Default)]
+pub struct AuthzSpec {
+    /// The RSA private key (PEM); `None`: a new one made by `mcptrail issuer`'s
+    /// `load_or_create_key` in a temporary directory.
+    pub key: Option<PathBuf>,
+    /// `--approvals-redirect` (the server's default when `None`).
+    pub approvals_redirect: Option<String>,
+    /// `--resources` (`*` or comma-separated URLs; the server's default, any, when `None`).
+    pub resources: Option<String>,
+}
+
+/// A running dev authorization server.
+pub struct Authz {
+    /// `http://127.0.0.1:PORT`, its `iss`.
+    pub issuer: String,
+    pub addr: SocketAddr,
+    /// The signing key file.
+    pub key_path: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+/// The Node.js that runs it: `$MCPTRAIL_AUTHZ_NODE`, or the Node 22 `make setup` installs.
+pub fn node_bin() -> PathBuf {
+    std::env::var_os("MCPTRAIL_AUTHZ_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools_dir().join("conformance/node22/node_modules/.bin/node"))
+}
+
+/// `authz/server.mjs`.
+pub fn server_script() -> PathBuf {
+    repo_root().join("authz/server.mjs")
+}
+
+impl Authz {
+    /// Starts with a fresh key and the defaults.
+    pub fn start() -> anyhow::Result<Authz> {
+        Self::start_with(&AuthzSpec::default())
+    }
+
+    /// Starts as `spec` says and waits (30 s at most) until discovery answers. Fails, naming
+    /// `make setup`, when Node or the server's packages are not installed.
+    pub fn start_with(spec: &AuthzSpec) -> anyhow::Result<Authz> {
+        let node = node_bin();
+        if !node.exists() {
+            bail!(
+                "Node.js 22 not found at {}: run `make setup`",
+                node.display()
+            );
+        }
+        let script = server_script();
+        let package = repo_root().join("authz/node_modules/oidc-provider/package.json");
+        if !package.exists() {
+            bail!(
+                "oidc-provider is not installed ({} missing): run `make setup`",
+                package.display()
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let key_path = match &spec.key {
+            Some(k) => k.clone(),
+            None => {
+                let k = dir.path().join("issuer-key.pem");
+                mcptrail_cli::issuer::load_or_create_key(&k)?;
+                k
+            }
+        };
+        let port = free_port()?;
+        let addr = loopback(port);
+        let issuer = format!("http://{addr}");
+        let log_path = dir.path().join("authz.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut cmd = Command::new(&node);
+        cmd.arg(&script)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--key")
+            .arg(&key_path)
+            .arg("--issuer")
+            .arg(&issuer)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a terminal's Ctrl-C is the harness's to handle.
+            .process_group(0);
+        if let Some(r) = &spec.approvals_redirect {
+            cmd.arg("--approvals-redirect").arg(r);
+        }
+        if let Some(r) = &spec.resources {
+            cmd.arg("--resources").arg(r);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {} {}", node.display(), script.display()))?;
+        let mut authz = Authz {
+            issuer,
+            addr,
+            key_path,
+            log_path,
+            child: Some(child),
+            _dir: dir,
+        };
+        authz.wait_ready(Duration::from_secs(30))?;
+        Ok(authz)
+    }
+
+    fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "the authorization server exited at start ({status}):\n{}",
+                        self.log()
+                    );
+                }
+            }
+            if self
+                .get_blocking("/.well-known/openid-configuration")
+                .is_ok_and(|(status, body)| status == 200 && body.contains(&self.issuer))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the authorization server did not answer discovery on {} within {within:?}:\n{}",
+                    self.addr,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One GET with a tiny blocking HTTP/1.1 client (no runtime needed): status and body.
+    fn get_blocking(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let status = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        Ok((status, body.to_string()))
+    }
+
+    /// `issuer` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What the server printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Stops it (SIGKILL to its PID) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Authz {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- authorization server log ({}) -----\n{}----- end of its log -----",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
