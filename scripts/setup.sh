@@ -11,6 +11,7 @@
 #   - rotel (PyPI), a real OTLP receiver for the OTLP output test, in .tools/venv
 #   - the official MCP conformance suite's runner (npm @modelcontextprotocol/conformance), with
 #     the Node.js 22 it needs (npm `node`), in .tools/conformance: .tools/bin/mcp-conformance
+#   - Debian's Chromium and playwright-core (npm) in .tools/browser, for the page tests
 #   - the dev authorization server's packages (oidc-provider, pinned by authz/package-lock.json),
 #     `npm ci` into authz/node_modules, run with that Node 22 (authz/README.md)
 set -euo pipefail
@@ -25,6 +26,7 @@ YAML_JS_VERSION=2.9.1
 EVERYTHING_VERSION=2026.8.31
 CONFORMANCE_VERSION=0.2.0-alpha.12
 NODE22_VERSION=22.23.3
+PLAYWRIGHT_CORE_VERSION=1.64.1
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="${MCPTRAIL_TOOLS:-$root/.tools}"
@@ -76,6 +78,21 @@ if [ ! -x "$tools/node/node_modules/.bin/mcp-inspector" ]; then
     "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >/dev/null)
 fi
 ln -sf "$tools/node/node_modules/.bin/mcp-inspector" "$tools/bin/mcp-inspector"
+
+# --- A real browser for the page tests (the approvals page): Debian's Chromium, driven by
+# playwright-core from npm (no browser download: it runs /usr/bin/chromium) ---
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Chromium from Debian"
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -f "$tools/browser/node_modules/playwright-core/package.json" ] \
+  || ! grep -q "\"version\": \"$PLAYWRIGHT_CORE_VERSION\"" "$tools/browser/node_modules/playwright-core/package.json"; then
+  say "installing playwright-core@$PLAYWRIGHT_CORE_VERSION"
+  mkdir -p "$tools/browser"
+  (cd "$tools/browser" && npm install --silent --no-audit --no-fund --ignore-scripts \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null)
+fi
+chromium --version >/dev/null 2>&1 || { echo "setup: chromium does not run" >&2; exit 1; }
 
 # --- Deployment validators (make validate-deploy) ---
 # Own stamp and pip call, so the Envoy/MCP venv above is not re-resolved when these move.
