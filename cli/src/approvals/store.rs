@@ -372,12 +372,14 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?
             }
-            None => sqlx::query(&format!(
+            None => {
+                sqlx::query(&format!(
                 "SELECT {REQUEST_COLUMNS} FROM requests ORDER BY created_at DESC, id DESC LIMIT $1"
             ))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?,
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
         };
         rows.iter().map(request_of).collect()
     }
