@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcptrail_cli::{collector, issuer, operations, query, records, replay, verify};
+use mcptrail_cli::{approvals, collector, issuer, operations, query, records, replay, verify};
 
 #[derive(Parser)]
 #[command(name = "mcptrail", version, about = "mcptrail audit tools")]
@@ -108,6 +108,17 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run the approval service for the policy action `review` (docs/approvals.md).
+    Approvals {
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        /// An SQLite file (created when missing), or a postgres:// URL shared by replicas.
+        #[arg(long, env = "MCPTRAIL_APPROVALS_DB", hide_env_values = true)]
+        db: String,
+        /// The service's JSON configuration.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Serve a development JWKS (and OpenID configuration) for tokens minted by `token`.
     Issuer {
         #[arg(long, default_value = "127.0.0.1:9400")]
@@ -185,6 +196,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     },
                 )
                 .await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Approvals { listen, db, config } => {
+            let text = std::fs::read_to_string(&config)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+            let config = approvals::Config::parse(&text)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                approvals::run(listener, config, &db).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
