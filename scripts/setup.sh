@@ -11,6 +11,7 @@
 #   - rotel (PyPI), a real OTLP receiver for the OTLP output test, in .tools/venv
 #   - the official MCP conformance suite's runner (npm @modelcontextprotocol/conformance), with
 #     the Node.js 22 it needs (npm `node`), in .tools/conformance: .tools/bin/mcp-conformance
+#   - Debian's PostgreSQL server binaries (the approval service's multi-replica test)
 #   - Debian's Chromium and playwright-core (npm) in .tools/browser, for the page tests
 #   - the dev authorization server's packages (oidc-provider, pinned by authz/package-lock.json),
 #     `npm ci` into authz/node_modules, run with that Node 22 (authz/README.md)
@@ -93,6 +94,13 @@ if [ ! -f "$tools/browser/node_modules/playwright-core/package.json" ] \
     "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null)
 fi
 chromium --version >/dev/null 2>&1 || { echo "setup: chromium does not run" >&2; exit 1; }
+
+# --- PostgreSQL from Debian: the approval service's multi-replica store is tested on a
+# throwaway cluster (cli/tests/approvals_postgres.rs); the service never needs it otherwise ---
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  say "installing PostgreSQL from Debian"
+  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+fi
 
 # --- Deployment validators (make validate-deploy) ---
 # Own stamp and pip call, so the Envoy/MCP venv above is not re-resolved when these move.

@@ -84,11 +84,10 @@ impl Demo {
         .to_string()
     }
 
-    #[tool(description = "Delete a customer record (the demo policy holds it for an admin's approval)")]
-    fn delete_customer(
-        &self,
-        Parameters(CustomerArgs { id }): Parameters<CustomerArgs>,
-    ) -> String {
+    #[tool(
+        description = "Delete a customer record (the demo policy holds it for an admin's approval)"
+    )]
+    fn delete_customer(&self, Parameters(CustomerArgs { id }): Parameters<CustomerArgs>) -> String {
         format!("customer {id} deleted")
     }
 

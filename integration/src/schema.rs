@@ -53,7 +53,7 @@ mod tests {
     use super::*;
     use mcptrail::audit::chain::Chain;
     use mcptrail::audit::record::{
-        AuthInfo, DropReason, Dropped, Identity, Kind, Mcp, Outcome, PolicyInfo, Record,
+        Approval, AuthInfo, DropReason, Dropped, Identity, Kind, Mcp, Outcome, PolicyInfo, Record,
         SessionSummary, Source, Status,
     };
     use serde_json::json;
@@ -257,6 +257,62 @@ mod tests {
         }
         resumed.reason = Some("reply delivered on a resumed stream (Last-Event-ID)".into());
         out.push(resumed);
+
+        // A call under a review rule: held, let through approved, denied; and the decision
+        // the approval service records on its own stream.
+        let held_call = |kind: Kind, status: Status| {
+            let mut r = request(kind, "tools/call", status);
+            if let Some(m) = r.mcp.as_mut() {
+                m.tool = Some("delete_user".into());
+                m.arguments = Some(json!({"id": 3, "password": "[REDACTED]"}));
+            }
+            r
+        };
+        let mut held = held_call(Kind::ApprovalRequested, Status::Denied);
+        held.reason = Some("held for approval `apr_1`".into());
+        held.approval = Some(Approval {
+            id: "apr_1".into(),
+            url: Some("https://approvals.example.com/requests/apr_1".into()),
+            ..Approval::default()
+        });
+        out.push(held);
+        let mut approved = held_call(Kind::Command, Status::Ok);
+        approved.approval = Some(Approval {
+            id: "apr_1".into(),
+            approved_by: Some("bob".into()),
+            mode: Some("once".into()),
+            ..Approval::default()
+        });
+        out.push(approved);
+        let mut refused = held_call(Kind::PolicyDenied, Status::Denied);
+        refused.reason = Some("needs approval: approval `apr_2` was denied by `bob`".into());
+        refused.policy = Some(PolicyInfo { rule: Some(0) });
+        refused.approval = Some(Approval {
+            id: "apr_2".into(),
+            ..Approval::default()
+        });
+        out.push(refused);
+        let mut decided = Record::new(Kind::ApprovalDecided, TS.into(), ID.into());
+        decided.identity = Some(identity());
+        decided.mcp = Some(Mcp {
+            method: Some("tools/call".into()),
+            tool: Some("delete_user".into()),
+            arguments: Some(json!({"id": 3})),
+            ..Default::default()
+        });
+        decided.approval = Some(Approval {
+            id: "apr_1".into(),
+            approved_by: Some("bob".into()),
+            mode: Some("window".into()),
+            decision: Some("approved".into()),
+            window_s: Some(600),
+            note: Some("for the migration".into()),
+            requester: Some(identity()),
+            arguments_sha256: Some("0".repeat(64)),
+            requested_at: Some(TS.into()),
+            ..Approval::default()
+        });
+        out.push(decided);
         out
     }
 
@@ -295,7 +351,7 @@ mod tests {
             records.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(
             kinds.len(),
-            8,
+            10,
             "one record of each kind at least: {kinds:?}"
         );
         for key in [Some(b"secret-key-for-demo-only".as_slice()), None] {
@@ -328,6 +384,7 @@ mod tests {
                 (&v["outcome"], "/$defs/outcome/properties"),
                 (&v["identity"], "/$defs/identity/properties"),
                 (&v["chain"], "/$defs/chain/properties"),
+                (&v["approval"], "/$defs/approval/properties"),
             ] {
                 for k in object.as_object().map(|o| o.keys()).into_iter().flatten() {
                     assert!(declared(at).contains(k), "{k} is not declared at {at}");

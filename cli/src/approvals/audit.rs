@@ -11,9 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcptrail::audit::chain::{hex, Chain};
-use mcptrail::audit::record::Identity;
-use serde_json::{json, Value};
+use mcptrail::audit::chain::Chain;
+use mcptrail::audit::record::{Approval, Checkpoint, Identity, Kind, Mcp, Record};
+use mcptrail::ids::IdGen;
+use mcptrail::time::rfc3339_ms;
+use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 
 use super::store::{Decided, Request, Store};
@@ -34,11 +36,14 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn record_id() -> String {
+fn random_u64() -> u64 {
     use rand_core::RngCore as _;
-    let mut b = [0u8; 16];
-    rand_core::OsRng.fill_bytes(&mut b);
-    hex(&b)
+    rand_core::OsRng.next_u64()
+}
+
+/// A record id in the filter's form (UUID version 4 layout).
+fn record_id() -> String {
+    IdGen::new(random_u64()).uuid()
 }
 
 impl Auditor {
@@ -48,7 +53,8 @@ impl Auditor {
             .as_deref()
             .map(crate::verify::decode_key)
             .transpose()?;
-        let stream = format!("approvals-{}", record_id());
+        // `approvals-` and 16 hex digits: told apart from the filter's VM streams at a glance.
+        let stream = format!("approvals-{:016x}", random_u64());
         store.stream_register(&stream, now_s()).await?;
         Ok(Auditor {
             chain: Mutex::new((Chain::new(stream.clone(), key), false)),
@@ -69,7 +75,7 @@ impl Auditor {
 
     /// Applies a decision and stores its sealed record, atomically; false (and nothing
     /// sealed) when the request was no longer decidable.
-    pub async fn decide(&self, d: &Decided<'_>, record: Value) -> anyhow::Result<bool> {
+    pub async fn decide(&self, d: &Decided<'_>, record: Record) -> anyhow::Result<bool> {
         // Held across the transaction: records are sealed in the order they are stored.
         let mut guard = self.chain.lock().await;
         let (chain, closed) = &mut *guard;
@@ -82,7 +88,7 @@ impl Auditor {
             return Ok(false);
         }
         let before = chain.clone();
-        let line = chain.seal(record.to_string());
+        let line = chain.seal(serde_json::to_string(&record)?);
         let stored = async {
             Store::outbox_put(&mut tx, chain.stream(), chain.seq(), &line).await?;
             tx.commit().await?;
@@ -106,15 +112,16 @@ impl Auditor {
             return Ok(());
         }
         let (seq, head) = (chain.seq(), chain.head().to_string());
-        let record = json!({
-            "v": 1,
-            "kind": "audit.closed",
-            "ts": mcptrail::time::rfc3339_ms(now_ms()),
-            "id": record_id(),
-            "checkpoint": {"seq": seq, "head": head, "emitted": seq, "dropped": 0},
+        let mut record = Record::new(Kind::AuditClosed, rfc3339_ms(now_ms()), record_id());
+        record.checkpoint = Some(Checkpoint {
+            seq,
+            head,
+            emitted: seq,
+            dropped: 0,
+            sig: None,
         });
         let before = chain.clone();
-        let line = chain.seal(record.to_string());
+        let line = chain.seal(serde_json::to_string(&record)?);
         let stored = async {
             let mut tx = self.store.begin().await?;
             Store::outbox_put(&mut tx, chain.stream(), chain.seq(), &line).await?;
@@ -137,8 +144,9 @@ pub fn identity_json(i: &Identity) -> Value {
     serde_json::to_value(i).unwrap_or(Value::Null)
 }
 
-/// The `approval.decided` record of a decision on `req`. `identity` is who decided (records
-/// name the actor there); the requester is in `approval.requester`.
+/// The `approval.decided` record of a decision on `req`: the filter's record schema, with
+/// the approver as `identity` (records name the actor there) and the requester in
+/// `approval.requester`.
 pub fn decided_record(
     req: &Request,
     approver: &Identity,
@@ -146,36 +154,36 @@ pub fn decided_record(
     mode: Option<&str>,
     window_s: Option<i64>,
     note: Option<&str>,
-) -> Value {
-    json!({
-        "v": 1,
-        "kind": "approval.decided",
-        "ts": mcptrail::time::rfc3339_ms(now_ms()),
-        "id": record_id(),
-        "session": req.session,
-        "request_id": req.request_id,
-        "identity": identity_json(approver),
-        "mcp": {
-            "method": req.method,
-            "tool": req.grant.tool,
-            "arguments": req.arguments,
-        },
-        "approval": {
-            "id": req.grant.id,
-            "decision": decision,
-            "mode": mode,
-            "window_s": window_s,
-            "note": note,
-            "note_chars": note.map(|n| n.chars().count()),
-            "approved_by": (decision == "approved").then_some(approver.sub.as_deref()).flatten(),
-            "decided_by": approver.sub,
-            "requester": req.subject,
-            "arguments_sha256": req.grant.arguments_sha256,
-            "requested_at": mcptrail::time::rfc3339_ms(
-                u64::try_from(req.grant.created_at).unwrap_or(0).saturating_mul(1000)
-            ),
-        },
-    })
+) -> Record {
+    let mut r = Record::new(Kind::ApprovalDecided, rfc3339_ms(now_ms()), record_id());
+    r.session.clone_from(&req.session);
+    r.request_id.clone_from(&req.request_id);
+    r.identity = Some(approver.clone());
+    r.mcp = Some(Mcp {
+        method: Some(req.method.clone()),
+        tool: Some(req.grant.tool.clone()),
+        arguments: Some(req.arguments.clone()),
+        ..Mcp::default()
+    });
+    r.approval = Some(Approval {
+        id: req.grant.id.clone(),
+        approved_by: (decision == "approved")
+            .then(|| approver.sub.clone())
+            .flatten(),
+        mode: mode.map(str::to_string),
+        decision: Some(decision.to_string()),
+        window_s: window_s.and_then(|w| u64::try_from(w).ok()),
+        note: note.map(str::to_string),
+        requester: serde_json::from_value(req.subject.clone()).ok(),
+        arguments_sha256: Some(req.grant.arguments_sha256.clone()),
+        requested_at: Some(rfc3339_ms(
+            u64::try_from(req.grant.created_at)
+                .unwrap_or(0)
+                .saturating_mul(1000),
+        )),
+        ..Approval::default()
+    });
+    r
 }
 
 /// Ships the outbox to the collector until the task is aborted: each batch in stream and seq

@@ -24,6 +24,9 @@ pub enum Kind {
     PolicyDenied,
     #[serde(rename = "approval.requested")]
     ApprovalRequested,
+    /// Written by the approval service (`mcptrail approvals`), not the filter.
+    #[serde(rename = "approval.decided")]
+    ApprovalDecided,
     #[serde(rename = "decode.error")]
     DecodeError,
     #[serde(rename = "audit.dropped")]
@@ -44,6 +47,7 @@ impl Kind {
             Kind::AuthDenied => "auth.denied",
             Kind::PolicyDenied => "policy.denied",
             Kind::ApprovalRequested => "approval.requested",
+            Kind::ApprovalDecided => "approval.decided",
             Kind::DecodeError => "decode.error",
             Kind::AuditDropped => "audit.dropped",
             Kind::AuditCheckpoint => "audit.checkpoint",
@@ -254,8 +258,9 @@ pub struct Record {
     pub approval: Option<Approval>,
 }
 
-/// What the approval service said of a call (`filter::approval`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the approval service said of a call (`filter::approval`), or decided
+/// (`approval.decided`, written by the service).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     /// The approval request's id at the service.
     pub id: String,
@@ -268,6 +273,24 @@ pub struct Approval {
     /// Where approvers decide (`approval.requested`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// `approval.decided`: `approved` or `denied` (the approver is the record's `identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// `approval.decided` of a `window` approval: how long it covers the caller and tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<u64>,
+    /// `approval.decided`: the approver's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// `approval.decided`: who made the call that was decided on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Identity>,
+    /// `approval.decided`: the digest of the unmasked arguments the approval is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments_sha256: Option<String>,
+    /// `approval.decided`: when the call was first held (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<String>,
 }
 
 /// A stream's state as of its record `seq`, signed so that a reader without the MAC key can

@@ -159,7 +159,7 @@ pub(super) fn answered(
                 id,
                 approved_by,
                 mode,
-                url: None,
+                ..Approval::default()
             });
             slot.phase = Phase::Upstream;
             if let Err(e) = host.resume_request() {
@@ -176,9 +176,8 @@ pub(super) fn answered(
                 let pending = pending(&slot, check.index, &id, &url);
                 slot.approval = Some(Approval {
                     id,
-                    approved_by: None,
-                    mode: None,
                     url: Some(url),
+                    ..Approval::default()
                 });
                 deny(host, &mut slot, pending);
             }
@@ -200,9 +199,7 @@ pub(super) fn answered(
             };
             slot.approval = Some(Approval {
                 id,
-                approved_by: None,
-                mode: None,
-                url: None,
+                ..Approval::default()
             });
             let denied = refused(&slot, check.index, check.rule, &why);
             deny(host, &mut slot, denied);
