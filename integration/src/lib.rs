@@ -1,6 +1,7 @@
 //! End-to-end harness: real Envoy with the built module, the demo MCP server (rmcp),
 //! the `mcptrail collect` sink, all on loopback with kernel-chosen ports.
 
+pub mod approvals;
 pub mod authz;
 pub mod demo;
 pub mod envoy;

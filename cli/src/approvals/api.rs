@@ -282,7 +282,10 @@ async fn run_check(app: &Shared, b: &CheckBody, iss: &str, sub: &str) -> Result<
                 note,
             } => {
                 let reason = grants::denial_reason(denied_by.as_deref(), note.as_deref());
-                return Ok(check_answer(app, "denied", &id, None, None, Some(reason)));
+                let mut answer = check_answer(app, "denied", &id, None, None, Some(reason));
+                // Who denied, for the filter's record (`approved_by` stays null).
+                answer["decided_by"] = json!(denied_by);
+                return Ok(answer);
             }
             CheckPlan::Create => {
                 app.store

@@ -190,10 +190,10 @@ pub(super) fn answered(
         Ok(Answer {
             decision: Decision::Denied,
             id,
-            approved_by,
+            decided_by,
             ..
         }) => {
-            let why = match approved_by.as_deref() {
+            let why = match decided_by.as_deref() {
                 Some(by) => format!("approval `{id}` was denied by `{by}`"),
                 None => format!("approval `{id}` was denied"),
             };
@@ -311,6 +311,9 @@ struct Answer {
     approved_by: Option<String>,
     #[serde(default)]
     mode: Option<String>,
+    /// On `denied`: who denied it (an extension; absent from other services).
+    #[serde(default)]
+    decided_by: Option<String>,
 }
 
 fn read_answer(host: &dyn Host, num_headers: usize, body_size: usize) -> Result<Answer, String> {
@@ -341,10 +344,9 @@ fn read_answer(host: &dyn Host, num_headers: usize, body_size: usize) -> Result<
     let fields_ok = !answer.id.is_empty()
         && answer.id.len() <= 128
         && printable(&answer.id)
-        && answer
-            .approved_by
-            .as_deref()
-            .is_none_or(|b| b.len() <= 256 && printable(b))
+        && [&answer.approved_by, &answer.decided_by]
+            .iter()
+            .all(|b| b.as_deref().is_none_or(|b| b.len() <= 256 && printable(b)))
         && answer
             .mode
             .as_deref()

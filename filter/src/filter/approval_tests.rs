@@ -188,7 +188,7 @@ fn every_other_answer_refuses_the_call() {
     let cases: [(Option<&str>, &str, &str); 8] = [
         (
             Some("200"),
-            r#"{"decision":"denied","id":"apr_3","approved_by":"bob"}"#,
+            r#"{"decision":"denied","id":"apr_3","approved_by":null,"decided_by":"bob"}"#,
             "denied by `bob`",
         ),
         (None, "", "did not answer in time"),
