@@ -30,6 +30,8 @@ pub struct AuthzSpec {
     pub approvals_redirect: Option<String>,
     /// `--resources` (`*` or comma-separated URLs; the server's default, any, when `None`).
     pub resources: Option<String>,
+    /// The port (a free one when `None`): the local stack's issuer URL is fixed.
+    pub port: Option<u16>,
 }
 
 /// A running dev authorization server.
@@ -89,7 +91,10 @@ impl Authz {
                 k
             }
         };
-        let port = free_port()?;
+        let port = match spec.port {
+            Some(p) => p,
+            None => free_port()?,
+        };
         let addr = loopback(port);
         let issuer = format!("http://{addr}");
         let log_path = dir.path().join("authz.log");

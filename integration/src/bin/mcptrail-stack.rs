@@ -1,6 +1,8 @@
 //! `make run`: the whole local stack in the foreground. Envoy with the mcptrail filter on a
 //! printed port, the demo MCP server behind it, the collector writing `.run/audit.ndjson`,
-//! and a dev token issuer. Prints how to connect, follows the audit file; Ctrl-C stops all.
+//! the dev authorization server (`authz/`, oidc-provider: sign-in for MCP clients and the
+//! approvals page), and the approval service with a demo `review` rule. Prints how to
+//! connect, follows the audit file; Ctrl-C stops all.
 
 use std::io::{BufRead as _, Seek as _};
 use std::path::{Path, PathBuf};
@@ -10,7 +12,9 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use mcptrail_integration::demo::Mode;
 use mcptrail_integration::envoy::{self, loopback, Envoy, EnvoySpec};
-use mcptrail_integration::{DemoServer, DevIssuer};
+use mcptrail_integration::approvals::Approvals;
+use mcptrail_integration::authz::{Authz, AuthzSpec, APPROVALS_CLIENT_ID};
+use mcptrail_integration::DemoServer;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -82,12 +86,26 @@ async fn main() -> anyhow::Result<()> {
         base64::engine::general_purpose::STANDARD.encode(public.as_bytes()),
     )?;
 
-    // Dev token issuer (its key is kept in .run/ so `mcptrail token` can mint for it).
-    let issuer = DevIssuer::start(loopback(issuer_port), Some(dir.join("issuer-key.pem")))
-        .await
-        .with_context(|| {
-            format!("cannot start the issuer on port {issuer_port} (set MCPTRAIL_ISSUER_PORT)")
-        })?;
+    let approvals_port = port("MCPTRAIL_APPROVALS_PORT", 8787)?;
+    let approvals_url = format!("http://127.0.0.1:{approvals_port}");
+
+    // The dev authorization server (its key is kept in .run/ so `mcptrail token` can mint
+    // tokens it would have issued: same issuer URL, same key id).
+    let key_path = dir.join("issuer-key.pem");
+    mcptrail_cli::issuer::load_or_create_key(&key_path)?;
+    let authz = tokio::task::block_in_place(|| {
+        Authz::start_with(&AuthzSpec {
+            key: Some(key_path.clone()),
+            approvals_redirect: Some(format!("{approvals_url}/callback")),
+            port: Some(issuer_port),
+            ..AuthzSpec::default()
+        })
+    })
+    .with_context(|| {
+        format!("cannot start the authorization server on port {issuer_port} (set MCPTRAIL_ISSUER_PORT)")
+    })?;
+    let issuer = authz.issuer.clone();
+    let issuer_cluster = mcptrail_integration::envoy::Upstream::one("dev_issuer", authz.addr);
     let audience = format!("http://127.0.0.1:{mcp_port}/mcp");
 
     // Collector.
@@ -102,6 +120,28 @@ async fn main() -> anyhow::Result<()> {
 
     // Demo MCP server (SSE responses, sessions).
     let server = DemoServer::start(Mode::default()).await?;
+
+    // The approval service: admins approve what the `review` rule holds, on its page.
+    let api_key = key_file(&dir, "approvals-api-key")?;
+    let approvals_config = json!({
+        "issuer": issuer,
+        "audiences": [approvals_url],
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "approver_groups": ["admins"],
+        "public_url": approvals_url,
+        "api_keys": [api_key],
+        "audit": { "url": format!("http://{collector_addr}/ingest"), "hmac_key": key_b64 },
+        "oidc": { "client_id": APPROVALS_CLIENT_ID },
+    });
+    let mut approvals = Approvals::start(
+        loopback(approvals_port),
+        approvals_config,
+        &dir.join("approvals.db"),
+    )
+    .await
+    .with_context(|| {
+        format!("cannot start the approval service on port {approvals_port} (set MCPTRAIL_APPROVALS_PORT)")
+    })?;
 
     let plugin_config = json!({
         "audit": {
@@ -119,21 +159,50 @@ async fn main() -> anyhow::Result<()> {
             "session_keys": [session_key],
             "reject_session_identity_mismatch": true,
         },
-        "auth": issuer.auth_config(&audience, "dev_issuer"),
-        // A taste of policy: customer records are for the support group.
+        "auth": {
+            "mode": "required",
+            "providers": [{
+                "name": "dev",
+                "issuer": issuer,
+                "audiences": [audience],
+                "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+                "jwks_cluster": "dev_issuer",
+            }],
+        },
+        // A taste of policy: customer records are for the support group, and deleting one
+        // needs an admin's approval (docs/approvals.md).
         "policy": { "rules": [
             { "tools": ["get_customer"], "groups": ["support"], "action": "allow" },
-            { "tools": ["get_customer"], "action": "deny" }
-        ]}
+            { "tools": ["get_customer"], "action": "deny" },
+            { "tools": ["delete_*"], "action": "review" }
+        ]},
+        "approvals": {
+            "cluster": "approvals",
+            "authority": "approvals",
+            "headers": { "x-api-key": api_key },
+        },
     });
     let mut spec = EnvoySpec::mcp(plugin_config, server.addr, collector_addr);
     spec.listen = loopback(mcp_port);
     spec.admin = loopback(admin_port);
-    spec.clusters.push(issuer.cluster("dev_issuer"));
+    spec.clusters.push(issuer_cluster);
+    spec.clusters.push(approvals.cluster("approvals"));
     std::fs::write(dir.join("envoy.yaml"), envoy::render(&spec))?;
     let mut envoy = tokio::task::block_in_place(|| Envoy::start(&spec, 2))?;
     let url = format!("{}/mcp", envoy.url());
-    let token = issuer.token("alice", &["eng"], &audience);
+    let kp = mcptrail_cli::issuer::load_or_create_key(&key_path)?;
+    let token = mcptrail_cli::issuer::mint(
+        &kp,
+        &mcptrail_cli::issuer::TokenSpec {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            subject: "alice".into(),
+            groups: vec!["eng".into()],
+            email: Some("alice@example.com".into()),
+            client_id: Some("mcptrail-dev".into()),
+            ttl_s: 3600,
+        },
+    )?;
     std::fs::write(dir.join("token"), &token)?;
     println!(
         r#"
@@ -141,7 +210,8 @@ mcptrail local stack is up.
 
   MCP endpoint   {url}
   Envoy admin    http://{admin}/stats?filter=wasm
-  Token issuer   {iss}/.well-known/jwks.json
+  Sign-in        {iss}   (OAuth 2.1 / OIDC: users alice (eng), bob (admins), sam (support); any password)
+  Approvals      {approvals_url}   (admins approve what the review rule holds)
   Audit file     {audit}
   Envoy config   {config}
 
@@ -149,6 +219,11 @@ Requests need a token. One for alice (groups: eng) is in .run/token:
   {token}
 Mint others:  cargo run -q -p mcptrail-cli -- token --sub sam --groups support
 (get_customer is allowed for the support group only)
+
+Try an approval (delete_* needs an admin's approval):
+  .tools/venv/bin/python integration/py/approvals_client.py {url} --token "$(cat .run/token)" --tool delete_customer --args '{{"id":"42"}}'
+  -> error -32042 with a URL: open it, sign in as bob, press "Approve once" (alice cannot approve);
+     run the same command again: it passes, once. Other arguments need their own approval.
 
 Try it:
   .tools/venv/bin/python integration/py/client.py {url} --token "$(cat .run/token)"
@@ -161,7 +236,7 @@ After Ctrl-C (the stack drains first, so every stream ends closed and signed):
 
 Following the audit file (Ctrl-C stops everything):"#,
         admin = envoy.admin,
-        iss = issuer.issuer,
+        iss = issuer,
         audit = audit_file.display(),
         config = dir.join("envoy.yaml").display(),
     );
@@ -188,6 +263,9 @@ Following the audit file (Ctrl-C stops everything):"#,
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     tokio::task::block_in_place(|| envoy.terminate(Duration::from_secs(10)));
+    // The approval service closes its own stream and ships it before the collector goes.
+    approvals.stop().await;
     drop(server);
+    drop(authz);
     Ok(())
 }
