@@ -15,7 +15,7 @@ export MCPTRAIL_TOOLS := $(TOOLS)
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 .PHONY: help setup build build-cli lint fmt unit test-wasm e2e test run size fixtures bench bench-micro bench-exchange bench-v8 bench-auth \
-	bench-sse clean image validate-deploy compose-up compose-down compose-token compose-audit \
+	bench-sse bench-review clean image validate-deploy compose-up compose-down compose-token compose-audit \
 	fuzz fuzz-smoke fuzz-seeds sse-diff policy-diff faults
 
 help: ## List the targets
@@ -101,6 +101,9 @@ bench-v8: ## The same exchange compiled to wasm and run in Node's V8: the filter
 
 bench-auth: setup build ## Token verification cost inside Envoy: auth off vs cached vs cold
 	cargo run -q -p mcptrail-integration --bin auth-bench 300
+
+bench-review: setup build build-cli ## What a review rule costs: a call it does not name, and a check per call (window approval, service on loopback)
+	cargo run -q -p mcptrail-integration --bin review-bench 400
 
 bench-sse: setup build ## Streaming through the filter: time to first SSE event, a 100 MB SSE answer (memory, throughput)
 	cargo run -q --release -p mcptrail-integration --bin sse-bench 100

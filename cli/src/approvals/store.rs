@@ -294,15 +294,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Counts a call a window approval let through.
-    pub async fn count_use(&self, id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE requests SET uses = uses + 1 WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Marks the pending requests of this call created at or before `cutoff` expired, so a
     /// new one may take their place under the one-pending index.
     pub async fn expire_pending(

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
-use mcptrail_integration::demo::Mode;
-use mcptrail_integration::envoy::{self, loopback, Envoy, EnvoySpec};
 use mcptrail_integration::approvals::Approvals;
 use mcptrail_integration::authz::{Authz, AuthzSpec, APPROVALS_CLIENT_ID};
+use mcptrail_integration::demo::Mode;
+use mcptrail_integration::envoy::{self, loopback, Envoy, EnvoySpec};
 use mcptrail_integration::DemoServer;
 use serde_json::json;
 use tokio::net::TcpListener;
