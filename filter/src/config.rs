@@ -650,17 +650,20 @@ impl RawConfig {
             },
             approvals: self.approvals.map(RawApprovals::compile).transpose()?,
         };
-        if config.policy.reviews() && config.approvals.is_none() {
-            let i = config
-                .policy
-                .rules
-                .iter()
-                .position(|r| r.effect == Effect::Review)
-                .unwrap_or_default();
-            return Err(ConfigError::new(
-                &format!("policy.rules[{i}].action"),
-                "`review` needs the `approvals` section (where calls are checked)",
-            ));
+        if let Some(i) = config.policy.first_review() {
+            let key = format!("policy.rules[{i}].action");
+            if config.auth.mode == crate::auth::Mode::Off {
+                return Err(ConfigError::new(
+                    &key,
+                    "`review` needs `auth`: an approval is bound to a verified caller",
+                ));
+            }
+            if config.approvals.is_none() {
+                return Err(ConfigError::new(
+                    &key,
+                    "`review` needs the `approvals` section (where calls are checked)",
+                ));
+            }
         }
         if !config.mcp.decode && config.policy.can_deny() {
             return Err(ConfigError::new(

@@ -344,10 +344,23 @@ fn a_call_judged_after_a_wait_for_keys_is_checked_through_the_root() {
 
 #[test]
 fn review_needs_an_approval_service_and_names_calls() {
-    let without = r#"{"audit":{"cluster":"audit"},"mcp":{"paths":["/mcp"]},
-        "policy":{"rules":[{"tools":["a"],"action":"allow"},{"tools":["delete_*"],"action":"review"}]}}"#;
+    let auth = format!(
+        r#""auth":{{"mode":"required","providers":[{}]}}"#,
+        inline_keys()
+    );
+    let without = format!(
+        r#"{{"audit":{{"cluster":"audit"}},"mcp":{{"paths":["/mcp"]}},{auth},
+        "policy":{{"rules":[{{"tools":["a"],"action":"allow"}},{{"tools":["delete_*"],"action":"review"}}]}}}}"#
+    );
     let err = crate::config::Config::parse(without.as_bytes()).unwrap_err();
     assert_eq!(err.key, "policy.rules[1].action");
+    assert!(err.to_string().contains("approvals"), "{err}");
+    // Without auth there is no caller to bind an approval to.
+    let anonymous = r#"{"audit":{"cluster":"audit"},"approvals":{"cluster":"a"},
+        "policy":{"rules":[{"tools":["delete_*"],"action":"review"}]}}"#;
+    let err = crate::config::Config::parse(anonymous.as_bytes()).unwrap_err();
+    assert_eq!(err.key, "policy.rules[0].action");
+    assert!(err.to_string().contains("auth"), "{err}");
     let default = r#"{"audit":{"cluster":"audit"},"policy":{"default":"review"},
         "approvals":{"cluster":"approvals"}}"#;
     let err = crate::config::Config::parse(default.as_bytes()).unwrap_err();

@@ -95,9 +95,10 @@ impl Policy {
         self.default != Effect::Allow || self.rules.iter().any(|r| r.effect != Effect::Allow)
     }
 
-    /// Whether some rule asks for a person's approval (`approvals` must then be configured).
-    pub fn reviews(&self) -> bool {
-        self.rules.iter().any(|r| r.effect == Effect::Review)
+    /// The first rule that asks for a person's approval (`approvals` and `auth` must then be
+    /// configured).
+    pub fn first_review(&self) -> Option<usize> {
+        self.rules.iter().position(|r| r.effect == Effect::Review)
     }
 
     /// Decides for a JSON-RPC `method` (and `tool` for `tools/call`) and the caller's groups.
