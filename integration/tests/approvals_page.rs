@@ -13,7 +13,20 @@ use mcptrail_integration::process::free_port;
 use mcptrail_integration::{Collector, TEST_HMAC_KEY_B64};
 use serde_json::{json, Value};
 
-/// A call held for `sub`, as the filter asks the service about it.
+/// The service's answer to a check, as the filter sends it.
+async fn check(http: &reqwest::Client, base: &str, body: &Value) -> Value {
+    http.post(format!("{base}/v1/check"))
+        .header("x-api-key", API_KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A call held for `sub`.
 async fn hold(http: &reqwest::Client, base: &str, sub: &str, table: &str) -> String {
     let body = json!({
         "subject": {"sub": sub, "iss": "dev", "groups": ["eng"], "email": format!("{sub}@example.com")},
@@ -24,16 +37,7 @@ async fn hold(http: &reqwest::Client, base: &str, sub: &str, table: &str) -> Str
         "session": null,
         "request_id": null,
     });
-    let r: Value = http
-        .post(format!("{base}/v1/check"))
-        .header("x-api-key", API_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = check(http, base, &body).await;
     assert_eq!(r["decision"], "pending", "{r}");
     r["id"].as_str().unwrap().to_string()
 }
@@ -73,17 +77,10 @@ async fn approvers_sign_in_and_decide_in_a_real_browser() {
         "method": "tools/call", "tool": "delete_records",
         "arguments": {"table": "audit"}, "arguments_sha256": "ab".repeat(32),
     });
-    let own: Value = http
-        .post(format!("{}/v1/check", service.url))
-        .header("x-api-key", API_KEY)
-        .json(&own_body)
-        .send()
-        .await
+    let own = check(&http, &service.url, &own_body).await["id"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let own = own["id"].as_str().unwrap().to_string();
+        .to_string();
 
     let shots = tempfile::tempdir().unwrap();
     let args = json!({
@@ -134,37 +131,23 @@ async fn approvers_sign_in_and_decide_in_a_real_browser() {
         }
     }
 
-    // What the service holds now, and what the trail says.
-    let state = |id: String| {
-        let http = http.clone();
-        let base = service.url.clone();
-        async move {
-            let check = json!({
-                "subject": {"sub": "alice", "iss": "dev"}, "method": "tools/call",
-                "tool": "delete_records", "arguments": {},
-                "arguments_sha256": format!("{:064x}", if id == "orders" { 6 } else { 5 }),
-            });
-            let r: Value = http
-                .post(format!("{base}/v1/check"))
-                .header("x-api-key", API_KEY)
-                .json(&check)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            r
-        }
+    // What the service holds now (the same calls checked again), and what the trail says.
+    let again = |table: &str| {
+        json!({
+            "subject": {"sub": "alice", "iss": "dev"}, "method": "tools/call",
+            "tool": "delete_records", "arguments": {},
+            "arguments_sha256": format!("{:064x}", table.len()),
+        })
     };
-    let orders = state("orders".into()).await;
+    let orders = check(&http, &service.url, &again("orders")).await;
     assert_eq!(
         (orders["decision"].as_str(), orders["approved_by"].as_str()),
         (Some("approved"), Some("bob")),
         "{orders}"
     );
-    let users = state("users".into()).await;
+    let users = check(&http, &service.url, &again("users")).await;
     assert_eq!(users["decision"], "denied", "{users}");
+    assert_eq!(users["decided_by"], "bob", "{users}");
     service.stop().await;
     let decided: Vec<Value> = collector
         .records()

@@ -18,7 +18,7 @@ use mcptrail::time::rfc3339_ms;
 use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 
-use super::store::{Decided, Request, Store};
+use super::store::{Decided, Request, Store, Tx};
 use super::{now_s, AuditConfig};
 
 /// The sealing side of the service's stream.
@@ -87,19 +87,7 @@ impl Auditor {
             tx.rollback().await?;
             return Ok(false);
         }
-        let before = chain.clone();
-        let line = chain.seal(serde_json::to_string(&record)?);
-        let stored = async {
-            Store::outbox_put(&mut tx, chain.stream(), chain.seq(), &line).await?;
-            tx.commit().await?;
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = stored {
-            // Nothing was stored: the chain goes back to where it was, without a gap.
-            *chain = before;
-            return Err(e);
-        }
+        seal_and_commit(chain, tx, &record).await?;
         self.wake();
         Ok(true)
     }
@@ -120,23 +108,30 @@ impl Auditor {
             dropped: 0,
             sig: None,
         });
-        let before = chain.clone();
-        let line = chain.seal(serde_json::to_string(&record)?);
-        let stored = async {
-            let mut tx = self.store.begin().await?;
-            Store::outbox_put(&mut tx, chain.stream(), chain.seq(), &line).await?;
-            tx.commit().await?;
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = stored {
-            *chain = before;
-            return Err(e);
-        }
+        let tx = self.store.begin().await?;
+        seal_and_commit(chain, tx, &record).await?;
         *closed = true;
         self.wake();
         Ok(())
     }
+}
+
+/// Seals `record` into `chain` and commits its line to the outbox with `tx` (and whatever
+/// else `tx` holds). On any failure nothing is stored and the chain goes back to where it
+/// was, so the stream has no gap.
+async fn seal_and_commit(chain: &mut Chain, mut tx: Tx, record: &Record) -> anyhow::Result<()> {
+    let before = chain.clone();
+    let stored = async {
+        let line = chain.seal(serde_json::to_string(record)?);
+        Store::outbox_put(&mut tx, chain.stream(), chain.seq(), &line).await?;
+        tx.commit().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if stored.is_err() {
+        *chain = before;
+    }
+    stored
 }
 
 /// An identity as records show it.
