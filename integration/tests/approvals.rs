@@ -1,5 +1,6 @@
 //! Calls under a `review` rule, end to end: the official Python SDK client calls the official
-//! Python SDK server through two Envoy replicas (2 workers each) running the filter, which asks
+//! Python SDK server through two Envoy replicas (2 workers each; one without
+//! `allow_on_headers_stop_iteration`, as Istio runs it) running the filter, which asks
 //! the approval service (in this process, SQLite); approvers decide over its JSON API with
 //! tokens of the issuer. The server logs every tool it ran, so "never reached the server" is
 //! shown, not assumed.
@@ -116,8 +117,10 @@ async fn review_calls_through_envoy_with_the_python_sdk() {
     spec.clusters.push(idp.cluster("idp"));
     spec.clusters.push(service.cluster("approvals"));
     // Two replicas, two workers each: an approval is single-use whichever replica and worker
-    // the retry lands on.
+    // the retry lands on. The second runs without `allow_on_headers_stop_iteration`, as
+    // Istio's WasmPlugin and Envoy Gateway must: the check is sent from the body callbacks.
     let a = tokio::task::block_in_place(|| Envoy::start(&spec, 2)).unwrap();
+    spec.stop_iteration = false;
     let b = tokio::task::block_in_place(|| Envoy::start(&spec, 2)).unwrap();
     let (url_a, url_b) = (format!("{}/mcp", a.url()), format!("{}/mcp", b.url()));
 
