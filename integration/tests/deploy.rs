@@ -6,7 +6,8 @@
 //! - the Istio manifests match the Istio CRD schemas, and the plugin configurations they carry
 //!   are accepted by the filter;
 //! - `docker-compose.yml` matches the compose specification's JSON Schema and is wired to the
-//!   Envoy and collector configurations it mounts;
+//!   Envoy, collector and approval service configurations it mounts (the approval service of
+//!   `deploy/compose/approvals.json` also runs behind the compose Envoy configuration);
 //! - `make image` writes a well-formed Wasm OCI image layout.
 
 use std::path::{Path, PathBuf};
