@@ -114,17 +114,18 @@ image: build ## Wasm OCI image (layout + archive in target/oci/) for Istio's Was
 validate-deploy: setup build ## Check envoy/, Istio manifests, docker-compose.yml and the OCI image (also in make test)
 	cargo test -p mcptrail-integration --test deploy
 
-compose-up: build ## Start the docker-compose stack (Envoy + filter, MCP server, Keycloak, OTel Collector)
-	$(COMPOSE) up -d
+compose-up: build ## Start the docker-compose stack (Envoy + filter, MCP server, Keycloak, OTel Collector, approvals page http://localhost:8787)
+	$(COMPOSE) up -d --build
 	@echo "MCP endpoint: http://localhost:10000/mcp   token: make -s compose-token   audit: make compose-audit"
+	@echo "Approvals:    http://localhost:8787 (sign in as bob/bob; gzip-file-as-resource and delete_* wait for an admin)"
 
-compose-down: ## Stop the docker-compose stack (keeps the audit volume; add -v by hand to drop it)
+compose-down: ## Stop the docker-compose stack (keeps the audit and approvals volumes; add -v by hand to drop them)
 	$(COMPOSE) down
 
 compose-token: ## Print a token from the compose stack's Keycloak (alice; TOKEN_USER=bob: admins)
 	@bash scripts/compose-token.sh $(TOKEN_USER)
 
-compose-audit: ## Copy the compose stack's audit file out (.run/) and verify its chains
+compose-audit: ## Copy the compose stack's audit files (filter, approvals) out (.run/) and verify their chains
 	@COMPOSE="$(COMPOSE)" bash scripts/compose-audit.sh
 
 clean: ## Remove build outputs and the local run state (keeps .tools/)

@@ -674,3 +674,96 @@ async fn config_names_unknown_keys_and_login_redirects_with_pkce() {
     assert!(!page.contains("src=\"http"));
     svc.stop().await;
 }
+
+/// `oidc.discovery_url`: the service reads the OpenID configuration there (as a container
+/// reaches Keycloak by its service name) although the issuer's own URL answers nothing; the
+/// browser is still sent to the document's authorization endpoint (the public one).
+#[tokio::test]
+async fn login_reads_discovery_from_the_configured_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let kp = issuer::load_or_create_key(&dir.path().join("idp.pem")).unwrap();
+    let (l, a) = listen().await;
+    // Port 9 (discard): nothing answers there, so a fetch from the issuer's URL would fail.
+    let iss = "http://127.0.0.1:9/realms/demo";
+    let internal = format!("http://{a}/realms/demo");
+    let discovery = json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/protocol/openid-connect/auth"),
+        "token_endpoint": format!("{internal}/protocol/openid-connect/token"),
+    });
+    let fetched = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&fetched);
+    let idp = axum::Router::new().route(
+        "/realms/demo/.well-known/openid-configuration",
+        axum::routing::get(move |uri: axum::http::Uri| async move {
+            seen.lock().unwrap().push(uri.to_string());
+            axum::Json(discovery)
+        }),
+    );
+    tokio::spawn(async move { axum::serve(l, idp).await.unwrap() });
+    let discovery_url = format!("{internal}/.well-known/openid-configuration");
+    let cfg = Config::parse(
+        &json!({
+            "issuer": iss,
+            "audiences": [AUD],
+            "jwks": issuer::jwks(&kp),
+            "approver_groups": ["approvers"],
+            "public_url": "http://approvals.test",
+            "api_keys": [API_KEY],
+            "oidc": {"client_id": "approvals-page", "discovery_url": discovery_url},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let svc = start(&cfg, db_path(dir.path()).to_str().unwrap()).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("{}/login", svc.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        loc.starts_with(&format!("{iss}/protocol/openid-connect/auth?")),
+        "{loc}"
+    );
+    assert_eq!(
+        fetched.lock().unwrap().as_slice(),
+        ["/realms/demo/.well-known/openid-configuration"]
+    );
+    svc.stop().await;
+
+    // Without it, discovery is read from the issuer's URL: here nothing answers there.
+    let mut no_url = cfg.clone();
+    no_url.oidc.as_mut().unwrap().discovery_url = None;
+    let dir2 = tempfile::tempdir().unwrap();
+    let svc = start(&no_url, db_path(dir2.path()).to_str().unwrap()).await;
+    let r = http
+        .get(format!("{}/login", svc.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains(&format!("{iss}/.well-known/openid-configuration")),
+        "{body}"
+    );
+    svc.stop().await;
+
+    // Only an http(s) URL is taken.
+    let err = Config::parse(
+        &json!({
+            "issuer": iss, "audiences": [AUD], "jwks": {"keys": []}, "approver_groups": ["g"],
+            "public_url": "http://h", "api_keys": [API_KEY],
+            "oidc": {"client_id": "c", "discovery_url": "keycloak:8080/x"},
+        })
+        .to_string(),
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("oidc.discovery_url"), "{err:#}");
+}

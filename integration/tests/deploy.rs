@@ -6,7 +6,8 @@
 //! - the Istio manifests match the Istio CRD schemas, and the plugin configurations they carry
 //!   are accepted by the filter;
 //! - `docker-compose.yml` matches the compose specification's JSON Schema and is wired to the
-//!   Envoy and collector configurations it mounts;
+//!   Envoy, collector and approval service configurations it mounts (the approval service of
+//!   `deploy/compose/approvals.json` also runs behind the compose Envoy configuration);
 //! - `make image` writes a well-formed Wasm OCI image layout.
 
 use std::path::{Path, PathBuf};
@@ -638,6 +639,194 @@ fn compose_stack_is_wired_together() {
         services["mcp-server"]["environment"]["PORT"],
         port.to_string()
     );
+
+    // Approvals: the filter asks the `approvals` service with one of its API keys.
+    let named_volumes = compose["volumes"].as_object().unwrap();
+    let approvals = &plugin["approvals"];
+    let (host, port) = &upstreams[approvals["cluster"].as_str().unwrap()];
+    assert_eq!(host, "approvals");
+    assert_eq!(approvals["authority"], format!("{host}:{port}"));
+    let svc = &services["approvals"];
+    let cmd = command(svc);
+    assert_eq!(cmd[0], "approvals");
+    assert_eq!(arg(&cmd, "--listen"), format!("0.0.0.0:{port}"));
+    assert!(svc["ports"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(format!("127.0.0.1:{port}:{port}"))));
+    let config_path = arg(&cmd, "--config");
+    assert!(mounts(svc).contains(&("./deploy/compose/approvals.json".into(), config_path)));
+    // Its database is on a named volume: decisions survive a restart.
+    let db = arg(&cmd, "--db");
+    assert!(
+        mounts(svc)
+            .iter()
+            .any(|(vol, dir)| named_volumes.contains_key(vol) && db.starts_with(&format!("{dir}/"))),
+        "{db} must be on a named volume"
+    );
+    let acfg = mcptrail_cli::approvals::Config::parse(&read("deploy/compose/approvals.json"))
+        .expect("deploy/compose/approvals.json");
+    assert!(acfg
+        .api_keys
+        .iter()
+        .any(|k| approvals["headers"]["x-api-key"] == k.as_str()));
+    assert_eq!(acfg.public_url, format!("http://localhost:{port}"));
+    assert!(acfg.audiences.contains(&acfg.public_url));
+    // Approvers are Keycloak users named as the filter names callers (nobody decides their own
+    // request: same issuer and subject).
+    assert_eq!(provider["issuer"], acfg.issuer.as_str());
+    assert_eq!(provider["claims"]["subject"], acfg.subject_claim.as_str());
+    assert_eq!(provider["claims"]["groups"], acfg.groups_claim.as_str());
+    assert!(realm["groups"].as_array().unwrap().iter().any(|g| acfg
+        .approver_groups
+        .contains(&g["name"].as_str().unwrap().to_string())));
+    // The service reaches Keycloak by its service name; the browser by KC_HOSTNAME.
+    let (kc_host, kc_port) = &upstreams["keycloak"];
+    let internal = format!(
+        "http://{kc_host}:{kc_port}/realms/{}",
+        realm["realm"].as_str().unwrap()
+    );
+    assert!(acfg
+        .jwks_uri
+        .as_deref()
+        .unwrap()
+        .starts_with(&format!("{internal}/")));
+    let oidc = acfg.oidc.as_ref().expect("sign-in configured");
+    assert_eq!(
+        oidc.discovery_url(&acfg.issuer),
+        format!("{internal}/.well-known/openid-configuration")
+    );
+    // Its Keycloak client: public, code flow with PKCE S256, redirected to the page's callback;
+    // access tokens carry the page as audience and the claims the service reads.
+    let page_client = realm["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["clientId"] == oidc.client_id.as_str())
+        .expect("the approvals client in realm.json");
+    assert_eq!(page_client["publicClient"], true);
+    assert_eq!(page_client["standardFlowEnabled"], true);
+    assert_eq!(
+        page_client["attributes"]["pkce.code.challenge.method"],
+        "S256"
+    );
+    assert!(page_client["redirectUris"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(format!("{}/callback", acfg.public_url))));
+    let mapper = |kind: &str, claim: &str| {
+        page_client["protocolMappers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["protocolMapper"] == kind && m["config"]["claim.name"] == claim)
+            .map(|m| m["config"]["access.token.claim"] == "true")
+    };
+    assert_eq!(
+        mapper("oidc-group-membership-mapper", &acfg.groups_claim),
+        Some(true)
+    );
+    assert_eq!(
+        mapper("oidc-usermodel-property-mapper", &acfg.subject_claim),
+        Some(true)
+    );
+    let page_audience = page_client["protocolMappers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["protocolMapper"] == "oidc-audience-mapper")
+        .expect("an audience mapper")["config"]["included.custom.audience"]
+        .clone();
+    assert!(acfg.audiences.iter().any(|a| page_audience == a.as_str()));
+
+    // Its decisions: NDJSON to `collector` (mcptrail collect), sealed and checked with the
+    // stack's demo key, written to the audit volume where compose-audit.sh reads them.
+    let a_audit = acfg.audit.as_ref().expect("approvals audit");
+    let svc = &services["collector"];
+    let cmd = command(svc);
+    assert_eq!(cmd[0], "collect");
+    let listen_port = arg(&cmd, "--listen")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        a_audit.url,
+        format!("http://collector:{listen_port}/ingest")
+    );
+    assert_eq!(a_audit.hmac_key.as_deref(), audit["hmac_key"].as_str());
+    assert_eq!(arg(&cmd, "--hmac-key"), a_audit.hmac_key.clone().unwrap());
+    let out = arg(&cmd, "--out");
+    assert!(
+        svc["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|v| v.starts_with("audit:") && out.starts_with(&v["audit:".len()..])),
+        "the collector writes {out}, which must be on the audit volume"
+    );
+    assert!(script.contains(&out), "compose-audit.sh must read {out}");
+    assert!(script.contains("collector:"));
+
+    // Both services run the CLI image, built with the toolchain the workspace pins, on one
+    // Debian release in both stages.
+    for name in ["approvals", "collector"] {
+        let build = &services[name]["build"];
+        assert_eq!(build["context"], ".", "{name}");
+        assert_eq!(
+            build["dockerfile"], "deploy/compose/mcptrail.Dockerfile",
+            "{name}"
+        );
+    }
+    let dockerfile = read("deploy/compose/mcptrail.Dockerfile");
+    let channel = read("rust-toolchain.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .expect("channel in rust-toolchain.toml")
+        .trim_matches('"')
+        .to_string();
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(froms.len(), 2, "{froms:?}");
+    let debian = froms[0]
+        .strip_prefix(&format!("rust:{channel}-"))
+        .unwrap_or_else(|| panic!("build stage {} is not rust:{channel}-<debian>", froms[0]));
+    assert_eq!(froms[1], format!("debian:{debian}-slim"));
+    assert!(dockerfile.contains("cargo build --release --locked -p mcptrail-cli"));
+    // Its own ignore file: the root .dockerignore admits only the module (root Dockerfile).
+    let ignore = read("deploy/compose/mcptrail.Dockerfile.dockerignore");
+    for member in ["filter", "cli", "integration"] {
+        assert!(
+            ignore.lines().any(|l| l == format!("!{member}/")),
+            "{member}"
+        );
+    }
+    for out in ["**/target", "**/node_modules"] {
+        assert!(ignore.lines().any(|l| l == out), "{out}");
+    }
+}
+
+/// A service's `command` (a list of strings).
+fn command(service: &Value) -> Vec<String> {
+    service["command"]
+        .as_array()
+        .expect("command as a list")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The value after `flag` in a command.
+fn arg(cmd: &[String], flag: &str) -> String {
+    let i = cmd
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} in {cmd:?}"));
+    cmd[i + 1].clone()
 }
 
 // ---------------------------------------------------------------- OCI image
@@ -810,6 +999,8 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
     let audit_file = dir.path().join("audit.ndjson");
     let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let inner_url = format!("http://{}", collector.local_addr().unwrap());
+    // Where the approval service ships (NDJSON, straight to the collector).
+    let collector_url = inner_url.clone();
     let app = mcptrail_cli::collector::router(&mcptrail_cli::collector::Options {
         out: audit_file.clone(),
         hmac_key: Some(hmac_key.clone()),
@@ -896,6 +1087,42 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
         idp.key.sign(claims).unwrap()
     };
 
+    // The compose approval service, from deploy/compose/approvals.json as it is but for the
+    // compose hostnames: Keycloak's JWKS from the stand-in above, decisions to the collector.
+    let approvals_cfg = mcptrail_cli::approvals::Config::parse(
+        &read("deploy/compose/approvals.json")
+            .replace(
+                "http://keycloak:8080",
+                &format!("http://127.0.0.1:{kc_port}"),
+            )
+            .replace("http://collector:9411", &collector_url),
+    )
+    .unwrap();
+    let approvals = mcptrail_cli::approvals::Service::start(
+        approvals_cfg.clone(),
+        dir.path().join("approvals.db").to_str().unwrap(),
+    )
+    .await
+    .unwrap();
+    let approvals_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let approvals_port = approvals_listener.local_addr().unwrap().port();
+    let approvals_url = format!("http://127.0.0.1:{approvals_port}");
+    let approvals_app = approvals.router();
+    tokio::spawn(async move { axum::serve(approvals_listener, approvals_app).await });
+    // Tokens shaped like Keycloak's for the realm's clients: `sub` is Keycloak's user id,
+    // the name is in preferred_username.
+    let kc_token = |user: &str, groups: &[&str], client: &str, audience: &str| {
+        use jwt_simple::prelude::*;
+        let claims = Claims::with_custom_claims(
+            json!({"preferred_username": user, "groups": groups, "azp": client}),
+            Duration::from_secs(600),
+        )
+        .with_issuer(provider["issuer"].as_str().unwrap())
+        .with_audience(audience)
+        .with_subject(format!("{user}-keycloak-user-id"));
+        idp.key.sign(claims).unwrap()
+    };
+
     let local = text
         .replace(
             "{ address: mcp-server, port_value: 3001 }",
@@ -911,6 +1138,10 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
         .replace(
             "{ address: keycloak, port_value: 8080 }",
             &format!("{{ address: 127.0.0.1, port_value: {kc_port} }}"),
+        )
+        .replace(
+            "{ address: approvals, port_value: 8787 }",
+            &format!("{{ address: 127.0.0.1, port_value: {approvals_port} }}"),
         )
         .replace(
             "{ address: 0.0.0.0, port_value: 10000 }",
@@ -981,6 +1212,86 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
     .await;
     assert!(body.contains("-32003"), "get-env must be refused: {body}");
 
+    // The review rule: gzip-file-as-resource waits for an admin on the approvals page.
+    let gzip = |id: u32| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "gzip-file-as-resource", "arguments": {
+                   "name": "hello.gz", "data": "data:text/plain;base64,aGVsbG8gY29tcG9zZQ==",
+                   "outputType": "resource"}}})
+    };
+    let (status, _, body) = mcp_post(&client, &url, &token, sid, gzip(4)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("-32042"), "pending approval expected: {body}");
+    let page = format!("{}/requests/", approvals_cfg.public_url);
+    let id: String = body[body.find(&page).expect("the request's URL on the page") + page.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    assert!(id.starts_with("apr_"), "{id}");
+    let decide = |token: String, id: String| {
+        let client = client.clone();
+        let url = format!("{approvals_url}/api/requests/{id}/approve");
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"mode": "once"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let page_aud = approvals_cfg.audiences[0].clone();
+    // alice (eng) is no approver.
+    let r = decide(
+        kc_token("alice", &["eng"], "mcptrail-approvals", &page_aud),
+        id.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    // bob (admins) cannot approve his own request: the service names approvers as the filter
+    // names callers, although Keycloak's `sub` is a user id.
+    let bob_mcp = kc_token(
+        "bob",
+        &["admins"],
+        "mcp-cli",
+        provider["audiences"][0].as_str().unwrap(),
+    );
+    let (status, bob_sid, _) = mcp_post(
+        &client,
+        &url,
+        &bob_mcp,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "deploy-test", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, _, body) = mcp_post(&client, &url, &bob_mcp, bob_sid.as_deref(), gzip(5)).await;
+    let bob_id: String = body[body.find(&page).expect("bob's request URL") + page.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    let bob_page = kc_token("bob", &["admins"], "mcptrail-approvals", &page_aud);
+    let r = decide(bob_page.clone(), bob_id).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("own_request"));
+    // bob approves alice's call once: it goes through.
+    let r = decide(bob_page, id.clone()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let (status, _, body) = mcp_post(&client, &url, &token, sid, gzip(6)).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("application/gzip"),
+        "approved call must reach the server: {body}"
+    );
+    // The decision record is shipped to the collector (checked with the same key below).
+    approvals
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+
     // The records arrive (OTLP/HTTP, as the compose collector would get them) and verify.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let records = loop {
@@ -995,7 +1306,17 @@ async fn compose_envoy_config_records_a_tools_call_to_the_compose_mcp_server() {
         let denied = recs
             .iter()
             .any(|r| r["kind"] == "policy.denied" && r["mcp"]["tool"] == "get-env");
-        if echo && denied {
+        let approved = recs.iter().any(|r| {
+            r["kind"] == "command"
+                && r["mcp"]["tool"] == "gzip-file-as-resource"
+                && r["approval"]["approved_by"] == "bob"
+        });
+        let decided = recs.iter().any(|r| {
+            r["kind"] == "approval.decided"
+                && r["approval"]["id"] == id.as_str()
+                && r["identity"]["sub"] == "bob"
+        });
+        if echo && denied && approved && decided {
             break recs;
         }
         assert!(

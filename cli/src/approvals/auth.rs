@@ -81,6 +81,7 @@ impl Keys {
             issuer: config.issuer.clone(),
             audiences: config.audiences.clone(),
             claims: ClaimNames {
+                subject: config.subject_claim.clone(),
                 groups: config.groups_claim.clone(),
                 ..ClaimNames::default()
             },

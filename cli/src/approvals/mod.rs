@@ -35,6 +35,10 @@ pub struct Config {
     pub jwks_uri: Option<String>,
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// Claim naming the approver; must match the filter's `claims.subject`, since nobody
+    /// decides a request whose caller has the same `iss` and subject.
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
     pub approver_groups: Vec<String>,
     pub public_url: String,
     pub api_keys: Vec<String>,
@@ -71,10 +75,31 @@ pub struct OidcConfig {
     /// RFC 8707 resource indicator asked for; defaults to `public_url`.
     #[serde(default)]
     pub resource: Option<String>,
+    /// Where the OpenID configuration is fetched; defaults to
+    /// `{issuer}/.well-known/openid-configuration`. For a service that cannot reach the
+    /// issuer's public URL (a container whose issuer is `http://localhost:8080/...` for the
+    /// browser); the browser is still sent to the document's `authorization_endpoint`.
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+}
+
+impl OidcConfig {
+    /// The OpenID configuration's URL for `issuer`.
+    pub fn discovery_url(&self, issuer: &str) -> String {
+        self.discovery_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            )
+        })
+    }
 }
 
 fn default_groups_claim() -> String {
     "groups".into()
+}
+fn default_subject_claim() -> String {
+    "sub".into()
 }
 fn default_grant_ttl_s() -> i64 {
     900
@@ -116,6 +141,11 @@ impl Config {
         }
         if c.window_s_max < 1 {
             bail!("`window_s_max` must be at least 1");
+        }
+        if let Some(u) = c.oidc.as_ref().and_then(|o| o.discovery_url.as_deref()) {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                bail!("`oidc.discovery_url` must be an http(s) URL");
+            }
         }
         if let Some(a) = &c.audit {
             if let Some(k) = &a.hmac_key {

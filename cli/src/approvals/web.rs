@@ -171,10 +171,7 @@ async fn client(app: &Shared) -> Result<OidcClient, Response> {
             "sign-in is not configured (`oidc`); use the API with a bearer token",
         ));
     };
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        app.config.issuer.trim_end_matches('/')
-    );
+    let url = oidc.discovery_url(&app.config.issuer);
     let d: Discovery = async {
         app.http
             .get(&url)
