@@ -258,6 +258,54 @@ async fn approvals_end_to_end() {
         p1["url"],
         format!("http://approvals.test:8787/requests/{id1}")
     );
+    // A call that names no tool (a review rule on `methods`) is keyed by its method; with
+    // neither, the check is refused (the filter then refuses the call).
+    let read = json!({"subject": {"sub": "alice", "iss": ISS}, "method": "resources/read",
+        "tool": null, "arguments": {"uri": "file:///etc/app.conf"}, "arguments_sha256": SHA_A});
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/check",
+            None,
+            Some(("application/json", read.to_string())),
+        )
+        .await;
+    assert_eq!(
+        (s, v["decision"].as_str()),
+        (401, None),
+        "no API key in this helper"
+    );
+    let r = c
+        .http
+        .post(format!("{}/v1/check", c.base))
+        .header("x-api-key", API_KEY)
+        .json(&read)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["decision"], "pending", "{v}");
+    let (_, shown) = c
+        .call(
+            "GET",
+            &format!("/api/requests/{}", v["id"].as_str().unwrap()),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(shown["tool"], "resources/read", "{shown}");
+    let mut nameless = read.clone();
+    nameless["method"] = Value::Null;
+    let r = c
+        .http
+        .post(format!("{}/v1/check", c.base))
+        .header("x-api-key", API_KEY)
+        .json(&nameless)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
     let again = c.check_as("alice", "rm", SHA_A).await;
     assert_eq!(
         (again["decision"].as_str(), again["id"].as_str()),

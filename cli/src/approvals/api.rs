@@ -143,7 +143,10 @@ struct CheckBody {
     subject: Value,
     #[serde(default)]
     method: Option<String>,
-    tool: String,
+    /// Null for a call that names no tool (a `review` rule on `methods`): the method is
+    /// then what approvals are keyed by.
+    #[serde(default)]
+    tool: Option<String>,
     #[serde(default)]
     arguments: Value,
     arguments_sha256: String,
@@ -195,11 +198,17 @@ async fn check(
             "subject.sub is required: anonymous calls cannot be approved",
         ));
     };
-    if sub.is_empty() || b.tool.is_empty() || b.tool.len() > 256 {
+    let target = [b.tool.as_deref(), b.method.as_deref()]
+        .into_iter()
+        .flatten()
+        .find(|t| !t.is_empty())
+        .unwrap_or_default()
+        .to_string();
+    if sub.is_empty() || target.is_empty() || target.len() > 256 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "subject.sub and tool (at most 256 bytes) must not be empty",
+            "subject.sub and tool (or, for a call naming no tool, method; at most 256 bytes) must not be empty",
         ));
     }
     if !is_sha256_hex(&b.arguments_sha256) {
@@ -209,7 +218,7 @@ async fn check(
             "arguments_sha256 must be 64 lowercase hex characters",
         ));
     }
-    let answer = run_check(&app, &b, &iss, &sub).await?;
+    let answer = run_check(&app, &b, &target, &iss, &sub).await?;
     Ok(Json(answer).into_response())
 }
 
@@ -233,7 +242,13 @@ fn check_answer(
 
 /// Applies the pure plan through the store; a lost race (another check spent the grant,
 /// another replica created the request) is planned again from a fresh read.
-async fn run_check(app: &Shared, b: &CheckBody, iss: &str, sub: &str) -> Result<Value, ApiError> {
+async fn run_check(
+    app: &Shared,
+    b: &CheckBody,
+    tool: &str,
+    iss: &str,
+    sub: &str,
+) -> Result<Value, ApiError> {
     let limits = app.config.limits();
     let caller = Caller { iss, sub };
     for _ in 0..8 {
@@ -241,8 +256,8 @@ async fn run_check(app: &Shared, b: &CheckBody, iss: &str, sub: &str) -> Result<
         let since = now
             .saturating_sub(limits.grant_ttl_s)
             .saturating_sub(limits.window_s_max);
-        let stored = app.store.grants_for(iss, sub, &b.tool, since).await?;
-        match grants::plan_check(&stored, &caller, &b.tool, &b.arguments_sha256, now, limits) {
+        let stored = app.store.grants_for(iss, sub, tool, since).await?;
+        match grants::plan_check(&stored, &caller, tool, &b.arguments_sha256, now, limits) {
             CheckPlan::Window { id, approved_by } => {
                 // Read-only: no write (and no fsync) per call. Each use is in the trail, as a
                 // filter `command` record naming this approval.
@@ -293,7 +308,7 @@ async fn run_check(app: &Shared, b: &CheckBody, iss: &str, sub: &str) -> Result<
                     .expire_pending(
                         iss,
                         sub,
-                        &b.tool,
+                        tool,
                         &b.arguments_sha256,
                         now - limits.grant_ttl_s,
                     )
@@ -305,7 +320,7 @@ async fn run_check(app: &Shared, b: &CheckBody, iss: &str, sub: &str) -> Result<
                         id: &id,
                         iss,
                         sub,
-                        tool: &b.tool,
+                        tool,
                         method: b.method.as_deref().unwrap_or("tools/call"),
                         arguments_sha256: &b.arguments_sha256,
                         subject: &b.subject,
@@ -318,7 +333,7 @@ async fn run_check(app: &Shared, b: &CheckBody, iss: &str, sub: &str) -> Result<
                 if created {
                     let url = web::request_url(&app.config.public_url, &id);
                     if let Some(n) = &app.config.notify_url {
-                        notify::new_request(&app.http, n, sub, &b.tool, &url);
+                        notify::new_request(&app.http, n, sub, tool, &url);
                     }
                     return Ok(check_answer(
                         app,

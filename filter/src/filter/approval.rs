@@ -226,15 +226,27 @@ fn message(slot: &Slot, index: usize) -> Option<&Message> {
 }
 
 /// What the service is asked: who calls what, with the arguments masked, and the digest of
-/// the unmasked ones.
+/// the unmasked ones. A call that names no tool (a `review` rule on `methods`) is bound by
+/// its whole `params` but `_meta` instead: its name, URI or prompt is the call, and `{}`
+/// would let one approval cover every such call.
 fn check_body(shared: &Shared, slot: &Slot, m: &Message) -> Value {
-    let (arguments, digest) = match m.arguments_at() {
-        Some((at, v)) => {
+    let masking = &shared.config.masking;
+    let (arguments, digest) = match (m.tool(), m.arguments_at(), m.params.as_ref()) {
+        (Some(_), Some((at, v)), _) => {
             let mut masked = v.clone();
-            shared.config.masking.mask_value_at(&mut masked, at);
+            masking.mask_value_at(&mut masked, at);
             (masked, arguments_sha256(Some(v)))
         }
-        None => (Value::Null, arguments_sha256(None)),
+        (Some(_), None, _) => (Value::Null, arguments_sha256(None)),
+        (None, _, Some(Value::Object(params))) => {
+            let mut bound = params.clone();
+            bound.remove("_meta");
+            let bound = Value::Object(bound);
+            let mut masked = bound.clone();
+            masking.mask_value_at(&mut masked, "/params");
+            (masked, arguments_sha256(Some(&bound)))
+        }
+        (None, _, _) => (Value::Null, arguments_sha256(None)),
     };
     json!({
         "subject": slot.identity,

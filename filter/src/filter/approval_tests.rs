@@ -377,3 +377,37 @@ fn review_needs_an_approval_service_and_names_calls() {
         ("a", "/v1/check", 2000)
     );
 }
+
+/// A `review` rule on methods: the call names no tool, so its whole `params` (but `_meta`)
+/// bind the approval: reading another URI is another approval.
+#[test]
+fn calls_naming_no_tool_are_bound_by_their_params() {
+    let config = config(&inline_keys()).replace(
+        r#"{"tools":["delete_*"],"action":"review"}"#,
+        r#"{"methods":["resources/read"],"action":"review"}"#,
+    );
+    let (host, r) = setup(&config);
+    let read = |uri: &str, meta: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{{"uri":"{uri}"{meta}}}}}"#
+        )
+    };
+    let mut asked = Vec::new();
+    for body in [
+        read("file:///a", ""),
+        read("file:///b", ""),
+        read("file:///a", r#","_meta":{"progressToken":1}"#),
+    ] {
+        let (mut s, a) = send(&host, &r, 5, &body);
+        assert_eq!(a, Action::Pause);
+        let check = host.calls.borrow().last().cloned().unwrap();
+        let v: Value = serde_json::from_slice(&check.body).unwrap();
+        assert_eq!(v["method"], "resources/read");
+        assert_eq!(v["tool"], Value::Null);
+        assert!(v["arguments"].get("_meta").is_none(), "{v}");
+        asked.push(v["arguments_sha256"].as_str().unwrap().to_string());
+        s.on_log(&host);
+    }
+    assert_ne!(asked[0], asked[1], "another URI, another approval");
+    assert_eq!(asked[0], asked[2], "_meta does not change what runs");
+}
