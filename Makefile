@@ -46,7 +46,7 @@ unit: ## Unit tests, native (filter logic and CLI)
 test-wasm: setup ## The filter's logic tests compiled to wasm, run under Node (wasm-bindgen-test)
 	cargo test -p mcptrail-filter --lib --target wasm32-unknown-unknown
 
-e2e: setup build ## End-to-end tests: real Envoy, clients, collector; deployment files (tests/deploy.rs); the dev authorization server (tests/authz.rs)
+e2e: setup build ## End-to-end tests: real Envoy, clients, collector; deployment files (tests/deploy.rs); the dev authorization server (tests/authz.rs); stock SDK clients signing in through it (tests/oauth_clients.rs)
 	cargo test -p mcptrail-integration
 
 test: setup lint unit test-wasm e2e sse-diff policy-diff fuzz-smoke ## Everything CI runs (sets up what it needs first)

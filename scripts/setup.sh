@@ -15,6 +15,8 @@
 #   - Debian's Chromium and playwright-core (npm) in .tools/browser, for the page tests
 #   - the dev authorization server's packages (oidc-provider, pinned by authz/package-lock.json),
 #     `npm ci` into authz/node_modules, run with that Node 22 (authz/README.md)
+#   - the official TypeScript MCP SDK (npm @modelcontextprotocol/sdk, pinned) in .tools/tsclient,
+#     for the stock-client sign-in test (integration/js/oauth_client.mjs)
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
@@ -28,6 +30,7 @@ EVERYTHING_VERSION=2026.8.31
 CONFORMANCE_VERSION=0.2.0-alpha.12
 NODE22_VERSION=22.23.3
 PLAYWRIGHT_CORE_VERSION=1.64.1
+TS_SDK_VERSION=1.32.2
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="${MCPTRAIL_TOOLS:-$root/.tools}"
@@ -155,6 +158,17 @@ printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$conf/node22/node_modules/.bin/node" 
 chmod +x "$tools/bin/mcp-conformance"
 "$tools/bin/mcp-conformance" --version >/dev/null || { echo "setup: the conformance runner does not run" >&2; exit 1; }
 
+# --- The official TypeScript MCP SDK, for the stock-client sign-in test (tests/oauth_clients.rs):
+# its own folder, so the Inspector's copy in .tools/node is not what the test proves ---
+tsclient="$tools/tsclient"
+if [ ! -f "$tsclient/node_modules/@modelcontextprotocol/sdk/package.json" ] \
+  || ! grep -q "\"version\": \"$TS_SDK_VERSION\"" "$tsclient/node_modules/@modelcontextprotocol/sdk/package.json"; then
+  say "installing @modelcontextprotocol/sdk@$TS_SDK_VERSION into $tsclient"
+  mkdir -p "$tsclient"
+  (cd "$tsclient" && npm install --silent --no-audit --no-fund --ignore-scripts --save-exact \
+    "@modelcontextprotocol/sdk@$TS_SDK_VERSION" >/dev/null)
+fi
+
 # --- The dev authorization server (authz/: oidc-provider, pinned by authz/package-lock.json) ---
 # Installed with `npm ci` into authz/node_modules (gitignored), run by the Node 22 above.
 authz="$root/authz"
@@ -168,4 +182,4 @@ fi
 authz_version=$("$node22_bin/node" -p 'require(process.argv[1] + "/package.json").version' \
   "$authz/node_modules/oidc-provider") || { echo "setup: oidc-provider is not installed in authz/" >&2; exit 1; }
 
-say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, rotel $ROTEL_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION, conformance $CONFORMANCE_VERSION (node $NODE22_VERSION), oidc-provider $authz_version (authz/)"
+say "ready: envoy $ENVOY_VERSION, wasm-bindgen $wb_version, mcp $MCP_PY_VERSION, inspector $INSPECTOR_VERSION, rotel $ROTEL_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION, istio models $ISTIO_MODELS_VERSION, server-everything $EVERYTHING_VERSION, conformance $CONFORMANCE_VERSION (node $NODE22_VERSION), oidc-provider $authz_version (authz/), TypeScript SDK $TS_SDK_VERSION"

@@ -10,6 +10,7 @@ pub mod process;
 pub mod pyserver;
 pub mod schema;
 pub mod scripted;
+pub mod signin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
