@@ -6,13 +6,15 @@
 //
 //   node server.mjs [--port 9400] [--key ../.run/issuer-key.pem] [--issuer URL]
 //                   [--approvals-redirect URL] [--resources '*' | URL,URL...]
+//                   [--cimd-loopback-ca PEM]
 // Each flag has an environment variable too (AUTHZ_PORT, AUTHZ_KEY, AUTHZ_ISSUER,
-// AUTHZ_APPROVALS_REDIRECT, AUTHZ_RESOURCES); flags win.
+// AUTHZ_APPROVALS_REDIRECT, AUTHZ_RESOURCES, AUTHZ_CIMD_LOOPBACK_CA); flags win.
 
 import {
   createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes,
 } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -31,6 +33,7 @@ const { values: args } = parseArgs({
     issuer: { type: 'string' },
     'approvals-redirect': { type: 'string' },
     resources: { type: 'string' },
+    'cimd-loopback-ca': { type: 'string' },
   },
 });
 const env = process.env;
@@ -51,6 +54,11 @@ const resourcesSetting = (args.resources ?? env.AUTHZ_RESOURCES ?? '*').trim();
 const allowedResources = resourcesSetting === '*'
   ? null
   : new Set(resourcesSetting.split(',').map((r) => r.trim()).filter(Boolean));
+
+// Client ID metadata documents on loopback (tests): the CA (PEM) their https certificates chain
+// to. Unset: only documents on public https hosts (oidc-provider's own fetch and SSRF guard).
+const cimdLoopbackCaPath = args['cimd-loopback-ca'] ?? env.AUTHZ_CIMD_LOOPBACK_CA;
+const cimdLoopbackCa = cimdLoopbackCaPath ? readFileSync(resolve(cimdLoopbackCaPath)) : null;
 
 // Lifetimes, in seconds.
 const ACCESS_TOKEN_TTL = 10 * 60;
@@ -125,6 +133,46 @@ function loopbackRedirect(uri) {
   }
 }
 
+// --- Client ID metadata documents (URL client ids) -----------------------------------------
+
+// oidc-provider (draft-02) takes only `https://` client ids and fetches them through a
+// dispatcher that refuses special-use addresses (127.0.0.0/8, ::1, private ranges: SSRF
+// guard). A document on this machine is therefore fetched only when --cimd-loopback-ca says
+// which CA its certificate chains to, and then with node:https against that CA alone.
+const LOOPBACK_HTTPS_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+function loopbackHttps(url) {
+  const u = URL.parse(String(url));
+  return u !== null && u.protocol === 'https:' && LOOPBACK_HTTPS_HOSTS.has(u.hostname);
+}
+
+// The `fetch` oidc-provider calls (documents, jwks_uri, ...): its own for anything but a
+// loopback https URL with a configured CA.
+function fetchForProvider(url, options) {
+  if (!cimdLoopbackCa || !loopbackHttps(url)) return globalThis.fetch(url, options);
+  const { method = 'GET', headers, signal } = options;
+  return new Promise((resolveFetch, reject) => {
+    const req = httpsRequest(url, {
+      method,
+      headers: Object.fromEntries(new Headers(headers)),
+      ca: cimdLoopbackCa,
+      signal,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) {
+          for (const one of [v].flat()) h.append(k, one);
+        }
+        resolveFetch(new Response(Buffer.concat(chunks), { status: res.statusCode, headers: h }));
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 // --- Interactions: login, then consent --------------------------------------------------
 
 // Consent is asked once per client in a browser session (a grant saved for the client in the
@@ -184,6 +232,30 @@ const configuration = {
   features: {
     devInteractions: { enabled: false },
     registration: { enabled: true }, // open (no initial access token)
+    // MCP 2025-11-25: an https URL as client_id, its metadata document fetched (and cached)
+    // by this server. Experimental in oidc-provider 9 (draft-02), hence the ack.
+    clientIdMetadataDocument: {
+      enabled: true,
+      ack: 'draft-02',
+      // Documents on this machine only with --cimd-loopback-ca (see fetchForProvider).
+      allowFetch: async (_ctx, id) => {
+        if (loopbackHttps(id) && !cimdLoopbackCa) {
+          log(`client id metadata document refused: ${id} is on loopback (no --cimd-loopback-ca)`);
+          return false;
+        }
+        return true;
+      },
+      // The registration rule holds for documents too: loopback redirect URIs only.
+      allowClient: async (_ctx, client) => {
+        const bad = client.redirectUris.filter((uri) => !loopbackRedirect(uri));
+        if (bad.length) {
+          log(`client id metadata document ${client.clientId} refused: non-loopback redirect_uris ${bad.join(' ')}`);
+          return false;
+        }
+        return true;
+      },
+      cacheDuration: { min: 30, max: 60 * 60 },
+    },
     revocation: { enabled: true },
     introspection: { enabled: true },
     userinfo: { enabled: true },
@@ -239,6 +311,7 @@ const configuration = {
     Session: 8 * 60 * 60,
     Grant: 8 * 60 * 60,
   },
+  fetch: fetchForProvider,
   clientBasedCORS: () => true, // browser-based MCP clients on any origin (dev stack)
   renderError: async (ctx, out) => {
     ctx.type = 'html';
@@ -254,39 +327,82 @@ const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({
   '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
 })[c]);
 
+const STYLE = `
+*{box-sizing:border-box}
+body{margin:0;min-height:100vh;background:#eef1f5;color:#1d2330;
+  font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:25rem;margin:9vh auto 2rem;padding:0 1rem}
+.brand{display:flex;align-items:center;gap:.5rem;margin:0 0 1rem .25rem;color:#4a5568;
+  font-size:.92rem;letter-spacing:.01em}
+.brand b{color:#1d2330}
+.dot{width:.7rem;height:.7rem;border-radius:50%;background:#3867d6}
+.card{background:#fff;border-radius:12px;padding:1.8rem 1.8rem 1.4rem;
+  box-shadow:0 1px 2px rgba(16,24,40,.06),0 8px 24px rgba(16,24,40,.08)}
+h1{margin:0 0 .3rem;font-size:1.45rem}
+.sub{margin:0 0 1.2rem;color:#4a5568}
+label{display:block;margin:.9rem 0 .3rem;font-weight:600;font-size:.9rem}
+input{width:100%;padding:.6rem .7rem;border:1px solid #c7ced9;border-radius:8px;font:inherit}
+input:focus{outline:2px solid #3867d6;outline-offset:1px;border-color:#3867d6}
+.actions{display:flex;align-items:center;justify-content:space-between;margin-top:1.4rem}
+button{padding:.6rem 1.4rem;border:0;border-radius:8px;background:#3867d6;color:#fff;
+  font:inherit;font-weight:600;cursor:pointer}
+button:hover{background:#2d56b8}
+a{color:#3867d6}
+.secondary{color:#4a5568}
+.err{margin:0 0 .8rem;padding:.55rem .75rem;border-radius:8px;background:#fdecec;color:#a61b1b}
+.note{margin:1.2rem 0 0;padding-top:1rem;border-top:1px solid #e6e9ef;color:#5a6473;font-size:.88rem}
+.chip{display:inline-block;padding:.05rem .5rem;margin:0 .15rem;border-radius:999px;
+  background:#eef1f5;font-family:ui-monospace,monospace;font-size:.85rem;color:#1d2330}
+ul.grants{margin:.2rem 0 0;padding:0;list-style:none}
+ul.grants li{padding:.55rem 0 .55rem 1.6rem;border-bottom:1px solid #eef1f5;position:relative}
+ul.grants li::before{content:"\\2713";position:absolute;left:.2rem;color:#2f9e44;font-weight:700}
+code{font-family:ui-monospace,monospace;font-size:.88rem;background:#f4f6f9;padding:.05rem .3rem;
+  border-radius:4px;word-break:break-all}
+`;
+
 function page(title, body) {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>${esc(title)} · mcptrail dev sign-in</title>
-<style>body{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem}
-label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}
-button{margin-top:1rem;padding:.5rem 1.2rem}.err{color:#b00}.note{color:#666;font-size:.9em}</style>
-</head><body><h1>${esc(title)}</h1>
+<style>${STYLE}</style>
+</head><body><main>
+<div class="brand"><span class="dot"></span><span><b>mcptrail</b> · development sign-in</span></div>
+<div class="card"><h1>${esc(title)}</h1>
 ${body}
-</body></html>`;
+</div></main></body></html>`;
 }
 
-function loginPage(uid, clientName, error) {
-  return page('Sign in', `<p>to <b>${esc(clientName)}</b></p>
+// A client known by its metadata document URL is shown with that URL's host too.
+function clientLabel(clientId, clientName) {
+  const url = URL.parse(String(clientId ?? ''));
+  const host = url?.protocol === 'https:' ? ` <span class="secondary">(${esc(url.host)})</span>` : '';
+  return `<b>${esc(clientName)}</b>${host}`;
+}
+
+function loginPage(uid, clientId, clientName, error) {
+  const users = Object.entries(USERS)
+    .map(([login, { groups }]) => `<span class="chip">${esc(login)}</span>(${esc(groups.join(', '))})`)
+    .join(' ');
+  return page('Sign in', `<p class="sub">to continue to ${clientLabel(clientId, clientName)}</p>
 ${error ? `<p class="err">${esc(error)}</p>` : ''}<form method="post" action="/interaction/${esc(uid)}/login" autocomplete="off">
 <label for="login">Login</label><input id="login" name="login" autofocus required>
 <label for="password">Password</label><input id="password" name="password" type="password">
-<button type="submit">Sign in</button>
+<div class="actions"><a class="secondary" href="/interaction/${esc(uid)}/abort">Cancel</a>
+<button type="submit">Sign in</button></div>
 </form>
-<p class="note">Development users: ${Object.keys(USERS).map(esc).join(', ')}; any password.</p>
-<p><a href="/interaction/${esc(uid)}/abort">Cancel</a></p>`);
+<p class="note">Development users: ${users}. Any password.</p>`);
 }
 
-function consentPage(uid, clientName, account, params) {
-  const scope = params.scope ? `<li>scopes: ${esc(params.scope)}</li>` : '';
+function consentPage(uid, clientId, clientName, account, params) {
+  const scope = params.scope ? `<li>scopes <code>${esc(params.scope)}</code></li>` : '';
   const resource = [params.resource].flat().filter(Boolean)
-    .map((r) => `<li>access to <code>${esc(r)}</code></li>`).join('');
-  return page('Authorize', `<p><b>${esc(clientName)}</b> asks to act as <b>${esc(account)}</b>:</p>
-<ul>${resource}${scope}<li>your identity: login, email, groups</li></ul>
+    .map((r) => `<li>access to<br><code>${esc(r)}</code></li>`).join('');
+  return page('Authorize', `<p class="sub">${clientLabel(clientId, clientName)} asks to act as <b>${esc(account)}</b>:</p>
+<ul class="grants">${resource}${scope}<li>your identity: login, email, groups</li></ul>
 <form method="post" action="/interaction/${esc(uid)}/confirm">
-<button type="submit" name="decision" value="allow">Allow</button>
-</form>
-<p><a href="/interaction/${esc(uid)}/abort">Deny</a></p>`);
+<div class="actions"><a class="secondary" href="/interaction/${esc(uid)}/abort">Deny</a>
+<button type="submit" name="decision" value="allow">Allow</button></div>
+</form>`);
 }
 
 async function formBody(req) {
@@ -329,8 +445,8 @@ provider.use(async (ctx, next) => {
     if (!action && ctx.method === 'GET') {
       ctx.type = 'html';
       ctx.body = prompt.name === 'login'
-        ? loginPage(uid, clientName)
-        : consentPage(uid, clientName, session?.accountId, params);
+        ? loginPage(uid, params.client_id, clientName)
+        : consentPage(uid, params.client_id, clientName, session?.accountId, params);
       return undefined;
     }
     if (action === 'login' && ctx.method === 'POST') {
@@ -341,7 +457,7 @@ provider.use(async (ctx, next) => {
         log(`sign-in refused: unknown login ${JSON.stringify(login)}`);
         ctx.status = 401;
         ctx.type = 'html';
-        ctx.body = loginPage(uid, clientName, `Unknown login "${login}".`);
+        ctx.body = loginPage(uid, params.client_id, clientName, `Unknown login "${login}".`);
         return undefined;
       }
       log(`signed in: ${login} (client ${params.client_id})`);

@@ -32,6 +32,9 @@ pub struct AuthzSpec {
     pub resources: Option<String>,
     /// The port (a free one when `None`): the local stack's issuer URL is fixed.
     pub port: Option<u16>,
+    /// `--cimd-loopback-ca`: the CA (PEM) of https servers on loopback whose client ID
+    /// metadata documents the server may fetch (tests); `None`: documents on loopback refused.
+    pub cimd_loopback_ca: Option<PathBuf>,
 }
 
 /// A running dev authorization server.
@@ -117,6 +120,9 @@ impl Authz {
         }
         if let Some(r) = &spec.resources {
             cmd.arg("--resources").arg(r);
+        }
+        if let Some(ca) = &spec.cimd_loopback_ca {
+            cmd.arg("--cimd-loopback-ca").arg(ca);
         }
         let child = cmd
             .spawn()

@@ -41,10 +41,20 @@ pub async fn json_of(r: reqwest::Response) -> (u16, Value) {
 
 /// Registers a public client (RFC 7591) with `redirect`; the answer.
 pub async fn register(az: &Authz, http: &reqwest::Client, redirect: &str) -> (u16, Value) {
+    register_as(az, http, redirect, "authz test").await
+}
+
+/// [`register`] with a client name.
+pub async fn register_as(
+    az: &Authz,
+    http: &reqwest::Client,
+    redirect: &str,
+    name: &str,
+) -> (u16, Value) {
     let r = http
         .post(az.url("/reg"))
         .json(&json!({
-            "client_name": "authz test",
+            "client_name": name,
             "redirect_uris": [redirect],
             "token_endpoint_auth_method": "none",
             "grant_types": ["authorization_code", "refresh_token"],

@@ -11,7 +11,8 @@ use jwt_simple::prelude::RSAKeyPairLike as _;
 use mcptrail::auth::jwt;
 use mcptrail_integration::authz::{Authz, AuthzSpec, APPROVALS_CLIENT_ID, MCP_RESOURCE};
 use mcptrail_integration::signin::{
-    auth_url, browser, code_for, drive, exchange, json_of, param, pkce, register, token, Outcome,
+    auth_url, browser, code_for, drive, exchange, json_of, param, pkce, register, register_as,
+    token, Outcome,
 };
 use serde_json::{json, Value};
 
@@ -448,4 +449,359 @@ async fn the_key_id_is_mcptrail_issuers_and_its_tokens_verify() {
         ours["keys"][0]["kid"],
         json!(kp.key_id().clone().unwrap_or_default())
     );
+}
+
+/// A self-signed certificate for `127.0.0.1` (P-256, one day), made with the `openssl` CLI:
+/// `(cert.pem, key.pem)` in `dir`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl CLI runs");
+    assert!(out.status.success(), "openssl: {out:?}");
+    (cert, key)
+}
+
+/// An https server on loopback answering GET `path` with `docs[path]` (JSON, cacheable for a
+/// minute) and 404 otherwise; it counts the documents it served.
+struct DocServer {
+    origin: String,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DocServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn doc_server(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    docs: impl FnOnce(&str) -> Vec<(&'static str, Value)>,
+) -> DocServer {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    // ring (what the workspace already builds rustls with); its missing post-quantum key
+    // exchange is no matter for a loopback test server.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("https://{}", listener.local_addr().unwrap());
+    let docs: Arc<std::collections::HashMap<&str, String>> = Arc::new(
+        docs(&origin)
+            .into_iter()
+            .map(|(p, v)| (p, v.to_string()))
+            .collect(),
+    );
+    let served = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn({
+        let served = served.clone();
+        async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, docs, served) = (acceptor.clone(), docs.clone(), served.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&req);
+                    let path = head.split(' ').nth(1).unwrap_or("");
+                    let reply = match docs.get(path) {
+                        Some(body) => {
+                            served.fetch_add(1, Ordering::SeqCst);
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                 cache-control: max-age=60\r\ncontent-length: {}\r\n\
+                                 connection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                        }
+                        None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\
+                                 connection: close\r\n\r\n"
+                            .to_string(),
+                    };
+                    let _ = tls.write_all(reply.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        }
+    });
+    DocServer {
+        origin,
+        served,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_metadata_document_url_is_a_client() {
+    // MCP 2025-11-25: the client's client_id is an https URL; the authorization server
+    // fetches the metadata document there. oidc-provider takes https client ids only and
+    // refuses special-use addresses, so the document is served over https on loopback with a
+    // self-signed certificate the server is told to trust (--cimd-loopback-ca).
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let redirect = "http://127.0.0.1:45125/callback";
+    let docs = doc_server(&cert, &key, |origin| {
+        let doc = |path: &str, redirect: &str| {
+            json!({
+                "client_id": format!("{origin}{path}"),
+                "client_name": "Metadata document client",
+                "client_uri": "https://client.example/",
+                "redirect_uris": [redirect],
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+            })
+        };
+        vec![
+            ("/client.json", doc("/client.json", redirect)),
+            (
+                "/elsewhere.json",
+                doc("/elsewhere.json", "https://client.example/callback"),
+            ),
+            // A document naming another client id than its URL.
+            ("/mismatch.json", doc("/client.json", redirect)),
+        ]
+    })
+    .await;
+    let client_id = format!("{}/client.json", docs.origin);
+
+    let az = start(&AuthzSpec {
+        cimd_loopback_ca: Some(cert.clone()),
+        ..Default::default()
+    });
+    let http = browser();
+    let (_, meta) = json_of(
+        http.get(az.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        meta["client_id_metadata_document_supported"], true,
+        "{meta}"
+    );
+
+    // No registration: the URL is the client id.
+    let (verifier, challenge) = pkce();
+    let code = code_for(
+        &az,
+        &http,
+        &client_id,
+        redirect,
+        &challenge,
+        MCP_RESOURCE,
+        "alice",
+    )
+    .await;
+    let (status, tokens) = exchange(
+        &az,
+        &http,
+        &client_id,
+        redirect,
+        &code,
+        &verifier,
+        MCP_RESOURCE,
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}\n{}", az.log());
+    let claims = verified(&az, tokens["access_token"].as_str().unwrap(), MCP_RESOURCE).await;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["groups"], json!(["eng"]));
+    assert_eq!(claims["client_id"], client_id.as_str());
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    assert!(
+        docs.served.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the document was fetched"
+    );
+
+    // Refused, with no redirect to the client (the client is not known): a document with a
+    // non-loopback redirect URI (the dev registration rule), one naming another client id,
+    // a plain-http client id, and a redirect URI the document does not list.
+    let refused = [
+        (
+            format!("{}/elsewhere.json", docs.origin),
+            "https://client.example/callback",
+            "invalid_client",
+        ),
+        (
+            format!("{}/mismatch.json", docs.origin),
+            redirect,
+            "invalid_client",
+        ),
+        (
+            client_id.replace("https://", "http://"),
+            redirect,
+            "invalid_client",
+        ),
+        (
+            client_id.clone(),
+            "http://127.0.0.1:45126/other",
+            "invalid_redirect_uri",
+        ),
+    ];
+    for (id, to, error) in refused {
+        let (_, challenge) = pkce();
+        let url = auth_url(&az, &id, to, &challenge, "S256", MCP_RESOURCE);
+        match drive(&http, &url, to, "alice").await {
+            Outcome::Page(400, html) => assert!(html.contains(error), "{id}: {html}"),
+            other => panic!("{id} with {to} got {other:?}\n{}", az.log()),
+        }
+    }
+    // Its key again (making an RSA key takes a while in a debug build).
+    let key_path = dir.path().join("issuer-key.pem");
+    std::fs::copy(&az.key_path, &key_path).unwrap();
+    drop(az);
+
+    // Without --cimd-loopback-ca a document on loopback is not fetched at all.
+    let before = docs.served.load(std::sync::atomic::Ordering::SeqCst);
+    let az = start(&AuthzSpec {
+        key: Some(key_path),
+        ..Default::default()
+    });
+    let (_, challenge) = pkce();
+    let url = auth_url(&az, &client_id, redirect, &challenge, "S256", MCP_RESOURCE);
+    match drive(&browser(), &url, redirect, "alice").await {
+        Outcome::Page(400, html) => assert!(html.contains("fetch not allowed"), "{html}"),
+        other => panic!("a loopback document without the CA got {other:?}"),
+    }
+    assert_eq!(
+        docs.served.load(std::sync::atomic::Ordering::SeqCst),
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_for_an_mcp_client_in_a_real_browser() {
+    // Debian's headless Chromium driven by playwright-core (integration/browser/
+    // signin_page.mjs): the authorization URL a registered loopback client makes (PKCE S256,
+    // the MCP resource), the login form, alice signs in, the consent page, Allow, the
+    // loopback redirect with a code; the code is exchanged here for alice's token.
+    let az = start(&AuthzSpec::default());
+    let http = browser();
+    let redirect = "http://127.0.0.1:45127/callback";
+    let (status, client) = register_as(&az, &http, redirect, "Your MCP client").await;
+    assert_eq!(status, 201, "{client}");
+    let client_id = client["client_id"].as_str().unwrap().to_string();
+    let (verifier, challenge) = pkce();
+    let url = auth_url(&az, &client_id, redirect, &challenge, "S256", MCP_RESOURCE);
+
+    let shots = tempfile::tempdir().unwrap();
+    let args = json!({
+        "url": url, "redirect": redirect, "login": "alice",
+        "shots": shots.path(), "tools": mcptrail_integration::envoy::tools_dir(),
+    });
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(mcptrail_integration::authz::node_bin())
+            .arg(
+                mcptrail_integration::envoy::repo_root()
+                    .join("integration/browser/signin_page.mjs"),
+            )
+            .arg(args.to_string())
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{}\n{}\nauthz log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        az.log()
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("the pages showed: {seen}");
+    let on_issuer = |k: &str| {
+        seen[k]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/interaction/", az.issuer))
+    };
+    assert!(on_issuer("login_page"), "{seen}");
+    assert_eq!(seen["login_heading"], "Sign in");
+    assert_eq!(seen["login_has_password"], true);
+    assert!(on_issuer("consent_page"), "{seen}");
+    assert_eq!(seen["consent_heading"], "Authorize");
+    let consent = seen["consent_text"].as_str().unwrap();
+    assert!(
+        consent.contains("Your MCP client"),
+        "the client's name: {consent}"
+    );
+    assert!(consent.contains("alice"), "{consent}");
+    assert!(consent.contains(MCP_RESOURCE), "{consent}");
+
+    let to = reqwest::Url::parse(seen["redirected_to"].as_str().unwrap()).unwrap();
+    assert!(to.as_str().starts_with(redirect), "{to}");
+    assert_eq!(param(&to, "state").as_deref(), Some("st4te"));
+    assert_eq!(param(&to, "iss").as_deref(), Some(az.issuer.as_str()));
+    let code = param(&to, "code").expect("a code");
+    let (status, tokens) = exchange(
+        &az,
+        &http,
+        &client_id,
+        redirect,
+        &code,
+        &verifier,
+        MCP_RESOURCE,
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}\n{}", az.log());
+    let claims = verified(&az, tokens["access_token"].as_str().unwrap(), MCP_RESOURCE).await;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["groups"], json!(["eng"]));
+    assert_eq!(claims["client_id"], client_id.as_str());
+
+    for shot in ["signin-login.png", "signin-consent.png"] {
+        let len = std::fs::metadata(shots.path().join(shot)).unwrap().len();
+        assert!(len > 5_000, "{shot}: {len} bytes");
+        if let Ok(keep) = std::env::var("MCPTRAIL_SCREENSHOTS") {
+            std::fs::copy(
+                shots.path().join(shot),
+                std::path::Path::new(&keep).join(shot),
+            )
+            .unwrap();
+        }
+    }
 }

@@ -810,6 +810,204 @@ fn compose_stack_is_wired_together() {
     }
 }
 
+/// The realm representation fields `deploy/compose/realm.json` may use (Keycloak's
+/// `RealmRepresentation`, admin REST API reference): a misspelt key is ignored by the import,
+/// silently.
+const REALM_KEYS: [&str; 13] = [
+    "realm",
+    "enabled",
+    "sslRequired",
+    "accessTokenLifespan",
+    "groups",
+    "users",
+    "clients",
+    "clientScopes",
+    "defaultDefaultClientScopes",
+    "defaultOptionalClientScopes",
+    "components",
+    "clientProfiles",
+    "clientPolicies",
+];
+const REGISTRATION_POLICY: &str =
+    "org.keycloak.services.clientregistration.policy.ClientRegistrationPolicy";
+
+/// The compose realm lets a stock MCP client register itself and sign in, and its tokens are
+/// ones the compose filter accepts. Static: Keycloak does not run here (no Docker), so this
+/// checks the realm file against what the filter reads, not Keycloak's behaviour.
+#[test]
+fn compose_realm_serves_stock_mcp_clients() {
+    let realm: Value = serde_json::from_str(&read("deploy/compose/realm.json")).expect("JSON");
+    for key in realm.as_object().unwrap().keys() {
+        assert!(
+            REALM_KEYS.contains(&key.as_str()),
+            "unknown realm key {key}"
+        );
+    }
+    let envoy_cfg = yaml(&read("envoy/compose.yaml"));
+    let plugin = plugin_config(
+        "envoy/compose.yaml",
+        &mcptrail_filter("envoy/compose.yaml", &envoy_cfg),
+    );
+    let provider = &plugin["auth"]["providers"][0];
+    let claims = &provider["claims"];
+    let resource = plugin["auth"]["resource_metadata"]["resource"]
+        .as_str()
+        .unwrap();
+    assert!(provider["audiences"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(resource)));
+    assert_eq!(
+        plugin["auth"]["resource_metadata"]["authorization_servers"],
+        json!([provider["issuer"]])
+    );
+
+    // The scopes are all defined here (a realm file with `clientScopes` gets none of
+    // Keycloak's built-in ones), every default one exists, and `mcp` is a default one.
+    let scopes = realm["clientScopes"].as_array().unwrap();
+    let scope = |name: &str| {
+        scopes
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("client scope {name}"))
+    };
+    let defaults = realm["defaultDefaultClientScopes"].as_array().unwrap();
+    for name in defaults {
+        let s = scope(name.as_str().unwrap());
+        assert_eq!(s["protocol"], "openid-connect", "{name}");
+    }
+    // `sub` and the standard claims stay (the `basic` scope carries `sub` since Keycloak 25).
+    for name in ["basic", "profile", "email", "mcp"] {
+        assert!(defaults.contains(&json!(name)), "{name} is a default scope");
+    }
+    assert!(scope("basic")["protocolMappers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["protocolMapper"] == "oidc-sub-mapper"));
+    // offline_access is made by Keycloak at import when the file does not define it.
+    assert!(scopes.iter().all(|s| s["name"] != "offline_access"));
+
+    // The `mcp` scope: the resource as audience, and each claim the filter reads.
+    let mappers = scope("mcp")["protocolMappers"].as_array().unwrap();
+    let claim_of = |mapper: &str, claim: &str| {
+        mappers
+            .iter()
+            .find(|m| m["protocolMapper"] == mapper && m["config"]["claim.name"] == claim)
+            .unwrap_or_else(|| panic!("a {mapper} for {claim} in the mcp scope"))
+    };
+    let audience = mappers
+        .iter()
+        .find(|m| m["protocolMapper"] == "oidc-audience-mapper")
+        .expect("an audience mapper in the mcp scope");
+    assert_eq!(audience["config"]["included.custom.audience"], resource);
+    assert_eq!(audience["config"]["access.token.claim"], "true");
+    let groups = claim_of(
+        "oidc-group-membership-mapper",
+        claims["groups"].as_str().unwrap(),
+    );
+    assert_eq!(
+        groups["config"]["full.path"], "false",
+        "group names, not paths"
+    );
+    assert_eq!(groups["config"]["access.token.claim"], "true");
+    for (claim, attribute) in [("subject", "username"), ("email", "email")] {
+        let m = claim_of(
+            "oidc-usermodel-property-mapper",
+            claims[claim].as_str().unwrap(),
+        );
+        assert_eq!(m["config"]["user.attribute"], attribute, "{claim}");
+        assert_eq!(m["config"]["access.token.claim"], "true", "{claim}");
+    }
+    // `azp` (the filter's client_id claim) is in every Keycloak access token.
+    assert_eq!(claims["client_id"], "azp");
+
+    // The named clients list their scopes (their own mappers give the same claims; `mcp` on
+    // top would double them), PKCE S256.
+    for c in realm["clients"].as_array().unwrap() {
+        let own = c["defaultClientScopes"].as_array().unwrap();
+        for name in own {
+            scope(name.as_str().unwrap());
+        }
+        assert_eq!(c["attributes"]["pkce.code.challenge.method"], "S256");
+    }
+
+    // Anonymous dynamic registration (RFC 7591, what MCP clients do): allowed for redirect
+    // URIs on localhost / 127.0.0.1, whatever address the request comes from (Docker's port
+    // mapping hides the host's), with consent asked, default scopes only, a cap on clients.
+    let policies = realm["components"][REGISTRATION_POLICY].as_array().unwrap();
+    let policy = |provider: &str, sub: &str| {
+        policies
+            .iter()
+            .find(|p| p["providerId"] == provider && p["subType"] == sub)
+            .unwrap_or_else(|| panic!("registration policy {provider} ({sub})"))
+    };
+    let trusted = &policy("trusted-hosts", "anonymous")["config"];
+    let mut hosts: Vec<&str> = trusted["trusted-hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["127.0.0.1", "localhost"]);
+    assert_eq!(trusted["client-uris-must-match"], json!(["true"]));
+    assert_eq!(
+        trusted["host-sending-registration-request-must-match"],
+        json!(["false"])
+    );
+    policy("consent-required", "anonymous");
+    policy("max-clients", "anonymous");
+    for sub in ["anonymous", "authenticated"] {
+        assert_eq!(
+            policy("allowed-client-templates", sub)["config"]["allow-default-scopes"],
+            json!(["true"])
+        );
+        policy("allowed-protocol-mappers", sub);
+    }
+    for p in policies {
+        for key in ["name", "providerId", "subType", "config"] {
+            assert!(p.get(key).is_some(), "{key} in {p}");
+        }
+        for (k, v) in p["config"].as_object().unwrap() {
+            assert!(v.is_array(), "component config values are lists: {k}");
+        }
+    }
+
+    // PKCE S256 for every client, registered ones included (client policy, auto-configured).
+    let profiles = realm["clientProfiles"]["profiles"].as_array().unwrap();
+    let pkce = profiles
+        .iter()
+        .find(|p| {
+            p["executors"].as_array().unwrap().iter().any(|e| {
+                e["executor"] == "pkce-enforcer" && e["configuration"]["auto-configure"] == "true"
+            })
+        })
+        .expect("a client profile with pkce-enforcer");
+    let policy = realm["clientPolicies"]["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["profiles"].as_array().unwrap().contains(&pkce["name"]))
+        .expect("a client policy using the PKCE profile");
+    assert_eq!(policy["enabled"], true);
+    assert_eq!(
+        policy["conditions"],
+        json!([{ "condition": "any-client", "configuration": {} }])
+    );
+
+    // The demo users of the dev stack, in their groups.
+    for (user, group) in [("alice", "eng"), ("bob", "admins"), ("sam", "support")] {
+        let u = realm["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == user)
+            .unwrap_or_else(|| panic!("user {user}"));
+        assert_eq!(u["groups"], json!([format!("/{group}")]), "{user}");
+    }
+}
+
 /// A service's `command` (a list of strings).
 fn command(service: &Value) -> Vec<String> {
     service["command"]

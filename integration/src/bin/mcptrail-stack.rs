@@ -107,6 +107,10 @@ async fn main() -> anyhow::Result<()> {
     let issuer = authz.issuer.clone();
     let issuer_cluster = mcptrail_integration::envoy::Upstream::one("dev_issuer", authz.addr);
     let audience = format!("http://127.0.0.1:{mcp_port}/mcp");
+    // The filter's resource metadata names the URL the client used (scheme and Host of the
+    // request: RFC 9728 clients check it), and clients ask for a token for that resource: the
+    // endpoint's two loopback spellings are both accepted.
+    let audiences = [audience.clone(), format!("http://localhost:{mcp_port}/mcp")];
 
     // Collector.
     let collector_listener = TcpListener::bind(loopback(0)).await?;
@@ -164,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
             "providers": [{
                 "name": "dev",
                 "issuer": issuer,
-                "audiences": [audience],
+                "audiences": audiences,
                 "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
                 "jwks_cluster": "dev_issuer",
             }],
@@ -208,6 +212,9 @@ async fn main() -> anyhow::Result<()> {
         r#"
 mcptrail local stack is up.
 
+Connect your MCP client to {url}
+and sign in as alice, bob or sam (any password) when it opens the sign-in page.
+
   MCP endpoint   {url}
   Envoy admin    http://{admin}/stats?filter=wasm
   Sign-in        {iss}   (OAuth 2.1 / OIDC: users alice (eng), bob (admins), sam (support); any password)
@@ -215,7 +222,7 @@ mcptrail local stack is up.
   Audit file     {audit}
   Envoy config   {config}
 
-Requests need a token. One for alice (groups: eng) is in .run/token:
+For scripts and curl, a token for alice (groups: eng) is in .run/token:
   {token}
 Mint others:  cargo run -q -p mcptrail-cli -- token --sub sam --groups support
 (get_customer is allowed for the support group only)
