@@ -281,14 +281,21 @@ const configuration = {
   extraClientMetadata: {
     // Listing a standard property here routes it through the validator below.
     properties: ['redirect_uris'],
-    validator(ctx, key, value) {
+    validator(ctx, key, value, metadata) {
       // `ctx` is set for registration requests (not for the static client above).
       if (ctx && key === 'redirect_uris') {
-        for (const uri of value ?? []) {
-          if (!loopbackRedirect(uri)) {
-            throw new errors.CustomOIDCProviderError('invalid_redirect_uri',
-              `the dev stack only registers loopback redirect URIs (http://127.0.0.1:*, http://localhost:*, http://[::1]:*), not ${uri}`);
-          }
+        const uris = value ?? [];
+        const kept = uris.filter(loopbackRedirect);
+        if (kept.length === 0) {
+          throw new errors.CustomOIDCProviderError('invalid_redirect_uri',
+            `the dev stack only registers loopback redirect URIs (http://127.0.0.1:*, http://localhost:*, http://[::1]:*), not ${uris.join(' ')}`);
+        }
+        // Some clients (VS Code) ask for a loopback and a web redirect together: RFC 7591
+        // lets the server register fewer values than asked, so the loopback ones are kept
+        // (the answer says which) and the web ones are never usable.
+        if (kept.length !== uris.length) {
+          log(`registration: kept the loopback redirect URIs ${kept.join(' ')}; dropped ${uris.filter((u) => !loopbackRedirect(u)).join(' ')}`);
+          metadata.redirect_uris = kept;
         }
       }
     },

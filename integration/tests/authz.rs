@@ -114,6 +114,24 @@ async fn registration_is_open_to_loopback_redirect_uris_only() {
         assert_eq!(status, 400, "{bad}: {err}");
         assert_eq!(err["error"], "invalid_redirect_uri", "{bad}: {err}");
     }
+    // A loopback and a web redirect together (VS Code asks so): registered with the loopback
+    // one only.
+    let r = http
+        .post(az.url("/reg"))
+        .json(&json!({
+            "client_name": "Visual Studio Code",
+            "redirect_uris": ["http://127.0.0.1:33418/", "https://vscode.dev/redirect"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    let (status, client) = json_of(r).await;
+    assert_eq!(status, 201, "{client}");
+    assert_eq!(client["redirect_uris"], json!(["http://127.0.0.1:33418/"]));
+    assert!(az.log().contains("dropped https://vscode.dev/redirect"), "{}", az.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
