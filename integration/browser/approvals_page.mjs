@@ -5,17 +5,11 @@
 //
 // node approvals_page.mjs '{"page": URL, "approve": ID, "deny": ID, "own": ID, "shots": DIR}'
 
-import { createRequire } from "node:module";
 import path from "node:path";
+import { launch } from "./launch.mjs";
 
 const args = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(args.tools, "browser", "package.json"));
-const { chromium } = require("playwright-core");
-
-const browser = await chromium.launch({
-  executablePath: args.chromium || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
+const browser = await launch(args.tools, args.chromium);
 const out = {};
 try {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });

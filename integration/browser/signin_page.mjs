@@ -6,17 +6,11 @@
 //
 // node signin_page.mjs '{"url": AUTH_URL, "redirect": URI, "login": "alice", "shots": DIR, "tools": DIR}'
 
-import { createRequire } from "node:module";
 import path from "node:path";
+import { launch } from "./launch.mjs";
 
 const args = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(args.tools, "browser", "package.json"));
-const { chromium } = require("playwright-core");
-
-const browser = await chromium.launch({
-  executablePath: args.chromium || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
+const browser = await launch(args.tools, args.chromium);
 const out = {};
 try {
   const context = await browser.newContext({ viewport: { width: 720, height: 580 } });

@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod authz;
+pub mod browser;
 pub mod demo;
 pub mod envoy;
 pub mod everything;

@@ -4,11 +4,9 @@
 //! cannot approve their own request; a non-approver is told so. The decisions are then read
 //! back from the service and from the collector's trail.
 
-use std::process::Command;
-
 use mcptrail_integration::approvals::{Approvals, API_KEY};
-use mcptrail_integration::authz::{node_bin, Authz, AuthzSpec, APPROVALS_CLIENT_ID};
-use mcptrail_integration::envoy::{loopback, repo_root, tools_dir};
+use mcptrail_integration::authz::{Authz, AuthzSpec, APPROVALS_CLIENT_ID};
+use mcptrail_integration::envoy::loopback;
 use mcptrail_integration::process::free_port;
 use mcptrail_integration::{Collector, TEST_HMAC_KEY_B64};
 use serde_json::{json, Value};
@@ -85,23 +83,12 @@ async fn approvers_sign_in_and_decide_in_a_real_browser() {
     let shots = tempfile::tempdir().unwrap();
     let args = json!({
         "page": service.url, "approve": approve, "deny": deny, "own": own,
-        "shots": shots.path(), "tools": tools_dir(),
+        "shots": shots.path(),
     });
-    let out = tokio::task::block_in_place(|| {
-        Command::new(node_bin())
-            .arg(repo_root().join("integration/browser/approvals_page.mjs"))
-            .arg(args.to_string())
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "the browser run failed:\n{}\n{}\nauthz log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        authz.log()
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = tokio::task::block_in_place(|| {
+        mcptrail_integration::browser::run("approvals_page.mjs", &args)
+    })
+    .unwrap_or_else(|e| panic!("the browser run failed:\n{e}\nauthz log:\n{}", authz.log()));
     println!("the page showed: {seen}");
     assert_eq!(seen["bob_signin_page"], authz.issuer.as_str());
     assert!(seen["returned_to"]

@@ -131,7 +131,11 @@ async fn registration_is_open_to_loopback_redirect_uris_only() {
     let (status, client) = json_of(r).await;
     assert_eq!(status, 201, "{client}");
     assert_eq!(client["redirect_uris"], json!(["http://127.0.0.1:33418/"]));
-    assert!(az.log().contains("dropped https://vscode.dev/redirect"), "{}", az.log());
+    assert!(
+        az.log().contains("dropped https://vscode.dev/redirect"),
+        "{}",
+        az.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -750,26 +754,12 @@ async fn a_person_signs_in_for_an_mcp_client_in_a_real_browser() {
     let shots = tempfile::tempdir().unwrap();
     let args = json!({
         "url": url, "redirect": redirect, "login": "alice",
-        "shots": shots.path(), "tools": mcptrail_integration::envoy::tools_dir(),
+        "shots": shots.path(),
     });
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(mcptrail_integration::authz::node_bin())
-            .arg(
-                mcptrail_integration::envoy::repo_root()
-                    .join("integration/browser/signin_page.mjs"),
-            )
-            .arg(args.to_string())
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "the browser run failed:\n{}\n{}\nauthz log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        az.log()
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = tokio::task::block_in_place(|| {
+        mcptrail_integration::browser::run("signin_page.mjs", &args)
+    })
+    .unwrap_or_else(|e| panic!("the browser run failed:\n{e}\nauthz log:\n{}", az.log()));
     println!("the pages showed: {seen}");
     let on_issuer = |k: &str| {
         seen[k]
