@@ -317,7 +317,12 @@ async fn approvals_end_to_end() {
         .call("GET", "/api/requests?status=pending", Some(&bob), None)
         .await;
     assert_eq!(s, 200);
-    let listed = &v["requests"][0];
+    let listed = v["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id1.as_str())
+        .unwrap();
     assert_eq!(listed["id"], id1.as_str());
     assert_eq!(listed["caller"]["sub"], "alice");
     assert_eq!(listed["arguments"]["password"], "[REDACTED]");
