@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use mcptrail::audit::record::Identity;
-use mcptrail::auth::jwt::{self, Alg, ClaimNames, Jwk, JwtError};
+use mcptrail::auth::jwt::{self, Alg, ClaimNames, Jwk, JwtError, KeyMaterial};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
@@ -127,19 +127,11 @@ impl Keys {
         Ok(())
     }
 
-    /// The keys that may have signed a token with this `kid` and `alg`.
-    async fn candidates(&self, kid: Option<&str>, alg: Alg) -> Vec<Jwk> {
+    /// The keys that may have signed a token with this `kid` and `alg` (the filter's rule).
+    async fn candidates(&self, kid: Option<&str>, alg: Alg) -> Vec<KeyMaterial> {
         let fetched = self.fetched.read().await;
-        self.inline
-            .iter()
-            .chain(fetched.keys.iter())
-            .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
-            .filter(|k| match k.alg {
-                Some(a) => a == alg,
-                None => Alg::ASYMMETRIC.contains(&alg),
-            })
-            .filter(|k| k.key.allows(alg))
-            .take(8)
+        jwt::candidates(self.inline.iter().chain(fetched.keys.iter()), kid, alg)
+            .take(jwt::MAX_CANDIDATES)
             .cloned()
             .collect()
     }
@@ -167,7 +159,7 @@ impl Keys {
         }
         if !keys
             .iter()
-            .any(|k| jwt::verify_signature(&parsed, &k.key).is_ok())
+            .any(|k| jwt::verify_signature(&parsed, k).is_ok())
         {
             return Err(Refused::jwt(&JwtError::BadSignature));
         }

@@ -124,6 +124,23 @@ pub struct Jwk {
     pub key: KeyMaterial,
 }
 
+/// The most keys one token is tried against (a key set full of one `kid` costs no more).
+pub const MAX_CANDIDATES: usize = 8;
+
+/// The keys of `keys` that may have signed a token with `kid` and `alg`: the same `kid` (any,
+/// when the token names none), an `alg` that is the token's or unset, and a key type that can
+/// verify it (the algorithm-confusion defence).
+pub fn candidates<'k, 'a, I: IntoIterator<Item = &'k Jwk>>(
+    keys: I,
+    kid: Option<&'a str>,
+    alg: Alg,
+) -> impl Iterator<Item = &'k KeyMaterial> + use<'k, 'a, I> {
+    keys.into_iter()
+        .filter(move |k| kid.is_none() || k.kid.as_deref() == kid)
+        .filter(move |k| k.alg.is_none_or(|a| a == alg) && k.key.allows(alg))
+        .map(|k| &k.key)
+}
+
 /// Smallest RSA modulus accepted.
 pub const MIN_RSA_BITS: usize = 2048;
 

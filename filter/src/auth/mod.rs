@@ -315,17 +315,14 @@ impl Authenticator {
             .as_ref()
             .map(|s| KeyMaterial::Hmac(s.clone()));
         let fetched: &[Jwk] = self.keys.get(pi).map_or(&[], |k| k.fetched.as_slice());
-        let candidates: Vec<&KeyMaterial> = provider
-            .inline_keys
-            .iter()
-            .chain(fetched.iter())
-            .filter(|k| kid.is_none() || k.kid == kid)
-            .filter(|k| k.alg.is_none_or(|a| a == parsed.alg))
-            .map(|k| &k.key)
-            .chain(secret.iter())
-            .filter(|k| k.allows(parsed.alg))
-            .take(8)
-            .collect();
+        let candidates: Vec<&KeyMaterial> = jwt::candidates(
+            provider.inline_keys.iter().chain(fetched.iter()),
+            kid.as_deref(),
+            parsed.alg,
+        )
+        .chain(secret.iter().filter(|s| s.allows(parsed.alg)))
+        .take(jwt::MAX_CANDIDATES)
+        .collect();
         if candidates.is_empty() {
             let Some(state) = self.keys.get_mut(pi) else {
                 return deny(JwtError::UnknownKid(kid.clone()), issuer, kid);
