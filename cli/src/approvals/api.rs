@@ -523,20 +523,15 @@ async fn one(State(app): State<Shared>, headers: HeaderMap, Path(id): Path<Strin
     Ok(Json(view(&app, &r, now_s())).into_response())
 }
 
+/// `POST /api/requests/{id}/approve` and `/deny`: `{"mode", "window_s", "note"}` (a denial
+/// takes a note only).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ApproveBody {
+struct DecisionBody {
     #[serde(default)]
     mode: Option<String>,
     #[serde(default)]
     window_s: Option<i64>,
-    #[serde(default)]
-    note: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DenyBody {
     #[serde(default)]
     note: Option<String>,
 }
@@ -547,19 +542,7 @@ async fn approve(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let w = approver(&app, &headers).await?;
-    require_json(&headers)?;
-    let body = body_of(body)?;
-    let b: ApproveBody = parse_json(&body)?;
-    let d = grants::validate_decision(
-        b.mode.as_deref(),
-        b.window_s,
-        b.note.as_deref(),
-        true,
-        app.config.limits(),
-    )
-    .map_err(refusal)?;
-    decide(&app, &w, &id, d, b.note.as_deref()).await
+    decision(&app, &headers, &id, body, true).await
 }
 
 async fn deny(
@@ -568,13 +551,30 @@ async fn deny(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let w = approver(&app, &headers).await?;
-    require_json(&headers)?;
+    decision(&app, &headers, &id, body, false).await
+}
+
+/// An approver's decision: who, a JSON body that holds one, then [`decide`].
+async fn decision(
+    app: &Shared,
+    headers: &HeaderMap,
+    id: &str,
+    body: Result<Bytes, BytesRejection>,
+    approve: bool,
+) -> ApiResult {
+    let w = approver(app, headers).await?;
+    require_json(headers)?;
     let body = body_of(body)?;
-    let b: DenyBody = parse_json(&body)?;
-    let d = grants::validate_decision(None, None, b.note.as_deref(), false, app.config.limits())
-        .map_err(refusal)?;
-    decide(&app, &w, &id, d, b.note.as_deref()).await
+    let b: DecisionBody = parse_json(&body)?;
+    let d = grants::validate_decision(
+        b.mode.as_deref(),
+        b.window_s,
+        b.note.as_deref(),
+        approve,
+        app.config.limits(),
+    )
+    .map_err(refusal)?;
+    decide(app, &w, id, d, b.note.as_deref()).await
 }
 
 fn refusal(r: Refusal) -> ApiError {

@@ -271,6 +271,11 @@ pub fn validate_decision(
         return Err(Refusal::NoteTooLong);
     }
     if !approve {
+        if mode.is_some() || window_s.is_some() {
+            return Err(Refusal::BadWindow(
+                "a denial takes a note only (no mode, no window_s)".into(),
+            ));
+        }
         return Ok(Decision::Deny);
     }
     let mode = match mode {
@@ -580,5 +585,8 @@ mod tests {
             validate_decision(None, None, Some(&"é".repeat(1000)), false, L),
             Ok(Decision::Deny)
         );
+        // A denial carries no approval's terms.
+        assert!(validate_decision(Some("window"), None, None, false, L).is_err());
+        assert!(validate_decision(None, Some(60), None, false, L).is_err());
     }
 }
