@@ -106,12 +106,22 @@ struct Client {
 }
 
 impl Client {
-    async fn check_as(&self, sub: &str, tool: &str, sha: &str) -> Value {
+    /// A check as the filter sends it (with the API key): status and answer.
+    async fn check(&self, body: &Value) -> (u16, Value) {
         let r = self
             .http
             .post(format!("{}/v1/check", self.base))
             .header("x-api-key", API_KEY)
-            .json(&json!({
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn check_as(&self, sub: &str, tool: &str, sha: &str) -> Value {
+        let (status, v) = self
+            .check(&json!({
                 "subject": {"sub": sub, "iss": ISS, "groups": ["eng"]},
                 "method": "tools/call",
                 "tool": tool,
@@ -120,11 +130,9 @@ impl Client {
                 "session": "s-1",
                 "request_id": "r-1",
             }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json().await.unwrap()
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v
     }
 
     async fn call(
@@ -262,28 +270,8 @@ async fn approvals_end_to_end() {
     // neither, the check is refused (the filter then refuses the call).
     let read = json!({"subject": {"sub": "alice", "iss": ISS}, "method": "resources/read",
         "tool": null, "arguments": {"uri": "file:///etc/app.conf"}, "arguments_sha256": SHA_A});
-    let (s, v) = c
-        .call(
-            "POST",
-            "/v1/check",
-            None,
-            Some(("application/json", read.to_string())),
-        )
-        .await;
-    assert_eq!(
-        (s, v["decision"].as_str()),
-        (401, None),
-        "no API key in this helper"
-    );
-    let r = c
-        .http
-        .post(format!("{}/v1/check", c.base))
-        .header("x-api-key", API_KEY)
-        .json(&read)
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
+    let (s, v) = c.check(&read).await;
+    assert_eq!(s, 200, "{v}");
     assert_eq!(v["decision"], "pending", "{v}");
     let (_, shown) = c
         .call(
@@ -296,15 +284,8 @@ async fn approvals_end_to_end() {
     assert_eq!(shown["tool"], "resources/read", "{shown}");
     let mut nameless = read.clone();
     nameless["method"] = Value::Null;
-    let r = c
-        .http
-        .post(format!("{}/v1/check", c.base))
-        .header("x-api-key", API_KEY)
-        .json(&nameless)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let (s, v) = c.check(&nameless).await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")), "{v}");
 
     let again = c.check_as("alice", "rm", SHA_A).await;
     assert_eq!(
