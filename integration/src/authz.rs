@@ -1,19 +1,18 @@
 //! The development authorization server (`authz/server.mjs`, oidc-provider; `make setup`
-//! installs it) run as a child process on a kernel-chosen loopback port: its own process
-//! group, waited for until its discovery document answers, stopped by PID on drop (its log
-//! printed if a test panicked).
+//! installs it) run as a child process (`process::Server`) on a kernel-chosen loopback port:
+//! its own process group, waited for until it listens (it listens once the provider is
+//! built), stopped by PID on drop (its log printed if a test panicked).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 use crate::envoy::{loopback, repo_root, tools_dir};
-use crate::process::free_port;
+use crate::process::{free_port, Server};
 
 /// The resource the local stack's MCP endpoint is (`make run`).
 pub const MCP_RESOURCE: &str = "http://127.0.0.1:10000/mcp";
@@ -45,7 +44,7 @@ pub struct Authz {
     /// The signing key file.
     pub key_path: PathBuf,
     log_path: PathBuf,
-    child: Option<Child>,
+    server: Option<Server>,
     _dir: tempfile::TempDir,
 }
 
@@ -124,67 +123,20 @@ impl Authz {
         if let Some(ca) = &spec.cimd_loopback_ca {
             cmd.arg("--cimd-loopback-ca").arg(ca);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {} {}", node.display(), script.display()))?;
-        let mut authz = Authz {
+        let what = format!("{} {}", node.display(), script.display());
+        let server =
+            Server::start(&mut cmd, addr, &what, Duration::from_secs(30)).map_err(|e| {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                anyhow::anyhow!("the authorization server did not start: {e:#}\n{log}")
+            })?;
+        Ok(Authz {
             issuer,
             addr,
             key_path,
             log_path,
-            child: Some(child),
+            server: Some(server),
             _dir: dir,
-        };
-        authz.wait_ready(Duration::from_secs(30))?;
-        Ok(authz)
-    }
-
-    fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "the authorization server exited at start ({status}):\n{}",
-                        self.log()
-                    );
-                }
-            }
-            if self
-                .get_blocking("/.well-known/openid-configuration")
-                .is_ok_and(|(status, body)| status == 200 && body.contains(&self.issuer))
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the authorization server did not answer discovery on {} within {within:?}:\n{}",
-                    self.addr,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// One GET with a tiny blocking HTTP/1.1 client (no runtime needed): status and body.
-    fn get_blocking(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        let status = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        Ok((status, body.to_string()))
+        })
     }
 
     /// `issuer` + `path`.
@@ -194,7 +146,7 @@ impl Authz {
 
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.server.as_ref().map(Server::pid)
     }
 
     /// What the server printed so far.
@@ -204,10 +156,7 @@ impl Authz {
 
     /// Stops it (SIGKILL to its PID) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.server = None;
     }
 }
 

@@ -43,6 +43,11 @@ impl Server {
         }
         Ok(server)
     }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
