@@ -375,45 +375,50 @@ fn valid_url(url: &str) -> bool {
         && !url.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
-/// The call refused (`-32003`, a `policy.denied` record saying why).
-fn refused(slot: &Slot, index: usize, rule: Option<usize>, why: &str) -> Denied {
-    let what = match message(slot, index).and_then(Message::tool) {
-        Some(t) => format!("tool `{t}`"),
-        None => "this call".to_string(),
-    };
+/// The call answered here with JSON-RPC `error` (HTTP 200), recorded as `kind`.
+fn answer(slot: &Slot, index: usize, error: Value, refusal: Refusal) -> Denied {
     let id = message(slot, index)
         .and_then(|m| m.id.clone())
         .unwrap_or(Value::Null);
-    let body = json!({"jsonrpc": "2.0", "id": id, "error": {
-        "code": POLICY_DENIED_CODE,
-        "message": format!("Forbidden: {what} needs approval; {why}"),
-    }});
     Denied {
         status: 200,
-        body: body.to_string(),
-        refusal: Refusal {
+        body: json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string(),
+        refusal,
+    }
+}
+
+fn what(slot: &Slot, index: usize) -> String {
+    message(slot, index).map_or_else(|| "this call".to_string(), Message::describe)
+}
+
+/// The call refused (`-32003`, a `policy.denied` record saying why).
+fn refused(slot: &Slot, index: usize, rule: Option<usize>, why: &str) -> Denied {
+    let error = json!({
+        "code": POLICY_DENIED_CODE,
+        "message": format!("Forbidden: {} needs approval; {why}", what(slot, index)),
+    });
+    answer(
+        slot,
+        index,
+        error,
+        Refusal {
             kind: Kind::PolicyDenied,
             status: 200,
             reason: format!("needs approval: {why}"),
             auth: None,
             policy: vec![(index, rule)],
         },
-    }
+    )
 }
 
 /// The call held for approval: `-32042` with a URL elicitation, and the URL in the message
 /// for clients that show only messages. Recorded as `approval.requested`.
 fn pending(slot: &Slot, index: usize, id: &str, url: &str) -> Denied {
-    let m = message(slot, index);
-    let what = match m.and_then(Message::tool) {
-        Some(t) => format!("tool `{t}`"),
-        None => "this call".to_string(),
-    };
     let text = format!(
-        "The call to {what} needs approval. Ask for it at {url} and retry the call once it is approved."
+        "The call to {} needs approval. Ask for it at {url} and retry the call once it is approved.",
+        what(slot, index)
     );
-    let body = json!({"jsonrpc": "2.0", "id": m.and_then(|m| m.id.clone()).unwrap_or(Value::Null),
-    "error": {
+    let error = json!({
         "code": URL_ELICITATION_REQUIRED,
         "message": text,
         "data": {"elicitations": [{
@@ -422,18 +427,19 @@ fn pending(slot: &Slot, index: usize, id: &str, url: &str) -> Denied {
             "url": url,
             "message": text,
         }]},
-    }});
-    Denied {
-        status: 200,
-        body: body.to_string(),
-        refusal: Refusal {
+    });
+    answer(
+        slot,
+        index,
+        error,
+        Refusal {
             kind: Kind::ApprovalRequested,
             status: 200,
             reason: format!("held for approval `{id}`"),
             auth: None,
             policy: Vec::new(),
         },
-    }
+    )
 }
 
 #[cfg(test)]

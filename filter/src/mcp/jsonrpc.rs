@@ -35,6 +35,14 @@ impl Message {
         }
     }
 
+    /// What the call is, for a person: "tool `x`", else "method `m`".
+    pub fn describe(&self) -> String {
+        match self.tool() {
+            Some(t) => format!("tool `{t}`"),
+            None => format!("method `{}`", self.method.as_deref().unwrap_or("?")),
+        }
+    }
+
     /// `params.arguments` of a `tools/call` or `prompts/get` (`params.argument` of a
     /// `completion/complete`).
     pub fn arguments(&self) -> Option<&Value> {

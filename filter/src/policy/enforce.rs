@@ -107,10 +107,7 @@ pub fn enforce(
         (false, _) => "denied by policy",
     };
     let error_for = |i: usize, m: &Message| {
-        let what = match m.tool() {
-            Some(t) => format!("tool `{t}`"),
-            None => format!("method `{}`", m.method.as_deref().unwrap_or("?")),
-        };
+        let what = m.describe();
         let message = match denied.iter().any(|(d, _)| *d == i) {
             true if reason == "denied by policy" => {
                 format!("Forbidden: {what} is not allowed for this caller")
