@@ -36,7 +36,6 @@ pub struct Facts {
     pub started_ms: u64,
     /// The HTTP method.
     pub method: String,
-    pub request_id: Option<String>,
     pub session: Option<String>,
     /// The session id came from the response (a new session), not the request.
     pub session_from_response: bool,
@@ -121,6 +120,8 @@ pub struct Finished<'a> {
     pub refusal: Option<&'a Refusal>,
     /// What the approval service said of the request's call under `review`.
     pub approval: Option<&'a Approval>,
+    /// `x-request-id` as Envoy assigned it.
+    pub request_id: Option<&'a str>,
 }
 
 impl Finished<'_> {
@@ -311,7 +312,7 @@ impl Finished<'_> {
     pub fn base(&self, kind: Kind, now: u64) -> Record {
         let mut r = Record::new(kind, rfc3339_ms(now), String::new());
         r.session = self.facts.session.clone();
-        r.request_id = self.facts.request_id.clone();
+        r.request_id = self.request_id.map(str::to_string);
         r.identity = self.identity.cloned();
         r.source = Some(Source {
             address: self.facts.source.clone(),

@@ -92,7 +92,7 @@ struct Slot {
     /// `scheme://authority` and path of the request, for challenges.
     origin: String,
     path: String,
-    /// `x-request-id`, for the approval check (the stream's records read their own copy).
+    /// `x-request-id` (the approval check and the records).
     request_id: Option<String>,
     /// What the approval service said of a call under `review`.
     approval: Option<crate::audit::record::Approval>,

@@ -152,7 +152,6 @@ impl Stream {
         }
         shared.counters.borrow_mut().requests += 1;
         self.facts.started_ms = host.now_ms();
-        self.facts.request_id = h.get("x-request-id").map(str::to_string);
         self.facts.protocol_version = h.get("mcp-protocol-version").map(str::to_string);
         self.facts.routing =
             Routing::from_headers(h.0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -180,7 +179,7 @@ impl Stream {
             slot.session.presented = h.get("mcp-session-id").map(str::to_string);
             slot.origin = origin;
             slot.path = path.to_string();
-            slot.request_id.clone_from(&self.facts.request_id);
+            slot.request_id = h.get("x-request-id").map(str::to_string);
             // Any body is judged when a rule may deny, whatever the method: a server may
             // read it (only POST bodies are rewritten).
             let can_deny = config.policy.can_deny();
@@ -879,6 +878,7 @@ impl Stream {
             session: &slot.session,
             refusal,
             approval: slot.approval.as_ref(),
+            request_id: slot.request_id.as_deref(),
         }
     }
 
