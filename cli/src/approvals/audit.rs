@@ -20,6 +20,7 @@ use tokio::sync::{Mutex, Notify};
 
 use super::store::{Decided, Request, Store, Tx};
 use super::{now_s, AuditConfig};
+use crate::records::now_ms;
 
 /// The sealing side of the service's stream.
 pub struct Auditor {
@@ -27,13 +28,6 @@ pub struct Auditor {
     stream: String,
     store: Store,
     wake: Notify,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 fn random_u64() -> u64 {

@@ -163,12 +163,9 @@ impl Config {
     }
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch (the store keeps seconds).
 pub fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    i64::try_from(crate::records::now_ms() / 1000).unwrap_or(i64::MAX)
 }
 
 /// `n` random bytes from the OS, base64url without padding.

@@ -144,7 +144,10 @@ fn a_reviewed_call_waits_for_the_service_and_goes_on_approved() {
         cmd["approval"],
         json!({"id": "apr_1", "approved_by": "bob", "mode": "once"})
     );
-    assert_eq!(cmd["request_id"], "req-1", "the record and the check read one copy");
+    assert_eq!(
+        cmd["request_id"], "req-1",
+        "the record and the check read one copy"
+    );
     assert_ne!(cmd["mcp"]["arguments"]["password"], "hunter2");
 }
 
