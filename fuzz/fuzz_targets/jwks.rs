@@ -112,10 +112,7 @@ fuzz_target!(|data: &[u8]| {
             }
             match &k.key {
                 KeyMaterial::Hmac(_) => panic!("a symmetric key came from a JWKS"),
-                KeyMaterial::Rsa(r) => {
-                    use rsa::traits::PublicKeyParts as _;
-                    assert!(r.n().bits() >= MIN_RSA_BITS);
-                }
+                KeyMaterial::Rsa(r) => assert!(r.bits() >= MIN_RSA_BITS),
                 _ => {}
             }
         }

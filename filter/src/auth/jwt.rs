@@ -80,7 +80,7 @@ impl Alg {
 /// Public key material (or an explicitly configured HMAC secret).
 #[derive(Clone)]
 pub enum KeyMaterial {
-    Rsa(rsa::RsaPublicKey),
+    Rsa(RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
@@ -187,12 +187,11 @@ fn parse_jwk(k: &Value) -> Result<Option<Jwk>, String> {
     };
     let key = match s("kty") {
         Some("RSA") => {
-            let n = rsa::BigUint::from_bytes_be(&field("n")?);
-            let e = rsa::BigUint::from_bytes_be(&field("e")?);
-            if n.bits() < MIN_RSA_BITS {
+            let key = RsaKey::new(&field("n")?, &field("e")?)?;
+            if key.bits() < MIN_RSA_BITS {
                 return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
             }
-            KeyMaterial::Rsa(rsa::RsaPublicKey::new(n, e).map_err(|e| format!("bad RSA key: {e}"))?)
+            KeyMaterial::Rsa(key)
         }
         Some("EC") => {
             let (x, y) = (field("x")?, field("y")?);
@@ -374,7 +373,8 @@ fn verify_hmac<M: hmac::Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8], sig
 /// Checks the signature of `parsed` with `key`.
 pub fn verify_signature(parsed: &Parsed<'_>, key: &KeyMaterial) -> Result<(), JwtError> {
     use rsa::signature::Verifier as _;
-    use sha2::{Sha256, Sha384, Sha512};
+    use rsa::Pkcs1v15Sign;
+    use sha2::{Digest as _, Sha256, Sha384, Sha512};
     if !key.allows(parsed.alg) {
         return Err(JwtError::BadSignature);
     }
@@ -382,24 +382,37 @@ pub fn verify_signature(parsed: &Parsed<'_>, key: &KeyMaterial) -> Result<(), Jw
     let sig = parsed.signature.as_slice();
     let ok = match (key, parsed.alg) {
         (KeyMaterial::Rsa(k), Alg::RS256 | Alg::RS384 | Alg::RS512) => {
-            let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else {
-                return Err(JwtError::BadSignature);
-            };
+            // The DigestInfo prefix of each hash comes from the `rsa` crate.
             match parsed.alg {
-                Alg::RS256 => rsa::pkcs1v15::VerifyingKey::<Sha256>::new(k.clone()).verify(msg, &s),
-                Alg::RS384 => rsa::pkcs1v15::VerifyingKey::<Sha384>::new(k.clone()).verify(msg, &s),
-                _ => rsa::pkcs1v15::VerifyingKey::<Sha512>::new(k.clone()).verify(msg, &s),
+                Alg::RS256 => k.verify_pkcs1v15(
+                    &Pkcs1v15Sign::new::<Sha256>().prefix,
+                    &Sha256::digest(msg),
+                    sig,
+                ),
+                Alg::RS384 => k.verify_pkcs1v15(
+                    &Pkcs1v15Sign::new::<Sha384>().prefix,
+                    &Sha384::digest(msg),
+                    sig,
+                ),
+                _ => k.verify_pkcs1v15(
+                    &Pkcs1v15Sign::new::<Sha512>().prefix,
+                    &Sha512::digest(msg),
+                    sig,
+                ),
             }
-            .is_ok()
         }
         (KeyMaterial::Rsa(k), _) => {
             let Ok(s) = rsa::pss::Signature::try_from(sig) else {
                 return Err(JwtError::BadSignature);
             };
             match parsed.alg {
-                Alg::PS256 => rsa::pss::VerifyingKey::<Sha256>::new(k.clone()).verify(msg, &s),
-                Alg::PS384 => rsa::pss::VerifyingKey::<Sha384>::new(k.clone()).verify(msg, &s),
-                _ => rsa::pss::VerifyingKey::<Sha512>::new(k.clone()).verify(msg, &s),
+                Alg::PS256 => {
+                    rsa::pss::VerifyingKey::<Sha256>::new(k.public().clone()).verify(msg, &s)
+                }
+                Alg::PS384 => {
+                    rsa::pss::VerifyingKey::<Sha384>::new(k.public().clone()).verify(msg, &s)
+                }
+                _ => rsa::pss::VerifyingKey::<Sha512>::new(k.public().clone()).verify(msg, &s),
             }
             .is_ok()
         }
@@ -537,6 +550,9 @@ pub fn check_claims(
     }
     Ok(exp)
 }
+
+mod rsa_key;
+pub use rsa_key::RsaKey;
 
 #[cfg(test)]
 mod tests;
