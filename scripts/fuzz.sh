@@ -15,7 +15,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 secs=${1:-60}
 shift || true
-all=(sse jsonrpc jwt jwks config glue mask policy)
+all=(sse jsonrpc jwt rsa jwks config glue mask policy)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 sanitizer=${FUZZ_SANITIZER:-address}
