@@ -96,7 +96,8 @@ bench-exchange: ## One whole tools/call through the glue, natively (criterion), 
 	cargo bench -p mcptrail-filter --features testkit --bench exchange
 
 bench-v8: ## The same exchange compiled to wasm and run in Node's V8: the filter's own µs per call and host calls, no Envoy
-	cargo build -q --release -p mcptrail-filter --features testkit --example exchange_v8 --target wasm32-wasip1
+	cargo build -q --release -p mcptrail-filter --features testkit --example exchange_v8 --example jwt_v8 --target wasm32-wasip1
+	node --no-warnings scripts/run-wasi.mjs target/wasm32-wasip1/release/examples/jwt_v8.wasm
 	node --no-warnings scripts/run-wasi.mjs target/wasm32-wasip1/release/examples/exchange_v8.wasm
 
 bench-auth: setup build ## Token verification cost inside Envoy: auth off vs cached vs cold

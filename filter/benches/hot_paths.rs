@@ -8,40 +8,19 @@
     clippy::indexing_slicing
 )]
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use mcptrail::auth::jwt::{parse_jwks, Alg, ClaimNames};
-use mcptrail::auth::{AuthSettings, Authenticator, Mode, Outcome, Provider};
+use mcptrail::auth::{Authenticator, Outcome};
 use mcptrail::config::Config;
 use mcptrail::mask::Detector;
 use mcptrail::testkit::jwt::TEST_CACHE_KEY;
-use mcptrail::testkit::jwt::{self as testkit, AUD, ISS, NOW};
+use mcptrail::testkit::jwt::{self as testkit, NOW};
 use serde_json::{json, Value};
-
-fn settings(cache: usize) -> AuthSettings {
-    let (keys, _) = parse_jwks(testkit::jwks().to_string().as_bytes()).unwrap();
-    AuthSettings {
-        mode: Mode::Required,
-        providers: vec![Provider {
-            name: "bench".into(),
-            issuer: ISS.into(),
-            audiences: vec![AUD.into()],
-            algorithms: Alg::ASYMMETRIC.to_vec(),
-            claims: ClaimNames::default(),
-            leeway_s: 60,
-            inline_keys: keys,
-            shared_secret: None,
-            fetch: None,
-        }],
-        cache_max_entries: cache,
-        ..AuthSettings::off()
-    }
-}
 
 fn verify(c: &mut Criterion) {
     let rs = testkit::sign("RS256", &testkit::claims("alice"));
     let es = testkit::sign("ES256", &testkit::claims("alice"));
     let now_ms = NOW as u64 * 1000;
     for (name, tok) in [("rs256", &rs), ("es256", &es)] {
-        let cold = settings(0);
+        let cold = testkit::auth_settings(0);
         let mut a = Authenticator::new(&cold, TEST_CACHE_KEY);
         c.bench_function(&format!("jwt_verify_{name}_cold"), |b| {
             b.iter(|| {
@@ -51,7 +30,7 @@ fn verify(c: &mut Criterion) {
                 ))
             })
         });
-        let cached = settings(1024);
+        let cached = testkit::auth_settings(1024);
         let mut a = Authenticator::new(&cached, TEST_CACHE_KEY);
         c.bench_function(&format!("jwt_verify_{name}_cached"), |b| {
             b.iter(|| {

@@ -171,3 +171,27 @@ pub fn sign(alg: &str, claims: &Value) -> String {
     };
     sign_with(alg, kid, claims, RSA_PEM)
 }
+
+/// Required auth with one provider trusting every test key ([`jwks`]) for every asymmetric
+/// algorithm, and a verified-token cache of `cache` entries (0: every token is verified).
+pub fn auth_settings(cache: usize) -> crate::auth::AuthSettings {
+    use crate::auth::jwt::{parse_jwks, Alg, ClaimNames};
+    use crate::auth::{AuthSettings, Mode, Provider};
+    let (keys, _) = parse_jwks(jwks().to_string().as_bytes()).unwrap();
+    AuthSettings {
+        mode: Mode::Required,
+        providers: vec![Provider {
+            name: "bench".into(),
+            issuer: ISS.into(),
+            audiences: vec![AUD.into()],
+            algorithms: Alg::ASYMMETRIC.to_vec(),
+            claims: ClaimNames::default(),
+            leeway_s: 60,
+            inline_keys: keys,
+            shared_secret: None,
+            fetch: None,
+        }],
+        cache_max_entries: cache,
+        ..AuthSettings::off()
+    }
+}
