@@ -35,8 +35,23 @@ struct Workload {
     name: &'static str,
     path: &'static str,
     h2: bool,
-    cold: bool,
+    tokens: Tokens,
     workers: u32,
+}
+
+/// The bearer tokens a workload sends.
+#[derive(Clone, Copy, PartialEq)]
+enum Tokens {
+    /// One token, verified once and then cached.
+    One,
+    /// A new valid token per request: a signature check each (cold verification).
+    Fresh,
+    /// Each new token on two requests in a row, which 16 connections spread over the workers:
+    /// how often the second is served by the process-wide cache another worker filled.
+    FreshTwice,
+    /// A new token per request with good claims, a known `kid` and a wrong signature (another
+    /// token's): the flood an attacker can send; every answer is a 401.
+    Forged,
 }
 
 #[derive(Default, Clone)]
@@ -388,7 +403,19 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| idp.token(&format!("user{i}"), &["eng"], AUD))
         .collect();
     std::fs::write(&tokens_path, tokens.join("\n") + "\n")?;
-    let lua = |cold: bool| {
+    // Each token carries the signature of the one before it: well-formed, right length, wrong.
+    let forged: Vec<String> = tokens
+        .iter()
+        .zip(tokens.iter().cycle().skip(tokens.len() - 1))
+        .map(|(t, prev)| {
+            let input = t.rsplit_once('.').map_or("", |(i, _)| i);
+            let sig = prev.rsplit_once('.').map_or("", |(_, s)| s);
+            format!("{input}.{sig}")
+        })
+        .collect();
+    let forged_path = dir.path().join("forged.txt");
+    std::fs::write(&forged_path, forged.join("\n") + "\n")?;
+    let lua = |tokens: Tokens| {
         format!(
             r#"local body = io.open("{body}"):read("*a")
 local tokens = {{}}
@@ -396,28 +423,41 @@ local tokens = {{}}
 -- Each round starts further on (BENCH_TOKEN_OFFSET), so no round meets the tokens an
 -- earlier one left in the filter's cache (1,024 entries).
 local i = tonumber(os.getenv("BENCH_TOKEN_OFFSET") or "0")
+local n = 0
 request = function()
-  i = i % #tokens + 1
+  {step}
   return wrk.format("POST", nil, {{["Content-Type"] = "application/json",
     ["Accept"] = "application/json, text/event-stream",
     ["Authorization"] = "Bearer " .. tokens[i]}}, body)
 end
 "#,
             body = body_path.display(),
-            load = if cold {
-                format!(
+            load = match tokens {
+                Tokens::One => format!(r#"tokens[1] = "{token}""#),
+                Tokens::Fresh | Tokens::FreshTwice | Tokens::Forged => format!(
                     r#"for line in io.lines("{}") do tokens[#tokens + 1] = line end"#,
-                    tokens_path.display()
-                )
+                    if tokens == Tokens::Forged {
+                        forged_path.display()
+                    } else {
+                        tokens_path.display()
+                    }
+                ),
+            },
+            step = if tokens == Tokens::FreshTwice {
+                "n = n + 1\n  if n % 2 == 1 then i = i % #tokens + 1 end"
             } else {
-                format!(r#"tokens[1] = "{token}""#)
+                "i = i % #tokens + 1"
             }
         )
     };
     let warm_script = dir.path().join("warm.lua");
     let cold_script = dir.path().join("cold.lua");
-    std::fs::write(&warm_script, lua(false))?;
-    std::fs::write(&cold_script, lua(true))?;
+    let forged_script = dir.path().join("forged.lua");
+    let twice_script = dir.path().join("twice.lua");
+    std::fs::write(&twice_script, lua(Tokens::FreshTwice))?;
+    std::fs::write(&warm_script, lua(Tokens::One))?;
+    std::fs::write(&cold_script, lua(Tokens::Fresh))?;
+    std::fs::write(&forged_script, lua(Tokens::Forged))?;
 
     let direct = vec![
         Direct {
@@ -441,42 +481,56 @@ end
             name: "1 KB tools/call, HTTP/1.1, 1 worker",
             path: "/mcp/json1k",
             h2: false,
-            cold: false,
+            tokens: Tokens::One,
             workers: 1,
         },
         Workload {
             name: "1 KB tools/call, HTTP/1.1, 2 workers",
             path: "/mcp/json1k",
             h2: false,
-            cold: false,
+            tokens: Tokens::One,
+            workers: 2,
+        },
+        Workload {
+            name: "each new token on two requests in a row, HTTP/1.1, 2 workers",
+            path: "/mcp/json1k",
+            h2: false,
+            tokens: Tokens::FreshTwice,
             workers: 2,
         },
         Workload {
             name: "1 KB tools/call, h2c, 1 worker",
             path: "/mcp/json1k",
             h2: true,
-            cold: false,
+            tokens: Tokens::One,
             workers: 1,
         },
         Workload {
             name: "64 KB JSON result, HTTP/1.1, 1 worker",
             path: "/mcp/json64k",
             h2: false,
-            cold: false,
+            tokens: Tokens::One,
             workers: 1,
         },
         Workload {
             name: "SSE, 100 events, HTTP/1.1, 1 worker",
             path: "/mcp/sse100",
             h2: false,
-            cold: false,
+            tokens: Tokens::One,
             workers: 1,
         },
         Workload {
             name: "new token per request (cold verify), HTTP/1.1, 1 worker",
             path: "/mcp/json1k",
             h2: false,
-            cold: true,
+            tokens: Tokens::Fresh,
+            workers: 1,
+        },
+        Workload {
+            name: "forged tokens (good claims, wrong signature; all 401), HTTP/1.1, 1 worker",
+            path: "/mcp/json1k",
+            h2: false,
+            tokens: Tokens::Forged,
             workers: 1,
         },
     ];
@@ -497,6 +551,7 @@ end
     let mut results: Vec<Vec<Option<Cell>>> = workloads.iter().map(|_| Vec::new()).collect();
     let mut seq_p50: Vec<f64> = Vec::new();
     let mut extras: Vec<String> = Vec::new();
+    let mut shared: Vec<String> = Vec::new();
     for workers in [1u32, 2] {
         if !workloads.iter().any(|w| w.workers == workers) {
             continue;
@@ -544,12 +599,30 @@ end
             if w.workers != workers {
                 continue;
             }
+            let token_stats = |lane: &Lane| {
+                [
+                    "token_verifications",
+                    "token_cache_hits",
+                    "token_shared_hits",
+                ]
+                .map(|n| lane.stat(n))
+            };
+            // Metrics reach Envoy on the root's tick: let the warm-up's land first.
+            let settle = || std::thread::sleep(Duration::from_millis(1500));
+            if w.tokens == Tokens::FreshTwice {
+                settle();
+            }
+            let stats_before: Vec<[u64; 3]> = lanes.iter().map(token_stats).collect();
             let mut runs_of: Vec<Vec<Run>> = lanes.iter().map(|_| Vec::new()).collect();
             let mut cpu_of = vec![(0.0f64, 0.0f64, 0.0f64); lanes.len()];
             for round in 0..runs {
                 let offset = (round as usize * n_tokens / runs as usize).to_string();
                 for (li, lane) in lanes.iter_mut().enumerate() {
-                    if w.cold && lane.v.jwt_authn.is_none() && lane.v.mcptrail.is_none() {
+                    // Plain Envoy checks no token: nothing to compare on these.
+                    if w.tokens != Tokens::One
+                        && lane.v.jwt_authn.is_none()
+                        && lane.v.mcptrail.is_none()
+                    {
                         continue;
                     }
                     let url = format!("{}{}", lane.envoy.url(), w.path);
@@ -560,7 +633,12 @@ end
                     } else {
                         wrk(
                             &url,
-                            if w.cold { &cold_script } else { &warm_script },
+                            match w.tokens {
+                                Tokens::One => &warm_script,
+                                Tokens::Fresh => &cold_script,
+                                Tokens::Forged => &forged_script,
+                                Tokens::FreshTwice => &twice_script,
+                            },
                             conns,
                             secs,
                             &[("BENCH_TOKEN_OFFSET", &offset)],
@@ -575,7 +653,23 @@ end
                     runs_of[li].push(r);
                 }
             }
+            if w.tokens == Tokens::FreshTwice {
+                settle();
+            }
             for (li, lane) in lanes.iter().enumerate() {
+                if w.tokens == Tokens::FreshTwice && lane.v.mcptrail.is_some() {
+                    let after = token_stats(lane);
+                    let [v, c, sh] = [0, 1, 2].map(|k| after[k] - stats_before[li][k]);
+                    let requests = cpu_of[li].0.max(1.0);
+                    shared.push(format!(
+                        "| {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                        lane.v.name,
+                        requests,
+                        v as f64 / requests,
+                        c as f64 / requests,
+                        sh as f64 / requests
+                    ));
+                }
                 let rs = &runs_of[li];
                 if rs.is_empty() {
                     results[wi].push(None);
@@ -709,23 +803,32 @@ end
         let _ = writeln!(md, "## {}\n", w.name);
         let _ = writeln!(
             md,
-            "| variant | req/s (min–max) | × plain | p50 µs | p99 µs | errors | Envoy CPU µs/req | collector CPU µs/req |"
+            "| variant | req/s (min–max) | × plain | × jwt_authn | p50 µs | p99 µs | errors | Envoy CPU µs/req | collector CPU µs/req |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
         let plain = results[wi].first().and_then(|c| c.as_ref()).map(|c| c.rps);
+        let jwt_authn = variants
+            .iter()
+            .position(|v| v.name == "jwt_authn")
+            .and_then(|i| results[wi].get(i))
+            .and_then(|c| c.as_ref())
+            .map(|c| c.rps);
         for (vi, v) in variants.iter().enumerate() {
             match results[wi].get(vi).and_then(|c| c.as_ref()) {
                 Some(c) => {
-                    let ratio = plain.map_or("–".to_string(), |p| format!("{:.2}", c.rps / p));
+                    let ratio = |to: Option<f64>| {
+                        to.map_or("–".to_string(), |p| format!("{:.2}", c.rps / p))
+                    };
                     let us = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
                     let _ = writeln!(
                         md,
-                        "| {} | {:.0} ({:.0}–{:.0}) | {} | {:.0} | {:.0} | {} | {} | {} |",
+                        "| {} | {:.0} ({:.0}–{:.0}) | {} | {} | {:.0} | {:.0} | {} | {} | {} |",
                         v.name,
                         c.rps,
                         c.rps_min,
                         c.rps_max,
-                        ratio,
+                        ratio(plain),
+                        ratio(jwt_authn),
                         c.p50,
                         c.p99,
                         c.errors,
@@ -734,9 +837,22 @@ end
                     );
                 }
                 None => {
-                    let _ = writeln!(md, "| {} | – | | | | | | |", v.name);
+                    let _ = writeln!(md, "| {} | – | | | | | | | |", v.name);
                 }
             }
+        }
+        let _ = writeln!(md);
+    }
+    if !shared.is_empty() {
+        let _ = writeln!(
+            md,
+            "## The process-wide token cache (2 workers, each new token twice)\n"
+        );
+        let _ = writeln!(md, "Per request: signature checks, hits in the worker's own cache, and hits in the cache the workers of one Envoy share (a token another worker verified). Without the shared cache, a second use on the other worker would be a second check.\n");
+        let _ = writeln!(md, "| variant | requests | checks/request | own-cache hits/request | shared hits/request |");
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for line in &shared {
+            let _ = writeln!(md, "{line}");
         }
         let _ = writeln!(md);
     }
