@@ -55,7 +55,11 @@ fn checkpoints() {
 
 /// Runs `traffic` through each depth `pick` names, printing µs per exchange and host calls.
 fn run(label: &str, kind: Reply, rounds_of: u32, pick: &dyn Fn(&str) -> bool) {
-    let (traffic, depths) = Traffic::with(kind);
+    let (traffic, depths) = if kind == Reply::Json1k {
+        Traffic::new()
+    } else {
+        Traffic::with(kind)
+    };
     for d in depths {
         let name = d.name;
         if !pick(name) {

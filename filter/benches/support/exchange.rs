@@ -35,7 +35,6 @@ pub struct Traffic {
 
 impl Traffic {
     /// The traffic with the 1 KB answer, and the depths of `make bench` to drive it through.
-    #[allow(dead_code)] // not every includer uses it
     pub fn new() -> (Traffic, Vec<workload::Depth>) {
         Traffic::with(Reply::Json1k)
     }
