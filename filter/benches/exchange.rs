@@ -12,7 +12,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 
 mod support;
-use support::exchange::{Rig, Traffic};
+use support::exchange::{Reply, Rig, Traffic};
 
 fn exchange(c: &mut Criterion) {
     let (traffic, depths) = Traffic::new();
@@ -22,6 +22,23 @@ fn exchange(c: &mut Criterion) {
         group.bench_function(d.name, |b| b.iter(|| rig.exchange(&traffic)));
     }
     group.finish();
+    // `make bench`'s large answers, at the depths where they cost.
+    for (name, reply, picked) in [
+        ("exchange_64k_json", Reply::Json64k, ["full", "+mask"]),
+        (
+            "exchange_sse_100_events",
+            Reply::Sse100,
+            ["auth+decode", "+mask"],
+        ),
+    ] {
+        let (traffic, depths) = Traffic::with(reply);
+        let mut group = c.benchmark_group(name);
+        for d in depths.into_iter().filter(|d| picked.contains(&d.name)) {
+            let mut rig = Rig::new(d.name, &d.config);
+            group.bench_function(d.name, |b| b.iter(|| rig.exchange(&traffic)));
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, exchange);

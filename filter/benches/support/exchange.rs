@@ -1,6 +1,8 @@
-//! The 1 KB `tools/call` exchange of `make bench`, set up for the glue's fake host: shared by
+//! The `tools/call` exchanges of `make bench`, set up for the glue's fake host: shared by
 //! the criterion bench (`benches/exchange.rs`, native) and the V8 run
-//! (`examples/exchange_v8.rs`, the same code compiled to wasm and run by Node's V8).
+//! (`examples/exchange_v8.rs`, the same code compiled to wasm and run by Node's V8). The
+//! 1 KB JSON answer by default; the 64 KB JSON and the 100-event SSE answers of `make bench`
+//! on request ([`Reply`]).
 
 use base64::Engine as _;
 use mcptrail::filter::Root;
@@ -11,16 +13,34 @@ use mcptrail::testkit::jwt::{self as testkit, AUD, ISS, NOW};
 use mcptrail::testkit::workload;
 use serde_json::{json, Value};
 
+/// Which answer the server gives (`make bench`'s workloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// `json_reply(1024)`, `application/json`.
+    Json1k,
+    /// `json_reply(64 * 1024)`, `application/json`.
+    Json64k,
+    /// `sse_reply(100)`, `text/event-stream`.
+    Sse100,
+}
+
 /// The request and answer of one exchange.
 pub struct Traffic {
     bearer: String,
     request: String,
     reply: String,
+    content_type: &'static str,
+    content_length: String,
 }
 
 impl Traffic {
-    /// The traffic, and the depths of `make bench` to drive it through.
+    /// The traffic with the 1 KB answer, and the depths of `make bench` to drive it through.
     pub fn new() -> (Traffic, Vec<workload::Depth>) {
+        Traffic::with(Reply::Json1k)
+    }
+
+    /// The traffic with the given answer, and the depths of `make bench`.
+    pub fn with(kind: Reply) -> (Traffic, Vec<workload::Depth>) {
         let mut claims = testkit::claims("alice");
         // Every 100th call moves the fake clock 10 s: the token must outlive millions of calls.
         claims["exp"] = json!(NOW + 10 * 365 * 86_400);
@@ -28,7 +48,21 @@ impl Traffic {
         let traffic = Traffic {
             bearer: format!("Bearer {}", testkit::sign("RS256", &claims)),
             request: workload::request(),
-            reply: workload::json_reply(1024),
+            reply: String::new(),
+            content_type: "application/json",
+            content_length: String::new(),
+        };
+        let (reply, content_type) = match kind {
+            Reply::Json1k => (workload::json_reply(1024), "application/json"),
+            Reply::Json64k => (workload::json_reply(64 * 1024), "application/json"),
+            Reply::Sse100 => (workload::sse_reply(100), "text/event-stream"),
+        };
+        // Envoy's direct responses (what `make bench` answers with) carry a length.
+        let traffic = Traffic {
+            content_length: reply.len().to_string(),
+            reply,
+            content_type,
+            ..traffic
         };
         (
             traffic,
@@ -73,8 +107,8 @@ impl Rig {
             headers: &headers,
             body: &t.request,
             response_headers: &[
-                ("content-type", "application/json"),
-                ("content-length", "1024"),
+                ("content-type", t.content_type),
+                ("content-length", t.content_length.as_str()),
             ],
             chunks: &chunks,
             ..Exchange::default()

@@ -116,7 +116,7 @@ impl Detector {
 
 /// What one pass over a string found: the anchor bytes present and the digit and dot
 /// counts that detectors need.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Features {
     anchors: u16,
     digits: u32,
@@ -174,8 +174,39 @@ static CLASS: [u16; 256] = {
 };
 
 impl Features {
-    /// One pass over `s`.
+    /// One pass over `s`: digits and dots are counted eight bytes at a time, the anchors
+    /// taken from the class table byte by byte (a third of the work of counting there too).
     pub(crate) fn of(s: &str) -> Features {
+        let mut f = Features {
+            len: s.len(),
+            ..Features::default()
+        };
+        let b = s.as_bytes();
+        let words = b.chunks_exact(8);
+        let tail = words.remainder();
+        let mut anchors = 0u16;
+        for word in words.filter_map(<[u8]>::first_chunk::<8>) {
+            let x = u64::from_le_bytes(*word);
+            f.digits += digit_lanes(x).count_ones();
+            f.dots += byte_lanes(x, b'.').count_ones();
+            for &c in word {
+                anchors |= CLASS.get(usize::from(c)).copied().unwrap_or(0);
+            }
+        }
+        for &c in tail {
+            let k = CLASS.get(usize::from(c)).copied().unwrap_or(0);
+            anchors |= k;
+            f.digits += u32::from(k & F_DIGIT != 0);
+            f.dots += u32::from(k & F_DOT != 0);
+        }
+        f.anchors = anchors;
+        f
+    }
+
+    /// [`Features::of`] byte by byte, as it was: the reference its word-wise counting is
+    /// tested against.
+    #[cfg(test)]
+    pub(crate) fn of_bytewise(s: &str) -> Features {
         let mut f = Features {
             len: s.len(),
             ..Features::default()
@@ -247,11 +278,43 @@ fn b64url(c: u8) -> bool {
 }
 
 /// The first digit at or after `i` (`b.len()` when none): the digit-led detectors jump there
-/// instead of testing every byte (one tight loop, the detectors' main cost on long text).
+/// instead of testing every byte. Eight bytes at a time ([`digit_lanes`]): four detectors
+/// walk a long string this way, and byte by byte it was their main cost in V8 (a 64 KB
+/// tool result: ~45 µs a walk).
 fn next_digit(b: &[u8], i: usize) -> usize {
-    b.get(i..)
+    let mut k = i;
+    while let Some(word) = b.get(k..).and_then(<[u8]>::first_chunk::<8>) {
+        let lanes = digit_lanes(u64::from_le_bytes(*word));
+        if lanes != 0 {
+            // Little-endian: the lowest set lane is the first digit in the text.
+            return k + (lanes.trailing_zeros() / 8) as usize;
+        }
+        k += 8;
+    }
+    b.get(k..)
         .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
-        .map_or(b.len(), |k| i + k)
+        .map_or(b.len(), |p| k + p)
+}
+
+const LANES_LO: u64 = 0x0101_0101_0101_0101;
+const LANES_HI: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that is an ASCII digit, exactly: each lane's arithmetic
+/// stays within its byte (no carry or borrow crosses lanes), bytes >= 0x80 are excluded.
+fn digit_lanes(x: u64) -> u64 {
+    let low7 = x & !LANES_HI;
+    // High bit set iff low7 <= b'9' (0xB9 - low7 >= 0x80), resp. low7 >= b'0' (+ 0x50).
+    let le_nine = LANES_LO * (0x7F + u64::from(b'9') + 1) - low7;
+    let ge_zero = low7 + LANES_LO * (0x7F - (u64::from(b'0') - 1));
+    le_nine & ge_zero & !x & LANES_HI
+}
+
+/// The high bit of each byte of `x` equal to `c` (< 0x80), exactly.
+fn byte_lanes(x: u64, c: u8) -> u64 {
+    let y = x ^ (LANES_LO * u64::from(c));
+    // A lane is zero iff adding 0x7F to its low 7 bits leaves the high bit clear and its
+    // own high bit is clear.
+    !(((y & !LANES_HI) + !LANES_HI) | y) & LANES_HI
 }
 
 /// Length of the run of bytes satisfying `f` starting at `i`.
@@ -356,9 +419,11 @@ const MAX_GROUPS: usize = 24;
 /// first digit 2-6 (the card networks' ranges), Luhn-valid. Longer digit runs hold no card.
 fn credit_card(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     let mut i = next_digit(b, 0);
+    // Filled afresh for each run: only its first `n` entries are read (zeroed once, not per
+    // digit run).
+    let mut groups = [(0usize, 0usize); MAX_GROUPS];
     while i < b.len() {
         // Collect a run of digit groups.
-        let mut groups = [(0usize, 0usize); MAX_GROUPS];
         let mut n = 0usize;
         let mut j = i;
         loop {
@@ -976,5 +1041,90 @@ fn private_key(s: &str, hit: &mut dyn FnMut(usize, usize)) {
             .unwrap_or(s.len());
         hit(p, end);
         from = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::ids::IdGen;
+
+    /// Random text over bytes the word-wise helpers must tell apart: digits and their
+    /// neighbours in ASCII (`/`, `:`), dots, the anchors, letters, and bytes >= 0x80 (whose
+    /// low 7 bits are digits or dots: `0xB0`..`0xB9`, `0xAE`), cut into valid UTF-8.
+    fn texts() -> Vec<String> {
+        const BYTES: &[u8] = b"0123456789/:.@+JAz_x-bB \t\nqQ\x7f";
+        const WIDE: [&str; 6] = [
+            "\u{b0}",
+            "\u{3b9}",
+            "\u{2e}",
+            "\u{ae}",
+            "\u{1f600}",
+            "\u{630}",
+        ];
+        let mut g = IdGen::new(7);
+        let mut out = Vec::new();
+        for _ in 0..3000 {
+            let len = (g.next_u64() % 70) as usize;
+            let mut s = String::new();
+            while s.len() < len {
+                let r = g.next_u64();
+                if r % 9 == 0 {
+                    s.push_str(WIDE[(r / 9 % WIDE.len() as u64) as usize]);
+                } else {
+                    s.push(char::from(BYTES[(r / 9 % BYTES.len() as u64) as usize]));
+                }
+            }
+            out.push(s);
+        }
+        // Every byte value in every lane.
+        for c in 0u8..=255 {
+            for at in 0..9 {
+                let mut b = vec![b'q'; 17];
+                b[at] = c;
+                out.push(String::from_utf8_lossy(&b).into_owned());
+            }
+        }
+        out
+    }
+
+    fn next_digit_bytewise(b: &[u8], i: usize) -> usize {
+        b.get(i..)
+            .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
+            .map_or(b.len(), |k| i + k)
+    }
+
+    #[test]
+    fn word_wise_next_digit_is_the_byte_wise_one() {
+        for s in texts() {
+            let b = s.as_bytes();
+            for i in 0..=b.len() + 2 {
+                assert_eq!(next_digit(b, i), next_digit_bytewise(b, i), "{s:?} at {i}");
+            }
+        }
+        for c in 0u8..=255 {
+            let x = u64::from_le_bytes([b'q', c, b'.', 0x80, 0xff, b'0' - 1, b'9' + 1, c]);
+            let want = (0..8).fold(0u64, |m, lane| {
+                let byte = x.to_le_bytes()[lane];
+                m | (u64::from(byte.is_ascii_digit()) << (lane * 8 + 7))
+            });
+            assert_eq!(digit_lanes(x), want, "byte {c:#x}");
+            let dots = (0..8).fold(0u64, |m, lane| {
+                m | (u64::from(x.to_le_bytes()[lane] == b'.') << (lane * 8 + 7))
+            });
+            assert_eq!(byte_lanes(x, b'.'), dots, "byte {c:#x}");
+        }
+    }
+
+    #[test]
+    fn word_wise_features_are_the_byte_wise_ones() {
+        for s in texts() {
+            assert_eq!(Features::of(&s), Features::of_bytewise(&s), "{s:?}");
+        }
+        let long = crate::testkit::workload::filler(64 * 1024 + 5);
+        assert_eq!(Features::of(&long), Features::of_bytewise(&long));
     }
 }

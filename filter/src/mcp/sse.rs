@@ -5,6 +5,8 @@
 //! reported as oversized instead of being buffered.
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// Largest line buffer kept between lines.
+const KEPT_LINE_CAPACITY: usize = 16 * 1024;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -137,7 +139,17 @@ impl Parser {
     }
 
     fn end_line(&mut self, out: &mut Vec<Event>) {
-        let line = std::mem::take(&mut self.line);
+        // The line buffer goes back emptied, its capacity kept (one allocation per stream,
+        // not one per line), unless a long line grew it: a stream may stay open for hours.
+        let mut line = std::mem::take(&mut self.line);
+        self.take_line(&line, out);
+        if line.capacity() <= KEPT_LINE_CAPACITY {
+            line.clear();
+            self.line = line;
+        }
+    }
+
+    fn take_line(&mut self, line: &[u8], out: &mut Vec<Event>) {
         // A blank line dispatches; a line emptied because its event is oversized does not
         // (the event's later lines must not turn into an event of their own).
         if !std::mem::take(&mut self.in_line) {
@@ -150,7 +162,12 @@ impl Parser {
         if line.first() == Some(&b':') {
             return; // comment
         }
-        let text = String::from_utf8_lossy(&line);
+        // Valid UTF-8 (nearly every line) is checked by the word-wise validator; only
+        // invalid lines go through the lossy decoding, which gives the same text for valid.
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         let (field, value) = match text.split_once(':') {
             Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
             None => (text.as_ref(), ""),
@@ -397,6 +414,32 @@ mod tests {
                 rest = r;
             }
             assert_eq!(parse_chunks(&pieces), whole);
+        }
+    }
+
+    /// The line buffer is reused between lines (and dropped after a long one): events come
+    /// out the same cut anywhere, through valid and invalid UTF-8, after a line longer than
+    /// the kept capacity.
+    #[test]
+    fn reused_line_buffer_splits_anywhere() {
+        let long = "x".repeat(KEPT_LINE_CAPACITY + 10);
+        let stream = format!(
+            "id: 1\ndata: {{\"a\":\"é😀\"}}\n\ndata: \u{fffd}z\r\n\r\ndata: {long}\n\nid: 2\ndata: b\n\n"
+        );
+        let mut bytes = stream.into_bytes();
+        // An invalid byte where the replacement character was.
+        let bad = bytes
+            .windows(3)
+            .position(|w| w == "\u{fffd}".as_bytes())
+            .unwrap();
+        bytes.splice(bad..bad + 3, [0xff]);
+        let whole = parse_chunks(&[&bytes]);
+        assert_eq!(whole.len(), 4);
+        assert_eq!(whole[1].data, "\u{fffd}z");
+        assert_eq!(whole[3].data, "b");
+        for cut in (0..bytes.len()).filter(|c| *c < 80 || c % 997 == 0 || *c > bytes.len() - 30) {
+            let (a, b) = bytes.split_at(cut);
+            assert_eq!(parse_chunks(&[a, b]), whole, "cut {cut}");
         }
     }
 }
