@@ -417,10 +417,10 @@ pub fn verify_signature(parsed: &Parsed<'_>, key: &KeyMaterial) -> Result<(), Jw
             .is_ok()
         }
         (KeyMaterial::P256(k), _) => p256::ecdsa::Signature::from_slice(sig)
-            .map(|s| k.verify(msg, &s).is_ok())
+            .map(|s| p256::ecdsa::signature::Verifier::verify(k, msg, &s).is_ok())
             .unwrap_or(false),
         (KeyMaterial::P384(k), _) => p384::ecdsa::Signature::from_slice(sig)
-            .map(|s| k.verify(msg, &s).is_ok())
+            .map(|s| p384::ecdsa::signature::Verifier::verify(k, msg, &s).is_ok())
             .unwrap_or(false),
         (KeyMaterial::Ed25519(k), _) => ed25519_dalek::Signature::from_slice(sig)
             .map(|s| k.verify_strict(msg, &s).is_ok())

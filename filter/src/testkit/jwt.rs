@@ -76,12 +76,12 @@ pub fn rsa_jwk(pem: &str, kid: &str) -> Value {
 }
 
 pub fn p256_jwk(kid: &str) -> Value {
-    let p = p256_key().verifying_key().to_encoded_point(false);
+    let p = p256_key().verifying_key().to_sec1_point(false);
     json!({"kty":"EC","crv":"P-256","kid":kid,"x":b64(p.x().unwrap()),"y":b64(p.y().unwrap())})
 }
 
 pub fn p384_jwk(kid: &str) -> Value {
-    let p = p384_key().verifying_key().to_encoded_point(false);
+    let p = p384_key().verifying_key().to_sec1_point(false);
     json!({"kty":"EC","crv":"P-384","kid":kid,"x":b64(p.x().unwrap()),"y":b64(p.y().unwrap())})
 }
 
@@ -138,12 +138,12 @@ pub fn signature(alg: &str, msg: &[u8], pem: &str) -> Vec<u8> {
             .sign_with_rng(&mut Counter(0), msg)
             .to_vec(),
         "ES256" => {
-            let s: p256::ecdsa::Signature = p256_key().sign(msg);
-            s.to_vec()
+            let s: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&p256_key(), msg);
+            s.to_bytes().to_vec()
         }
         "ES384" => {
-            let s: p384::ecdsa::Signature = p384_key().sign(msg);
-            s.to_vec()
+            let s: p384::ecdsa::Signature = p384::ecdsa::signature::Signer::sign(&p384_key(), msg);
+            s.to_bytes().to_vec()
         }
         "EdDSA" => {
             use ed25519_dalek::Signer as _;

@@ -248,3 +248,54 @@ fn identity_from_claims() {
     };
     assert_eq!(identity(&c, &names, ISS).groups, vec!["read", "write"]);
 }
+
+/// ECDSA as JWS uses it (RFC 7518 3.4): both `s` and `n - s` verify (no low-S rule), and `r`
+/// or `s` of zero or not below the group order never do. Pinned so a library upgrade cannot
+/// change which ES256/ES384 signatures pass.
+#[test]
+fn ecdsa_accepts_either_s_and_refuses_out_of_range_scalars() {
+    use rsa::BigUint;
+    let orders = [
+        ("ES256", "ec256", "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"),
+        ("ES384", "ec384", "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973"),
+    ];
+    for (alg, kid, order_hex) in orders {
+        let token = sign(alg, &claims("alice"));
+        let (input, sig_b64) = token.rsplit_once('.').unwrap();
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sig_b64)
+            .unwrap();
+        let half = sig.len() / 2;
+        let (r, s) = sig.split_at(half);
+        let n = BigUint::parse_bytes(order_hex.as_bytes(), 16).unwrap();
+        let scalar = |v: &BigUint| {
+            let b = v.to_bytes_be();
+            let mut out = vec![0u8; half - b.len().min(half)];
+            out.extend_from_slice(&b);
+            out
+        };
+        let with = |r: &[u8], s: &[u8]| format!("{input}.{}", b64(&[r, s].concat()));
+        let k = key(kid);
+        let flipped = scalar(&(&n - BigUint::from_bytes_be(s)));
+        assert!(verify(&token, &k).is_ok(), "{alg}");
+        assert!(verify(&with(r, &flipped), &k).is_ok(), "{alg}: n - s");
+        let zero = vec![0u8; half];
+        let order = scalar(&n);
+        let s_plus_n = BigUint::from_bytes_be(s) + &n;
+        for (what, bad) in [
+            ("r = 0", with(&zero, s)),
+            ("s = 0", with(r, &zero)),
+            ("r = n", with(&order, s)),
+            ("s = n", with(r, &order)),
+        ] {
+            assert!(verify(&bad, &k).is_err(), "{alg}: {what}");
+        }
+        // s + n does not fit the fixed-size encoding unless it still has `half` bytes.
+        if s_plus_n.to_bytes_be().len() == half {
+            assert!(
+                verify(&with(r, &scalar(&s_plus_n)), &k).is_err(),
+                "{alg}: s + n"
+            );
+        }
+    }
+}
