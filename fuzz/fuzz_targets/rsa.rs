@@ -14,12 +14,12 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mcptrail::auth::jwt::RsaKey;
+use mcptrail::auth::jwt::{Alg, RsaKey};
 use mcptrail::testkit::jwt::{rsa_key, RSA2_PEM, RSA_PEM};
 use rsa::signature::{SignatureEncoding as _, Signer as _, Verifier as _};
 use rsa::traits::PublicKeyParts as _;
-use rsa::{BigUint, Pkcs1v15Sign};
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use rsa::BigUint;
+use sha2::{Sha256, Sha384, Sha512};
 
 const E3_PEM: &str = include_str!("../../filter/testdata/rsa-test-key-e3.pem");
 const MSG: &[u8] = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
@@ -88,23 +88,11 @@ fn verdicts(s: &Signed, hash: u8, msg: &[u8], sig: &[u8]) -> (bool, bool) {
             .verify(msg, &sg)
             .is_ok(),
     });
-    let ours = match hash {
-        0 => s.key.verify_pkcs1v15(
-            &Pkcs1v15Sign::new::<Sha256>().prefix,
-            &Sha256::digest(msg),
-            sig,
-        ),
-        1 => s.key.verify_pkcs1v15(
-            &Pkcs1v15Sign::new::<Sha384>().prefix,
-            &Sha384::digest(msg),
-            sig,
-        ),
-        _ => s.key.verify_pkcs1v15(
-            &Pkcs1v15Sign::new::<Sha512>().prefix,
-            &Sha512::digest(msg),
-            sig,
-        ),
-    };
+    let ours = s.key.verify_rs(
+        [Alg::RS256, Alg::RS384, Alg::RS512][usize::from(hash)],
+        msg,
+        sig,
+    );
     (ours, reference)
 }
 

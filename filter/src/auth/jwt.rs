@@ -373,8 +373,7 @@ fn verify_hmac<M: hmac::Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8], sig
 /// Checks the signature of `parsed` with `key`.
 pub fn verify_signature(parsed: &Parsed<'_>, key: &KeyMaterial) -> Result<(), JwtError> {
     use rsa::signature::Verifier as _;
-    use rsa::Pkcs1v15Sign;
-    use sha2::{Digest as _, Sha256, Sha384, Sha512};
+    use sha2::{Sha256, Sha384, Sha512};
     if !key.allows(parsed.alg) {
         return Err(JwtError::BadSignature);
     }
@@ -382,24 +381,7 @@ pub fn verify_signature(parsed: &Parsed<'_>, key: &KeyMaterial) -> Result<(), Jw
     let sig = parsed.signature.as_slice();
     let ok = match (key, parsed.alg) {
         (KeyMaterial::Rsa(k), Alg::RS256 | Alg::RS384 | Alg::RS512) => {
-            // The DigestInfo prefix of each hash comes from the `rsa` crate.
-            match parsed.alg {
-                Alg::RS256 => k.verify_pkcs1v15(
-                    &Pkcs1v15Sign::new::<Sha256>().prefix,
-                    &Sha256::digest(msg),
-                    sig,
-                ),
-                Alg::RS384 => k.verify_pkcs1v15(
-                    &Pkcs1v15Sign::new::<Sha384>().prefix,
-                    &Sha384::digest(msg),
-                    sig,
-                ),
-                _ => k.verify_pkcs1v15(
-                    &Pkcs1v15Sign::new::<Sha512>().prefix,
-                    &Sha512::digest(msg),
-                    sig,
-                ),
-            }
+            k.verify_rs(parsed.alg, msg, sig)
         }
         (KeyMaterial::Rsa(k), _) => {
             let Ok(s) = rsa::pss::Signature::try_from(sig) else {

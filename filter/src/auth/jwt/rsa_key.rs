@@ -19,6 +19,10 @@
 //! over thousands of keys, signatures and forgeries (`tests.rs`, `differential`).
 
 use rsa::traits::PublicKeyParts as _;
+use rsa::Pkcs1v15Sign;
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
+
+use super::Alg;
 
 /// Bits per limb: 2 * 27 + log2(2 * limbs) < 64 for any modulus up to 13,000 bits.
 const W: u32 = 27;
@@ -121,6 +125,29 @@ impl RsaKey {
             sub_assign(&mut tmp, &self.n);
         }
         Some(bytes_of(&tmp, self.size))
+    }
+
+    /// RS256, RS384 or RS512 (RSASSA-PKCS1-v1_5 with SHA-2) of `msg`; any other algorithm
+    /// is refused. The DigestInfo prefix of each hash comes from the `rsa` crate.
+    pub fn verify_rs(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
+        match alg {
+            Alg::RS256 => self.verify_pkcs1v15(
+                &Pkcs1v15Sign::new::<Sha256>().prefix,
+                &Sha256::digest(msg),
+                sig,
+            ),
+            Alg::RS384 => self.verify_pkcs1v15(
+                &Pkcs1v15Sign::new::<Sha384>().prefix,
+                &Sha384::digest(msg),
+                sig,
+            ),
+            Alg::RS512 => self.verify_pkcs1v15(
+                &Pkcs1v15Sign::new::<Sha512>().prefix,
+                &Sha512::digest(msg),
+                sig,
+            ),
+            _ => false,
+        }
     }
 
     /// RSASSA-PKCS1-v1_5 verification of `hashed` under the DER `prefix` of its hash's

@@ -9,7 +9,7 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use super::RsaKey;
+use super::{Alg, RsaKey};
 use crate::testkit::jwt::{rsa_key, RSA2_PEM, RSA_PEM};
 use rsa::signature::{SignatureEncoding as _, Signer as _, Verifier as _};
 use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
@@ -110,23 +110,7 @@ fn reference(key: &rsa::RsaPublicKey, hash: &str, msg: &[u8], sig: &[u8]) -> boo
 
 /// RsaKey's verdict, as `verify_signature` asks it.
 fn ours(key: &RsaKey, hash: &str, msg: &[u8], sig: &[u8]) -> bool {
-    match hash {
-        "RS256" => key.verify_pkcs1v15(
-            &Pkcs1v15Sign::new::<Sha256>().prefix,
-            &Sha256::digest(msg),
-            sig,
-        ),
-        "RS384" => key.verify_pkcs1v15(
-            &Pkcs1v15Sign::new::<Sha384>().prefix,
-            &Sha384::digest(msg),
-            sig,
-        ),
-        _ => key.verify_pkcs1v15(
-            &Pkcs1v15Sign::new::<Sha512>().prefix,
-            &Sha512::digest(msg),
-            sig,
-        ),
-    }
+    key.verify_rs(Alg::parse(hash).unwrap(), msg, sig)
 }
 
 fn sign(pem: &str, hash: &str, msg: &[u8]) -> Vec<u8> {
