@@ -486,23 +486,50 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 
 /// Classifies a response message or batch (an SSE event's data, a JSON answer) without
 /// building its `params` or `result` trees: they can be megabytes the audit trail does not
-/// keep. The messages carry no `params`, and a `result` reduced to the members [`ResultPeek`]
-/// names. Classification is exactly [`decode_message`]'s.
+/// keep. The messages carry a `params` reduced to its kind (an empty object or array), and a
+/// `result` reduced to the members [`ResultPeek`] names. Classification is exactly
+/// [`decode_message`]'s.
 pub fn peek_body(text: &str) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
+    let mut out = Vec::new();
+    peek_each(text, |m| out.push(m))?;
+    Ok(out)
+}
+
+/// [`peek_body`] handing each message to `f` (no vector per body: an SSE stream calls this
+/// once per event). On `Err`, `f` was not called.
+pub fn peek_each(
+    text: &str,
+    mut f: impl FnMut(Result<Message, DecodeError>),
+) -> Result<(), DecodeError> {
     let json = |e: serde_json::Error| DecodeError::Json(e.to_string());
     if text.trim_start().starts_with('[') {
         let items: Vec<&RawValue> = serde_json::from_str(text).map_err(json)?;
         if items.is_empty() {
             return Err(DecodeError::NotJsonRpc("empty batch".into()));
         }
-        return Ok(items.iter().map(|raw| peek_message(raw.get())).collect());
+        for raw in items {
+            f(peek_message(raw.get()));
+        }
+        return Ok(());
     }
     match peek_message(text) {
         Err(e @ DecodeError::Json(_)) => Err(e),
-        other => Ok(vec![other]),
+        other => {
+            f(other);
+            Ok(())
+        }
     }
 }
 
+/// A member's value as `serde_json::Value` would hold it; a value the borrowed reader let
+/// through but `Value` refuses (a number beyond f64) reads as `null`, as it always has.
+fn small(raw: &RawValue) -> Value {
+    serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null)
+}
+
+/// Builds the message straight from the borrowed members, making [`decode_message`]'s checks
+/// in its order with its texts (no map of members built and taken apart again: that round
+/// trip was a third of the decoding time of a small SSE event).
 fn peek_message(text: &str) -> Result<Message, DecodeError> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with('{') {
@@ -510,60 +537,94 @@ fn peek_message(text: &str) -> Result<Message, DecodeError> {
         return decode_message(v);
     }
     let p: Peek<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
-    let small = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null);
-    let mut obj = Map::new();
-    for (k, v) in [
-        ("jsonrpc", p.jsonrpc),
-        ("id", p.id),
-        ("method", p.method),
-        ("error", p.error),
-    ] {
-        if let Some(raw) = v {
-            obj.insert(k.into(), small(raw));
+    // `jsonrpc` must read as the string "2.0" (the plain spelling is checked without parsing;
+    // any other, escapes included, is parsed as before).
+    let version_ok = p
+        .jsonrpc
+        .is_some_and(|raw| raw.get() == "\"2.0\"" || small(raw).as_str() == Some("2.0"));
+    if !version_ok {
+        return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
+    }
+    let id = match p.id.map(small) {
+        None => None,
+        Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id),
+        Some(_) => {
+            return Err(DecodeError::NotJsonRpc(
+                "`id` is neither a string nor a number".into(),
+            ))
         }
-    }
-    if let Some(raw) = p.params {
+    };
+    let method = match p.method.map(small) {
+        None => None,
+        Some(Value::String(m)) => Some(m),
+        Some(_) => return Err(DecodeError::NotJsonRpc("`method` is not a string".into())),
+    };
+    let params = match p.params {
+        None => None,
         // Only its kind matters here.
-        let v = match raw.get().trim_start().as_bytes().first() {
-            Some(b'{') => Value::Object(Map::new()),
-            Some(b'[') => Value::Array(Vec::new()),
-            _ => small(raw),
-        };
-        obj.insert("params".into(), v);
-    }
-    if let Some(raw) = p.result {
-        // (serde would also read a struct from an array, positionally: objects only.)
-        let peeked = if raw.get().trim_start().starts_with('{') {
-            serde_json::from_str::<ResultPeek>(raw.get()).ok()
-        } else {
-            None
-        };
-        let v = match peeked {
-            Some(r) => {
-                let mut m = Map::new();
-                if let Some(e) = r.is_error {
-                    m.insert("isError".into(), e);
-                }
-                for (k, v) in [
-                    ("protocolVersion", r.protocol_version),
-                    ("resultType", r.result_type),
-                    ("inputRequests", r.input_requests),
-                    ("requestState", r.request_state),
-                    ("taskId", r.task_id),
-                    ("status", r.status),
-                    ("task", r.task),
-                ] {
-                    if let Some(v) = v {
-                        m.insert(k.into(), v);
-                    }
-                }
-                Value::Object(m)
+        Some(raw) => match raw.get().trim_start().as_bytes().first() {
+            Some(b'{') => Some(Value::Object(Map::new())),
+            Some(b'[') => Some(Value::Array(Vec::new())),
+            _ => {
+                // Any other value (a `null` included) is refused, as `decode_message` does.
+                return Err(DecodeError::NotJsonRpc(
+                    "`params` is neither an object nor an array".into(),
+                ));
             }
-            None => small(raw),
-        };
-        obj.insert("result".into(), v);
+        },
+    };
+    let result = p.result.map(peek_result);
+    let error = p.error.map(small);
+    let kind = match (&method, &id, result.is_some() || error.is_some()) {
+        (Some(_), Some(_), false) => Kind::Request,
+        (Some(_), None, false) => Kind::Notification,
+        (None, Some(_), true) if result.is_some() != error.is_some() => Kind::Response,
+        _ => {
+            return Err(DecodeError::NotJsonRpc(
+                "neither a request, a notification nor a response".into(),
+            ))
+        }
+    };
+    Ok(Message {
+        kind,
+        method,
+        id,
+        params,
+        result,
+        error,
+    })
+}
+
+/// A `result` reduced to the members [`ResultPeek`] names (whole when it is not an object
+/// `ResultPeek` reads, e.g. one with a member given twice).
+fn peek_result(raw: &RawValue) -> Value {
+    // (serde would also read a struct from an array, positionally: objects only.)
+    let peeked = if raw.get().trim_start().starts_with('{') {
+        serde_json::from_str::<ResultPeek>(raw.get()).ok()
+    } else {
+        None
+    };
+    match peeked {
+        Some(r) => {
+            let mut m = Map::new();
+            for (k, v) in [
+                ("isError", r.is_error),
+                ("protocolVersion", r.protocol_version),
+                ("resultType", r.result_type),
+                ("inputRequests", r.input_requests),
+                ("requestState", r.request_state),
+                ("taskId", r.task_id),
+                ("status", r.status),
+                ("task", r.task),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k.into(), v);
+                }
+            }
+            Value::Object(m)
+        }
+        None => small(raw),
     }
-    decode_message(Value::Object(obj))
 }
 
 fn take_id(obj: &mut Map<String, Value>) -> Result<Option<Value>, DecodeError> {
@@ -585,6 +646,286 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    // The previous reader (a map of members built, then taken apart by `decode_message`),
+    // kept as the reference of the differential tests.
+    /// Classifies a response message or batch (an SSE event's data, a JSON answer) without
+    /// building its `params` or `result` trees: they can be megabytes the audit trail does not
+    /// keep. The messages carry no `params`, and a `result` reduced to the members [`ResultPeek`]
+    /// names. Classification is exactly [`decode_message`]'s.
+    fn peek_body_old(text: &str) -> Result<Vec<Result<Message, DecodeError>>, DecodeError> {
+        let json = |e: serde_json::Error| DecodeError::Json(e.to_string());
+        if text.trim_start().starts_with('[') {
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(json)?;
+            if items.is_empty() {
+                return Err(DecodeError::NotJsonRpc("empty batch".into()));
+            }
+            return Ok(items
+                .iter()
+                .map(|raw| peek_message_old(raw.get()))
+                .collect());
+        }
+        match peek_message_old(text) {
+            Err(e @ DecodeError::Json(_)) => Err(e),
+            other => Ok(vec![other]),
+        }
+    }
+
+    fn peek_message_old(text: &str) -> Result<Message, DecodeError> {
+        let trimmed = text.trim_start();
+        if !trimmed.starts_with('{') {
+            let v: Value =
+                serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+            return decode_message(v);
+        }
+        let p: Peek<'_> =
+            serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let small =
+            |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null);
+        let mut obj = Map::new();
+        for (k, v) in [
+            ("jsonrpc", p.jsonrpc),
+            ("id", p.id),
+            ("method", p.method),
+            ("error", p.error),
+        ] {
+            if let Some(raw) = v {
+                obj.insert(k.into(), small(raw));
+            }
+        }
+        if let Some(raw) = p.params {
+            // Only its kind matters here.
+            let v = match raw.get().trim_start().as_bytes().first() {
+                Some(b'{') => Value::Object(Map::new()),
+                Some(b'[') => Value::Array(Vec::new()),
+                _ => small(raw),
+            };
+            obj.insert("params".into(), v);
+        }
+        if let Some(raw) = p.result {
+            // (serde would also read a struct from an array, positionally: objects only.)
+            let peeked = if raw.get().trim_start().starts_with('{') {
+                serde_json::from_str::<ResultPeek>(raw.get()).ok()
+            } else {
+                None
+            };
+            let v = match peeked {
+                Some(r) => {
+                    let mut m = Map::new();
+                    if let Some(e) = r.is_error {
+                        m.insert("isError".into(), e);
+                    }
+                    for (k, v) in [
+                        ("protocolVersion", r.protocol_version),
+                        ("resultType", r.result_type),
+                        ("inputRequests", r.input_requests),
+                        ("requestState", r.request_state),
+                        ("taskId", r.task_id),
+                        ("status", r.status),
+                        ("task", r.task),
+                    ] {
+                        if let Some(v) = v {
+                            m.insert(k.into(), v);
+                        }
+                    }
+                    Value::Object(m)
+                }
+                None => small(raw),
+            };
+            obj.insert("result".into(), v);
+        }
+        decode_message(Value::Object(obj))
+    }
+
+    /// The direct reader against the previous one (map built, then `decode_message`): the
+    /// same messages, the same errors with the same texts, member by member.
+    fn same_as_old(text: &str) {
+        assert_eq!(peek_body(text), peek_body_old(text), "{text}");
+    }
+
+    #[test]
+    fn peek_equals_the_previous_reader_on_generated_messages() {
+        let jsonrpc = [
+            None,
+            Some(r#""2.0""#),
+            Some(r#""1.0""#),
+            Some("2.0"),
+            Some(r#""2\u002e0""#),
+            Some(r#""\u0032.0""#),
+            Some("null"),
+            Some(r#" "2.0" "#),
+            Some(r#""2.0 ""#),
+            Some("1e400"),
+        ];
+        let ids = [
+            None,
+            Some("1"),
+            Some("-1"),
+            Some("1.5"),
+            Some("0"),
+            Some("1e400"),
+            Some("-1e400"),
+            Some("18446744073709551616"),
+            Some("123456789012345678901234567890"),
+            Some(r#""a""#),
+            Some(r#""\u00e9\n""#),
+            Some(r#""\ud83d\ude00""#),
+            Some("null"),
+            Some("true"),
+            Some("{}"),
+            Some("[]"),
+            Some(r#"{"a":1}"#),
+        ];
+        let methods = [
+            None,
+            Some(r#""m""#),
+            Some(r#""tools/call""#),
+            Some("3"),
+            Some("null"),
+            Some(r#""no\ttab""#),
+            Some("[]"),
+        ];
+        let params = [
+            None,
+            Some("{}"),
+            Some("[]"),
+            Some(r#"{"name":"x","name":"y"}"#),
+            Some(r#" [1,{"a":[]}]"#),
+            Some("3"),
+            Some("null"),
+            Some(r#""s""#),
+            Some("true"),
+            Some("1e400"),
+            Some(r#"{"n":1e400}"#),
+        ];
+        let results = [
+            None,
+            Some("null"),
+            Some("{}"),
+            Some("[1,2]"),
+            Some("[true]"),
+            Some(r#"{"isError":true,"content":[{"type":"text","text":"\u00e9\"x"}]}"#),
+            Some(r#"{"isError":false,"isError":true}"#),
+            Some(r#"{"isError":null,"protocolVersion":null}"#),
+            Some(r#"{"protocolVersion":"2025-06-18","capabilities":{}}"#),
+            Some(r#"{"resultType":"task","taskId":"t","status":"working"}"#),
+            Some(r#"{"task":{"taskId":"t","status":"s"},"other":1e400}"#),
+            Some(r#"{"inputRequests":{"a":{"method":"x"}},"requestState":"s"}"#),
+            Some(r#"{"isError":1e400}"#),
+            Some("5"),
+            Some(r#""text""#),
+        ];
+        let errors = [
+            None,
+            Some("null"),
+            Some(r#"{"code":-32600,"message":"bad"}"#),
+            Some(r#"{"code":1e400}"#),
+            Some("7"),
+        ];
+        let extras = [
+            None,
+            Some(r#""x":1"#),
+            Some(r#""Id":2"#),
+            Some(r#""x":1e400"#),
+            Some(r#""jsonrpc":"1.0""#),
+            Some(r#""\u0069d":"esc""#),
+            Some(r#""method":"later""#),
+            Some(r#""result":{}"#),
+        ];
+        let mut g = crate::ids::IdGen::new(21);
+        let mut pick = |n: usize| (g.next_u64() % n as u64) as usize;
+        let mut texts = Vec::new();
+        for _ in 0..6000 {
+            let mut members = Vec::new();
+            let mut add = |name: &str, v: Option<&str>| {
+                if let Some(v) = v {
+                    members.push(format!("\"{name}\":{v}"));
+                }
+            };
+            add("jsonrpc", jsonrpc[pick(jsonrpc.len())]);
+            add("id", ids[pick(ids.len())]);
+            add("method", methods[pick(methods.len())]);
+            add("params", params[pick(params.len())]);
+            add("result", results[pick(results.len())]);
+            add("error", errors[pick(errors.len())]);
+            if let Some(x) = extras[pick(extras.len())] {
+                members.push(x.to_string());
+            }
+            // Member order matters for duplicates (the last one counts).
+            let n = members.len();
+            for i in 0..n {
+                members.swap(i, pick(n));
+            }
+            texts.push(format!(
+                "{{{}}}",
+                members.join(if pick(2) == 0 { "," } else { " , " })
+            ));
+        }
+        for t in &texts {
+            same_as_old(t);
+            same_as_old(&format!(" \n{t}\t"));
+            same_as_old(&format!("[{t}]"));
+        }
+        for w in texts.chunks(3) {
+            same_as_old(&format!("[{}]", w.join(",")));
+            same_as_old(&format!("[{},7,null,[],\"s\"]", w.join(",")));
+        }
+        // Not objects, not JSON, cut anywhere.
+        for t in [
+            "", " ", "[]", "[ ]", "42", "null", "\"s\"", "[1]", "{", "}", "[{}", "{}x", "{} {}",
+            "1e400", "[1e400]",
+        ] {
+            same_as_old(t);
+        }
+        for t in texts.iter().take(300) {
+            for cut in 0..=t.len() {
+                if let Some(head) = t.get(..cut) {
+                    same_as_old(head);
+                }
+            }
+        }
+    }
+
+    /// Every string of the recorded exchanges (bodies, SSE streams and their events) reads the
+    /// same with both readers.
+    #[test]
+    fn peek_equals_the_previous_reader_on_the_recorded_exchanges() {
+        fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+            match v {
+                Value::String(s) => out.push(s),
+                Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+                Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        let files = [
+            include_str!("../../testdata/exchanges/server-everything.json"),
+            include_str!("../../testdata/exchanges/python-sdk-sse.json"),
+            include_str!("../../testdata/exchanges/python-sdk-json.json"),
+            include_str!("../../testdata/exchanges/python-sdk-stateless.json"),
+            include_str!("../../testdata/exchanges/rmcp-sse.json"),
+            include_str!("../../testdata/exchanges/rmcp-json.json"),
+            include_str!("../../testdata/exchanges/python-sdk-2026.json"),
+            include_str!("../../testdata/exchanges/conformance-2026.json"),
+        ];
+        let mut seen = 0;
+        for f in files {
+            let v: Value = serde_json::from_str(f).unwrap();
+            let mut all = Vec::new();
+            strings(&v, &mut all);
+            for s in all {
+                same_as_old(s);
+                let mut p = crate::mcp::sse::Parser::new(1 << 24);
+                let mut events = Vec::new();
+                p.feed(s.as_bytes(), &mut events);
+                for e in &events {
+                    same_as_old(&e.data);
+                    seen += usize::from(peek_body(&e.data).is_ok());
+                }
+            }
+        }
+        assert!(seen > 20, "only {seen} events read");
+    }
 
     fn one(body: &str) -> Result<Message, DecodeError> {
         let mut v = decode_body(body.as_bytes())?;

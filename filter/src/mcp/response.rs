@@ -282,8 +282,9 @@ impl Responses {
         what: &str,
     ) -> Option<String> {
         if rewrite.is_none() && !self.keep_results {
-            match jsonrpc::peek_body(text) {
-                Ok(items) => self.absorb_messages(items, event_id),
+            // Each message is absorbed as it is read (no vector per event).
+            match jsonrpc::peek_each(text, |m| self.absorb_one(m, event_id)) {
+                Ok(()) => {}
                 Err(jsonrpc::DecodeError::Json(e)) => self.problem = Some(format!("{what}: {e}")),
                 Err(e) => self.problem = Some(format!("response: {e}")),
             }
@@ -343,49 +344,48 @@ impl Responses {
             Value::Array(a) => a,
             v => vec![v],
         };
-        let messages = items.into_iter().map(jsonrpc::decode_message).collect();
-        self.absorb_messages(messages, event_id);
+        for item in items {
+            self.absorb_one(jsonrpc::decode_message(item), event_id);
+        }
     }
 
-    fn absorb_messages(
+    fn absorb_one(
         &mut self,
-        messages: Vec<Result<jsonrpc::Message, jsonrpc::DecodeError>>,
+        item: Result<jsonrpc::Message, jsonrpc::DecodeError>,
         event_id: Option<&str>,
     ) {
-        for item in messages {
-            match item {
-                Ok(m) => match m.kind {
-                    jsonrpc::Kind::Response if self.collect_replies => {
+        match item {
+            Ok(m) => match m.kind {
+                jsonrpc::Kind::Response if self.collect_replies => {
+                    self.delivered.push(Delivered {
+                        event_id: event_id.map(str::to_string),
+                        message: m,
+                    });
+                }
+                jsonrpc::Kind::Response => {
+                    let Some(id) = m.id.as_ref() else { return };
+                    let key = id_key(id);
+                    let mut reply = Reply::of(&m, event_id);
+                    if self.keep_results {
+                        reply.result = m.result;
+                    }
+                    self.replies.insert(key, reply);
+                }
+                jsonrpc::Kind::Notification | jsonrpc::Kind::Request => {
+                    if m.kind == jsonrpc::Kind::Notification {
+                        self.notifications += 1;
+                    } else {
+                        self.server_requests += 1;
+                    }
+                    if self.collect_server {
                         self.delivered.push(Delivered {
                             event_id: event_id.map(str::to_string),
                             message: m,
                         });
                     }
-                    jsonrpc::Kind::Response => {
-                        let Some(id) = m.id.as_ref() else { continue };
-                        let key = id_key(id);
-                        let mut reply = Reply::of(&m, event_id);
-                        if self.keep_results {
-                            reply.result = m.result;
-                        }
-                        self.replies.insert(key, reply);
-                    }
-                    jsonrpc::Kind::Notification | jsonrpc::Kind::Request => {
-                        if m.kind == jsonrpc::Kind::Notification {
-                            self.notifications += 1;
-                        } else {
-                            self.server_requests += 1;
-                        }
-                        if self.collect_server {
-                            self.delivered.push(Delivered {
-                                event_id: event_id.map(str::to_string),
-                                message: m,
-                            });
-                        }
-                    }
-                },
-                Err(e) => self.problem = Some(format!("response: {e}")),
-            }
+                }
+            },
+            Err(e) => self.problem = Some(format!("response: {e}")),
         }
     }
 }

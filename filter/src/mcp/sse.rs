@@ -4,6 +4,8 @@
 //! character. Only the current incomplete line is kept, and an event larger than the bound is
 //! reported as oversized instead of being buffered.
 
+use std::borrow::Cow;
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Largest line buffer kept between lines.
 const KEPT_LINE_CAPACITY: usize = 16 * 1024;
@@ -13,8 +15,8 @@ const KEPT_LINE_CAPACITY: usize = 16 * 1024;
 pub struct Event {
     /// The `id` field of this event, if it had one.
     pub id: Option<String>,
-    /// The `event` field (`message` when absent).
-    pub event: String,
+    /// The `event` field (`message` when absent: borrowed, not allocated per event).
+    pub event: Cow<'static, str>,
     /// The `data` lines joined with `\n`.
     pub data: String,
     pub retry: Option<u64>,
@@ -208,7 +210,7 @@ impl Parser {
         if oversized {
             out.push(Event {
                 id,
-                event: event.unwrap_or_else(|| "message".into()),
+                event: event.map_or(Cow::Borrowed("message"), Cow::Owned),
                 data: String::new(),
                 retry,
                 oversized: true,
@@ -216,7 +218,7 @@ impl Parser {
         } else if has_data {
             out.push(Event {
                 id,
-                event: event.unwrap_or_else(|| "message".into()),
+                event: event.map_or(Cow::Borrowed("message"), Cow::Owned),
                 data,
                 retry,
                 oversized: false,
