@@ -187,11 +187,11 @@ fn parse_jwk(k: &Value) -> Result<Option<Jwk>, String> {
     };
     let key = match s("kty") {
         Some("RSA") => {
-            let key = RsaKey::new(&field("n")?, &field("e")?)?;
-            if key.bits() < MIN_RSA_BITS {
+            let n = field("n")?;
+            if rsa::BigUint::from_bytes_be(&n).bits() < MIN_RSA_BITS {
                 return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
             }
-            KeyMaterial::Rsa(key)
+            KeyMaterial::Rsa(RsaKey::new(&n, &field("e")?)?)
         }
         Some("EC") => {
             let (x, y) = (field("x")?, field("y")?);

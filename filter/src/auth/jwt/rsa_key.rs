@@ -27,6 +27,9 @@ use super::Alg;
 /// Bits per limb: 2 * 27 + log2(2 * limbs) < 64 for any modulus up to 13,000 bits.
 const W: u32 = 27;
 const MASK: u64 = (1 << W) - 1;
+/// The most limbs a modulus may have: 2 * 400 products below 2^54 each, plus the carries,
+/// stay below 2^64 (4096-bit keys have 153).
+const MAX_LIMBS: usize = 400;
 
 /// A validated RSA public key and its Montgomery constants.
 #[derive(Clone)]
@@ -60,6 +63,12 @@ impl RsaKey {
             .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
         let size = public.size();
         let limbs = (size * 8).div_ceil(W as usize) + 1;
+        // Held here too, not only by the `rsa` crate's bounds (4096 bits, 3 <= e odd): the
+        // ladder needs an odd e >= 3, and the lazy carries stay below 2^64 only while
+        // 2 * limbs * 2^54 does (limbs < 512).
+        if e < 3 || e & 1 == 0 || limbs > MAX_LIMBS {
+            return Err("bad RSA key: exponent or modulus size out of range".into());
+        }
         let n_limbs = limbs_of(&public.n().to_bytes_be(), limbs);
         let r2 = (rsa::BigUint::from(1u8) << (2 * W as usize * limbs)) % public.n();
         let n0 = n_limbs.first().copied().unwrap_or(1);
@@ -151,8 +160,9 @@ impl RsaKey {
     }
 
     /// RSASSA-PKCS1-v1_5 verification of `hashed` under the DER `prefix` of its hash's
-    /// DigestInfo.
-    pub fn verify_pkcs1v15(&self, prefix: &[u8], hashed: &[u8], sig: &[u8]) -> bool {
+    /// DigestInfo (private: a caller-chosen prefix, even an empty one, is `verify_rs`'s to
+    /// pick).
+    fn verify_pkcs1v15(&self, prefix: &[u8], hashed: &[u8], sig: &[u8]) -> bool {
         let Some(em) = self.public_op(sig) else {
             return false;
         };
@@ -167,7 +177,7 @@ impl RsaKey {
             .chain(std::iter::once(&0x00))
             .chain(prefix)
             .chain(hashed);
-        em.len() == self.size && em.iter().eq(expected)
+        em.iter().eq(expected)
     }
 
     /// The Montgomery product `a * b / R mod n`, for `a`, `b` below 2n with normalised limbs;

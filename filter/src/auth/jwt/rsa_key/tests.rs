@@ -276,3 +276,124 @@ fn keys_the_rsa_crate_refuses_are_refused() {
     assert!(RsaKey::new(&big, &[1, 0, 1]).is_err());
     assert!(RsaKey::new(&odd, &[1, 0, 1]).is_ok());
 }
+
+/// Small and non-squarefree moduli (from a review): every `s` below each odd `n` up to 301,
+/// where `s^e = 0 mod n` for some `s != 0` (n = 9, 25, 27, ...), so the last product can be `n`
+/// itself and the final subtraction runs; the worst case for the lazy carries (an all-ones
+/// 4096-bit modulus, e = 2^33 - 1); a modulus p^2 with s = p; leading zero bytes in `n`.
+#[test]
+fn small_degenerate_and_extreme_moduli() {
+    let mut zero_results = 0;
+    for n in (5u64..=301).step_by(2) {
+        let nb = BigUint::from(n);
+        let n_bytes = nb.to_bytes_be();
+        for e in [3u64, 5, 17, 65537, (1 << 33) - 1] {
+            let Ok(key) = RsaKey::new(&n_bytes, &e.to_be_bytes()) else {
+                continue;
+            };
+            for s in 0..n {
+                let sb = BigUint::from(s);
+                let want = sb.modpow(&BigUint::from(e), &nb);
+                if s != 0 && want == BigUint::from(0u8) {
+                    zero_results += 1;
+                }
+                assert_eq!(
+                    key.public_op(&padded(&sb, n_bytes.len())),
+                    Some(padded(&want, n_bytes.len())),
+                    "n {n} e {e} s {s}"
+                );
+            }
+        }
+    }
+    assert!(zero_results > 100, "{zero_results}");
+    let ones = vec![0xffu8; 512];
+    let nb = BigUint::from_bytes_be(&ones);
+    for e in [3u64, 65537, (1 << 33) - 1] {
+        let key = RsaKey::new(&ones, &e.to_be_bytes()).unwrap();
+        for s in [&nb - 1u8, &nb - 2u8, &nb >> 1, BigUint::from(1u8) << 4095] {
+            let want = padded(&s.modpow(&BigUint::from(e), &nb), 512);
+            assert_eq!(key.public_op(&padded(&s, 512)), Some(want), "e {e}");
+        }
+    }
+    let mut p = vec![0xffu8; 128];
+    p[127] = 0xfd;
+    let pb = BigUint::from_bytes_be(&p);
+    let key = RsaKey::new(&(&pb * &pb).to_bytes_be(), &[1, 0, 1]).unwrap();
+    assert_eq!(key.public_op(&padded(&pb, 256)), Some(vec![0; 256]));
+    let (plain, public) = key_of(RSA_PEM);
+    let zeros = [&[0u8, 0][..], &public.n().to_bytes_be()].concat();
+    let padded_key = RsaKey::new(&zeros, &public.e().to_bytes_be()).unwrap();
+    let sig = sign(RSA_PEM, "RS256", b"a.b");
+    assert!(ours(&plain, "RS256", b"a.b", &sig) && ours(&padded_key, "RS256", b"a.b", &sig));
+    assert!(!ours(
+        &padded_key,
+        "RS256",
+        b"a.b",
+        &[&[0u8][..], &sig].concat()
+    ));
+}
+
+/// Crafted blocks under the e = 3 key and with SHA-384/512 (from a review): the structure
+/// checks do not depend on the exponent or the hash.
+#[test]
+fn crafted_blocks_under_e3_and_other_hashes() {
+    let private = rsa_key(RSA_E3_PEM);
+    let (key, public) = key_of(RSA_E3_PEM);
+    let k = public.size();
+    let msg = b"header.payload";
+    for (alg, prefix, hash) in [
+        (
+            "RS384",
+            Pkcs1v15Sign::new::<Sha384>().prefix.to_vec(),
+            Sha384::digest(msg).to_vec(),
+        ),
+        (
+            "RS512",
+            Pkcs1v15Sign::new::<Sha512>().prefix.to_vec(),
+            Sha512::digest(msg).to_vec(),
+        ),
+    ] {
+        let t = [&prefix[..], &hash[..]].concat();
+        let block = |first: u8, garbage: usize| {
+            let mut v = vec![first, 1];
+            v.extend(std::iter::repeat_n(0xffu8, k - 3 - t.len() - garbage));
+            v.push(0);
+            v.extend_from_slice(&t);
+            v.extend(std::iter::repeat_n(0x5au8, garbage));
+            v
+        };
+        // Without the NULL parameters in the DigestInfo (both refuse it).
+        let mut no_null = prefix.clone();
+        if let Some(i) = no_null.windows(2).position(|w| w == [0x05, 0x00]) {
+            no_null.drain(i..i + 2);
+            no_null[1] -= 2;
+            no_null[3] -= 2;
+        }
+        let mut short = vec![0u8, 1];
+        short.extend(std::iter::repeat_n(
+            0xffu8,
+            k - 3 - no_null.len() - hash.len(),
+        ));
+        short.push(0);
+        short.extend_from_slice(&no_null);
+        short.extend_from_slice(&hash);
+        for (what, em, want) in [
+            ("correct", block(0, 0), true),
+            ("first byte 1", block(1, 0), false),
+            ("garbage after the hash", block(0, 16), false),
+            ("no NULL parameters", short, false),
+        ] {
+            let m = BigUint::from_bytes_be(&em);
+            if &m >= public.n() {
+                continue;
+            }
+            let sig = padded(&m.modpow(private.d(), public.n()), k);
+            assert_eq!(
+                reference(&public, alg, msg, &sig),
+                want,
+                "{alg} {what}: reference"
+            );
+            assert_eq!(ours(&key, alg, msg, &sig), want, "{alg} {what}");
+        }
+    }
+}
