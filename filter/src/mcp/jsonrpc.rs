@@ -313,11 +313,7 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
         return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
     }
     let id = take_id(&mut obj)?;
-    let method = match obj.remove("method") {
-        None => None,
-        Some(Value::String(m)) => Some(m),
-        Some(_) => return Err(DecodeError::NotJsonRpc("`method` is not a string".into())),
-    };
+    let method = checked_method(obj.remove("method"))?;
     let params = obj.remove("params");
     if let Some(p) = &params {
         if !p.is_object() && !p.is_array() {
@@ -328,24 +324,7 @@ pub fn decode_message(value: Value) -> Result<Message, DecodeError> {
     }
     let result = obj.remove("result");
     let error = obj.remove("error");
-    let kind = match (&method, &id, result.is_some() || error.is_some()) {
-        (Some(_), Some(_), false) => Kind::Request,
-        (Some(_), None, false) => Kind::Notification,
-        (None, Some(_), true) if result.is_some() != error.is_some() => Kind::Response,
-        _ => {
-            return Err(DecodeError::NotJsonRpc(
-                "neither a request, a notification nor a response".into(),
-            ))
-        }
-    };
-    Ok(Message {
-        kind,
-        method,
-        id,
-        params,
-        result,
-        error,
-    })
+    classified(method, id, params, result, error)
 }
 
 /// The members of a JSON-RPC message.
@@ -545,20 +524,8 @@ fn peek_message(text: &str) -> Result<Message, DecodeError> {
     if !version_ok {
         return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
     }
-    let id = match p.id.map(small) {
-        None => None,
-        Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id),
-        Some(_) => {
-            return Err(DecodeError::NotJsonRpc(
-                "`id` is neither a string nor a number".into(),
-            ))
-        }
-    };
-    let method = match p.method.map(small) {
-        None => None,
-        Some(Value::String(m)) => Some(m),
-        Some(_) => return Err(DecodeError::NotJsonRpc("`method` is not a string".into())),
-    };
+    let id = checked_id(p.id.map(small))?;
+    let method = checked_method(p.method.map(small))?;
     let params = match p.params {
         None => None,
         // Only its kind matters here.
@@ -575,24 +542,7 @@ fn peek_message(text: &str) -> Result<Message, DecodeError> {
     };
     let result = p.result.map(peek_result);
     let error = p.error.map(small);
-    let kind = match (&method, &id, result.is_some() || error.is_some()) {
-        (Some(_), Some(_), false) => Kind::Request,
-        (Some(_), None, false) => Kind::Notification,
-        (None, Some(_), true) if result.is_some() != error.is_some() => Kind::Response,
-        _ => {
-            return Err(DecodeError::NotJsonRpc(
-                "neither a request, a notification nor a response".into(),
-            ))
-        }
-    };
-    Ok(Message {
-        kind,
-        method,
-        id,
-        params,
-        result,
-        error,
-    })
+    classified(method, id, params, result, error)
 }
 
 /// A `result` reduced to the members [`ResultPeek`] names (whole when it is not an object
@@ -628,7 +578,49 @@ fn peek_result(raw: &RawValue) -> Value {
 }
 
 fn take_id(obj: &mut Map<String, Value>) -> Result<Option<Value>, DecodeError> {
-    match obj.remove("id") {
+    checked_id(obj.remove("id"))
+}
+
+/// The `method` member: a string when present.
+fn checked_method(method: Option<Value>) -> Result<Option<String>, DecodeError> {
+    match method {
+        None => Ok(None),
+        Some(Value::String(m)) => Ok(Some(m)),
+        Some(_) => Err(DecodeError::NotJsonRpc("`method` is not a string".into())),
+    }
+}
+
+/// A message from its checked members: a request, a notification or a response, or refused.
+fn classified(
+    method: Option<String>,
+    id: Option<Value>,
+    params: Option<Value>,
+    result: Option<Value>,
+    error: Option<Value>,
+) -> Result<Message, DecodeError> {
+    let kind = match (&method, &id, result.is_some() || error.is_some()) {
+        (Some(_), Some(_), false) => Kind::Request,
+        (Some(_), None, false) => Kind::Notification,
+        (None, Some(_), true) if result.is_some() != error.is_some() => Kind::Response,
+        _ => {
+            return Err(DecodeError::NotJsonRpc(
+                "neither a request, a notification nor a response".into(),
+            ))
+        }
+    };
+    Ok(Message {
+        kind,
+        method,
+        id,
+        params,
+        result,
+        error,
+    })
+}
+
+/// The `id` member as a message may carry it: a string, a number, or null.
+fn checked_id(id: Option<Value>) -> Result<Option<Value>, DecodeError> {
+    match id {
         None => Ok(None),
         Some(id @ (Value::String(_) | Value::Number(_))) => Ok(Some(id)),
         // A null id only appears on error responses to unparseable requests.
