@@ -51,11 +51,21 @@ pub async fn register_as(
     redirect: &str,
     name: &str,
 ) -> (u16, Value) {
+    register_redirects(az, http, &[redirect], name).await
+}
+
+/// Registers a public client named `name` with every redirect URI of `redirects`.
+pub async fn register_redirects(
+    az: &Authz,
+    http: &reqwest::Client,
+    redirects: &[&str],
+    name: &str,
+) -> (u16, Value) {
     let r = http
         .post(az.url("/reg"))
         .json(&json!({
             "client_name": name,
-            "redirect_uris": [redirect],
+            "redirect_uris": redirects,
             "token_endpoint_auth_method": "none",
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],

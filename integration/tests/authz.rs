@@ -12,7 +12,7 @@ use mcptrail::auth::jwt;
 use mcptrail_integration::authz::{Authz, AuthzSpec, APPROVALS_CLIENT_ID, MCP_RESOURCE};
 use mcptrail_integration::signin::{
     auth_url, browser, code_for, drive, exchange, json_of, param, pkce, register, register_as,
-    token, Outcome,
+    register_redirects, token, Outcome,
 };
 use serde_json::{json, Value};
 
@@ -22,6 +22,27 @@ const APPROVALS_RESOURCE: &str = "http://127.0.0.1:8787";
 fn start(spec: &AuthzSpec) -> Authz {
     tokio::task::block_in_place(|| Authz::start_with(spec))
         .unwrap_or_else(|e| panic!("the dev authorization server did not start: {e:#}"))
+}
+
+/// Redeems `code` (with its PKCE `verifier`) for `resource` and checks what comes back: a
+/// token the filter verifies, alice's, in group eng, issued to `client_id`. The token answer.
+#[allow(clippy::too_many_arguments)]
+async fn redeemed_by_alice(
+    az: &Authz,
+    http: &reqwest::Client,
+    client_id: &str,
+    redirect: &str,
+    code: &str,
+    verifier: &str,
+    resource: &str,
+) -> Value {
+    let (status, tokens) = exchange(az, http, client_id, redirect, code, verifier, resource).await;
+    assert_eq!(status, 200, "{tokens}\n{}", az.log());
+    let claims = verified(az, tokens["access_token"].as_str().unwrap(), resource).await;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["groups"], json!(["eng"]));
+    assert_eq!(claims["client_id"], client_id);
+    tokens
 }
 
 /// Verifies `token` with the filter's JWT functions against the served JWKS, for `audience`;
@@ -116,19 +137,13 @@ async fn registration_is_open_to_loopback_redirect_uris_only() {
     }
     // A loopback and a web redirect together (VS Code asks so): registered with the loopback
     // one only.
-    let r = http
-        .post(az.url("/reg"))
-        .json(&json!({
-            "client_name": "Visual Studio Code",
-            "redirect_uris": ["http://127.0.0.1:33418/", "https://vscode.dev/redirect"],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-        }))
-        .send()
-        .await
-        .unwrap();
-    let (status, client) = json_of(r).await;
+    let (status, client) = register_redirects(
+        &az,
+        &http,
+        &["http://127.0.0.1:33418/", "https://vscode.dev/redirect"],
+        "Visual Studio Code",
+    )
+    .await;
     assert_eq!(status, 201, "{client}");
     assert_eq!(client["redirect_uris"], json!(["http://127.0.0.1:33418/"]));
     assert!(
@@ -358,7 +373,7 @@ async fn the_approvals_client_is_preregistered_and_resources_can_be_listed() {
         "alice",
     )
     .await;
-    let (status, tokens) = exchange(
+    redeemed_by_alice(
         &az,
         &http,
         APPROVALS_CLIENT_ID,
@@ -368,16 +383,6 @@ async fn the_approvals_client_is_preregistered_and_resources_can_be_listed() {
         APPROVALS_RESOURCE,
     )
     .await;
-    assert_eq!(status, 200, "{tokens}");
-    let claims = verified(
-        &az,
-        tokens["access_token"].as_str().unwrap(),
-        APPROVALS_RESOURCE,
-    )
-    .await;
-    assert_eq!(claims["sub"], "alice");
-    assert_eq!(claims["groups"], json!(["eng"]));
-    assert_eq!(claims["client_id"], APPROVALS_CLIENT_ID);
 
     // A resource not in the list.
     let (_, challenge) = pkce();
@@ -659,7 +664,7 @@ async fn a_client_id_metadata_document_url_is_a_client() {
         "alice",
     )
     .await;
-    let (status, tokens) = exchange(
+    let tokens = redeemed_by_alice(
         &az,
         &http,
         &client_id,
@@ -669,11 +674,6 @@ async fn a_client_id_metadata_document_url_is_a_client() {
         MCP_RESOURCE,
     )
     .await;
-    assert_eq!(status, 200, "{tokens}\n{}", az.log());
-    let claims = verified(&az, tokens["access_token"].as_str().unwrap(), MCP_RESOURCE).await;
-    assert_eq!(claims["sub"], "alice");
-    assert_eq!(claims["groups"], json!(["eng"]));
-    assert_eq!(claims["client_id"], client_id.as_str());
     assert!(tokens["refresh_token"].is_string(), "{tokens}");
     assert!(
         docs.served.load(std::sync::atomic::Ordering::SeqCst) >= 1,
@@ -785,7 +785,7 @@ async fn a_person_signs_in_for_an_mcp_client_in_a_real_browser() {
     assert_eq!(param(&to, "state").as_deref(), Some("st4te"));
     assert_eq!(param(&to, "iss").as_deref(), Some(az.issuer.as_str()));
     let code = param(&to, "code").expect("a code");
-    let (status, tokens) = exchange(
+    redeemed_by_alice(
         &az,
         &http,
         &client_id,
@@ -795,11 +795,6 @@ async fn a_person_signs_in_for_an_mcp_client_in_a_real_browser() {
         MCP_RESOURCE,
     )
     .await;
-    assert_eq!(status, 200, "{tokens}\n{}", az.log());
-    let claims = verified(&az, tokens["access_token"].as_str().unwrap(), MCP_RESOURCE).await;
-    assert_eq!(claims["sub"], "alice");
-    assert_eq!(claims["groups"], json!(["eng"]));
-    assert_eq!(claims["client_id"], client_id.as_str());
 
     for shot in ["signin-login.png", "signin-consent.png"] {
         let len = std::fs::metadata(shots.path().join(shot)).unwrap().len();
