@@ -56,3 +56,18 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Runs a client program to its end (from a multi-threaded runtime); its stdout. Fails the
+/// test with the client's stdout and stderr when it fails.
+pub fn client_stdout(cmd: &mut Command) -> String {
+    let out = tokio::task::block_in_place(|| cmd.output())
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "client failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use mcptrail_integration::demo::Mode;
 use mcptrail_integration::envoy::{loopback, repo_root, tools_dir};
+use mcptrail_integration::process::client_stdout;
 use mcptrail_integration::{base_plugin_config, DevIssuer, Stack};
 use serde_json::Value;
 
@@ -20,18 +21,6 @@ async fn authed_stack(mode: Mode) -> (Stack, String, DevIssuer) {
         .unwrap();
     let token = idp.token("alice", &["eng"], "https://mcp.test/mcp");
     (stack, token, idp)
-}
-
-async fn run(cmd: &mut Command) -> String {
-    let out = tokio::task::block_in_place(|| cmd.output()).expect("client runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "client failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,11 +42,12 @@ async fn python_sdk_client_both_protocol_modes() {
         ),
     ] {
         let (stack, token, _idp) = authed_stack(server).await;
-        let out = run(Command::new(tools_dir().join("venv/bin/python"))
-            .arg(repo_root().join("integration/py/client.py"))
-            .arg(stack.mcp_url())
-            .args(["--mode", mode, "--token", &token]))
-        .await;
+        let out = client_stdout(
+            Command::new(tools_dir().join("venv/bin/python"))
+                .arg(repo_root().join("integration/py/client.py"))
+                .arg(stack.mcp_url())
+                .args(["--mode", mode, "--token", &token]),
+        );
         let v: Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["echo"][0], "from python", "{v}");
         assert_eq!(v["fail_is_error"], true);
@@ -81,13 +71,14 @@ async fn python_sdk_client_both_protocol_modes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspector_cli_calls_a_tool() {
     let (stack, token, _idp) = authed_stack(Mode::default()).await;
-    let out = run(Command::new(tools_dir().join("bin/mcp-inspector"))
-        .arg("--cli")
-        .arg(stack.mcp_url())
-        .args(["--transport", "http", "--method", "tools/call"])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--tool-name", "echo", "--tool-arg", "text=from-inspector"]))
-    .await;
+    let out = client_stdout(
+        Command::new(tools_dir().join("bin/mcp-inspector"))
+            .arg("--cli")
+            .arg(stack.mcp_url())
+            .args(["--transport", "http", "--method", "tools/call"])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(["--tool-name", "echo", "--tool-arg", "text=from-inspector"]),
+    );
     assert!(out.contains("from-inspector"), "{out}");
     stack
         .collector

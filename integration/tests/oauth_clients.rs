@@ -204,15 +204,7 @@ fn is_echo(r: &Value, text: &str) -> bool {
 
 /// Runs a client; its stdout as JSON (fails the test with its output when it fails).
 fn run(cmd: &mut Command) -> Value {
-    let out = tokio::task::block_in_place(|| cmd.output())
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "client failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = mcptrail_integration::process::client_stdout(cmd);
     let out: Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     // What the client did, tokens left out (shown with --nocapture, or on a failure).
