@@ -26,7 +26,7 @@ if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
     exit 3
   fi
 fi
-if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
+if [[ $("$tools/bin/cargo-fuzz" --version 2>/dev/null || true) != *" $CARGO_FUZZ_VERSION" ]]; then
   say "installing cargo-fuzz $CARGO_FUZZ_VERSION into $tools (a couple of minutes, once)"
   cargo install --quiet --locked --force --root "$tools" --version "$CARGO_FUZZ_VERSION" cargo-fuzz
 fi

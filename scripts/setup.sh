@@ -57,14 +57,17 @@ if [ ! -f "$stamp" ]; then
 fi
 envoy_real=$("$tools/venv/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
 ln -sf "$envoy_real" "$tools/bin/envoy"
-"$tools/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" || { echo "setup: Envoy is not $ENVOY_VERSION" >&2; exit 1; }
+# Read whole, then matched: `envoy --version | grep -q` under pipefail fails whenever grep
+# exits before Envoy has written everything (SIGPIPE), and so failed a run at random.
+envoy_version=$("$tools/bin/envoy" --version 2>&1 || true)
+[[ $envoy_version == *"/$ENVOY_VERSION/"* ]] || { echo "setup: Envoy is not $ENVOY_VERSION: $envoy_version" >&2; exit 1; }
 
 # --- wasm-bindgen-test-runner, matching Cargo.lock ---
 wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$root/Cargo.lock")
 if [ -z "$wb_version" ]; then
   echo "setup: no wasm-bindgen in Cargo.lock" >&2; exit 1
 fi
-if ! "$tools/bin/wasm-bindgen-test-runner" --version 2>/dev/null | grep -q " $wb_version"; then
+if [[ $("$tools/bin/wasm-bindgen-test-runner" --version 2>/dev/null || true) != *" $wb_version"* ]]; then
   say "installing wasm-bindgen-cli $wb_version (takes a couple of minutes, once)"
   # Not --locked: the CLI's own lockfile pins a webpki-roots release the registry no longer serves.
   cargo install --quiet --force --root "$tools" --version "$wb_version" wasm-bindgen-cli
