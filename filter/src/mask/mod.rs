@@ -305,6 +305,13 @@ struct Span {
     action: Action,
 }
 
+/// Buffers one masking pass reuses for every string: the spans found, the digit runs.
+#[derive(Default)]
+struct Scratch {
+    spans: Vec<Span>,
+    runs: Vec<(usize, usize)>,
+}
+
 /// The compiled `masking` section.
 #[derive(Clone)]
 pub struct Masker {
@@ -540,13 +547,19 @@ impl Masker {
     }
 
     /// Detector and pattern spans of `s`, filtered and merged, into `spans`.
-    fn find_spans(&self, s: &str, spans: &mut Vec<Span>) {
+    fn find_spans(&self, s: &str, scratch: &mut Scratch) {
+        let Scratch { spans, runs } = scratch;
         spans.clear();
         if s.len() >= self.min_detect_len {
             let features = Features::of(s);
+            let mut runs_found = false;
             for &(d, action) in &self.detectors {
                 if d.applies(&features) {
-                    d.find(s, &mut |start, end| {
+                    if d.walks_digit_runs() && !runs_found {
+                        detectors::digit_runs(s.as_bytes(), runs);
+                        runs_found = true;
+                    }
+                    d.find_with(s, runs, &mut |start, end| {
                         spans.push(Span { start, end, action });
                     });
                 }
@@ -573,9 +586,14 @@ impl Masker {
         if spans.is_empty() {
             return;
         }
-        // Most strings hold no masking output: one search spares a search per span.
+        // Most strings hold no masking output: one search spares a search per span. The
+        // needles are short and start with a byte that is rare in text (`[`, `h`): `memchr`
+        // on it, then a comparison, costs a third of a substring searcher in V8.
         let has_output = |needle: &str| {
-            !needle.is_empty() && memchr::memmem::find(s.as_bytes(), needle.as_bytes()).is_some()
+            !needle.is_empty()
+                && detectors::literal_iter(s.as_bytes(), needle.as_bytes())
+                    .next()
+                    .is_some()
         };
         if has_output(&self.replacement) || has_output(HASH_PREFIX) {
             spans.retain(|sp| !self.inside_mask_output(s, sp.start, sp.end));
@@ -626,17 +644,17 @@ impl Masker {
     }
 
     /// Masks the detector and pattern spans of `s`; `None` when nothing changed.
-    fn mask_str(&self, s: &str, spans: &mut Vec<Span>) -> Option<String> {
+    fn mask_str(&self, s: &str, scratch: &mut Scratch) -> Option<String> {
         if !self.scans_strings() {
             return None;
         }
-        let mut out = self.mask_step(s, spans)?;
+        let mut out = self.mask_step(s, scratch)?;
         // What `partial` keeps visible can hold a new match (the tail of a long e-mail
         // address, digits a pattern wants): mask again until nothing changes, so masked
         // output is a fixed point.
         if self.keeps_tails {
             for _ in 0..3 {
-                match self.mask_step(&out, spans) {
+                match self.mask_step(&out, scratch) {
                     Some(next) => out = next,
                     None => break,
                 }
@@ -646,22 +664,40 @@ impl Masker {
     }
 
     /// One masking step over `s`; `None` when nothing changed.
-    fn mask_step(&self, s: &str, spans: &mut Vec<Span>) -> Option<String> {
-        self.find_spans(s, spans);
+    fn mask_step(&self, s: &str, scratch: &mut Scratch) -> Option<String> {
+        self.find_spans(s, scratch);
+        let spans = &scratch.spans;
         if spans.is_empty() {
             return None;
         }
         let mut out = String::with_capacity(s.len() + 16);
         let mut last = 0usize;
+        // Whether `out` differs from `s`, known from the pieces when each kept its length
+        // (then they line up with `s`): a 64 KB result is not compared whole again.
+        let (mut same_lengths, mut piece_changed) = (true, false);
         for sp in spans.iter() {
             let start = floor_boundary(s, sp.start).max(last);
             let end = ceil_boundary(s, sp.end).max(start);
             out.push_str(s.get(last..start).unwrap_or_default());
-            self.render(&mut out, sp.action, s.get(start..end).unwrap_or_default());
+            let text = s.get(start..end).unwrap_or_default();
+            let mark = out.len();
+            if sp.action == Action::Redact {
+                out.push_str(&self.replacement); // the common case, without the call
+            } else {
+                self.render(&mut out, sp.action, text);
+            }
+            let piece = out.get(mark..).unwrap_or_default();
+            same_lengths &= piece.len() == text.len();
+            piece_changed |= piece != text;
             last = end;
         }
         out.push_str(s.get(last..).unwrap_or_default());
-        (out != s).then_some(out)
+        let changed = if same_lengths {
+            piece_changed
+        } else {
+            out.len() != s.len() || out != s
+        };
+        changed.then_some(out)
     }
 
     /// Appends the masked form of `text`.
@@ -785,7 +821,7 @@ struct Walk<'m> {
     m: &'m Masker,
     ptr: String,
     segs: Vec<usize>,
-    spans: Vec<Span>,
+    scratch: Scratch,
     out: Vec<String>,
     /// Changes made so far (several changes may share one reported pointer).
     changes: usize,
@@ -803,7 +839,7 @@ impl<'m> Walk<'m> {
             m,
             ptr,
             segs,
-            spans: Vec::new(),
+            scratch: Scratch::default(),
             out: Vec::new(),
             changes: 0,
             embed: 0,
@@ -936,7 +972,7 @@ impl<'m> Walk<'m> {
                             // pass: meet them now, so masked output stays a fixed point.
                             let m = self.m;
                             let card = m.rendered(action, &text);
-                            let card = m.mask_str(&card, &mut self.spans).unwrap_or(card);
+                            let card = m.mask_str(&card, &mut self.scratch).unwrap_or(card);
                             *v = Value::String(card);
                             self.report();
                         }
@@ -974,7 +1010,7 @@ impl<'m> Walk<'m> {
             }
         }
         let m = self.m;
-        if let Some(new) = m.mask_str(s, &mut self.spans) {
+        if let Some(new) = m.mask_str(s, &mut self.scratch) {
             *s = new;
             self.report();
         }
@@ -988,7 +1024,7 @@ impl<'m> Walk<'m> {
         }
         let mut renames: Vec<(String, String)> = Vec::new();
         for k in map.keys() {
-            if let Some(new) = m.mask_str(k, &mut self.spans) {
+            if let Some(new) = m.mask_str(k, &mut self.scratch) {
                 renames.push((k.clone(), new));
             }
         }
