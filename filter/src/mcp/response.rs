@@ -306,10 +306,12 @@ impl Responses {
     /// Feeds an SSE chunk. With a rewrite, returns what should replace the chunk: the
     /// complete events seen so far, re-serialised (the incomplete tail is carried over).
     pub fn sse_chunk(&mut self, data: &[u8], rewrite: Option<Rewrite<'_>>) -> Option<Vec<u8>> {
-        let mut events = Vec::new();
-        self.sse.as_mut()?.feed(data, &mut events);
+        // Out of `self` while it feeds: each event is decoded as it completes, borrowed from
+        // the parser (no event copied out, no vector of events).
+        let mut parser = self.sse.take()?;
         let mut out = rewrite.map(|_| Vec::with_capacity(data.len()));
-        for mut ev in events {
+        parser.feed_with(data, |ev| {
+            let mut new_data = None;
             if ev.oversized {
                 self.problem = Some(format!(
                     "an SSE event exceeded mcp.max_body_bytes ({} bytes); not decoded",
@@ -317,14 +319,14 @@ impl Responses {
                 ));
             } else if !ev.data.trim().is_empty() {
                 let what = "SSE event data is not JSON";
-                if let Some(new_data) = self.decode(&ev.data, ev.id.as_deref(), rewrite, what) {
-                    ev.data = new_data;
-                }
+                new_data = self.decode(ev.data, ev.id, rewrite, what);
             }
             if let Some(out) = out.as_mut() {
-                serialize_event(&ev, out);
+                let data = new_data.as_deref().unwrap_or(ev.data);
+                serialize_event(&sse::EventRef { data, ..ev }, out);
             }
-        }
+        });
+        self.sse = Some(parser);
         out
     }
 
@@ -397,8 +399,8 @@ fn rewrite_all(v: &mut Value, f: Rewrite<'_>) -> bool {
     }
 }
 
-fn serialize_event(ev: &sse::Event, out: &mut Vec<u8>) {
-    if let Some(id) = &ev.id {
+fn serialize_event(ev: &sse::EventRef<'_>, out: &mut Vec<u8>) {
+    if let Some(id) = ev.id {
         out.extend_from_slice(b"id: ");
         out.extend_from_slice(id.as_bytes());
         out.push(b'\n');
