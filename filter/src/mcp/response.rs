@@ -283,7 +283,14 @@ impl Responses {
     ) -> Option<String> {
         if rewrite.is_none() && !self.keep_results {
             // Each message is absorbed as it is read (no vector per event).
-            match jsonrpc::peek_each(text, |m| self.absorb_one(m, event_id)) {
+            // A notification that is only counted is not built.
+            let absorb = |m: Result<jsonrpc::Peeked<'_>, _>| match m {
+                Ok(p) if p.kind() == jsonrpc::Kind::Notification && !self.collect_server => {
+                    self.notifications += 1;
+                }
+                m => self.absorb_one(m.and_then(jsonrpc::Peeked::into_message), event_id),
+            };
+            match jsonrpc::peek_each_classified(text, absorb) {
                 Ok(()) => {}
                 Err(jsonrpc::DecodeError::Json(e)) => self.problem = Some(format!("{what}: {e}")),
                 Err(e) => self.problem = Some(format!("response: {e}")),
