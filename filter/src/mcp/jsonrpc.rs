@@ -554,7 +554,11 @@ fn peek_classified(text: &str) -> Result<Peeked<'_>, DecodeError> {
 /// What [`from_fields`] decides, with its errors in its order, building nothing: each
 /// member's kind is read from its first byte (the members are whole JSON values).
 fn classify(p: &scan::Fields<'_>) -> Result<Kind, DecodeError> {
-    let first = |raw: &str| raw.trim_start().as_bytes().first().copied();
+    // (Members have no whitespace before them: Unicode trimming only if one did.)
+    let first = |raw: &str| match raw.as_bytes().first() {
+        Some(&b) if !b.is_ascii_whitespace() => Some(b),
+        _ => raw.trim_start().as_bytes().first().copied(),
+    };
     let version_ok = p
         .jsonrpc
         .is_some_and(|raw| raw == "\"2.0\"" || small(raw).as_str() == Some("2.0"));
