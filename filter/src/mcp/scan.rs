@@ -75,20 +75,24 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let c = self.peek()?;
         self.i += 1;
         Some(c)
     }
 
+    #[inline(always)]
     fn eat(&mut self, want: u8) -> Option<()> {
         (self.next()? == want).then_some(())
     }
 
+    #[inline(always)]
     fn eat_if(&mut self, want: u8) -> bool {
         let hit = self.peek() == Some(want);
         if hit {
@@ -98,6 +102,7 @@ impl Scan<'_> {
     }
 
     /// JSON whitespace (serde's four bytes, not Unicode's).
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
             self.i += 1;
@@ -106,6 +111,7 @@ impl Scan<'_> {
 
     /// Past the ordinary bytes of a string (not `"`, `\` or a control character), eight at
     /// a time (wasm has 64-bit integers; a byte at a time was most of the reading).
+    #[inline(always)]
     fn plain(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -140,6 +146,7 @@ impl Scan<'_> {
 
     /// The rest of a member name, through its closing quote; an escape is left to serde
     /// (which decodes names, and refuses some escapes in them that it lets pass in values).
+    #[inline(always)]
     fn plain_key(&mut self) -> Option<()> {
         self.plain();
         self.eat(b'"')
@@ -148,6 +155,7 @@ impl Scan<'_> {
     /// The rest of a string value, through its closing quote, with serde's checks of what
     /// it skips: no control character, and escapes of the JSON set (`\u` and any four hex
     /// digits: surrogates are not paired when a value is skipped).
+    #[inline(always)]
     fn string(&mut self) -> Option<()> {
         loop {
             self.plain();
@@ -169,6 +177,7 @@ impl Scan<'_> {
         }
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         let start = self.i;
         while let Some(b'0'..=b'9') = self.peek() {
@@ -178,6 +187,7 @@ impl Scan<'_> {
     }
 
     /// A number in JSON's grammar (its size is not checked: serde does not when skipping).
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         self.eat_if(b'-');
         match self.next()? {
@@ -206,6 +216,7 @@ impl Scan<'_> {
         Some(())
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.i.checked_add(word.len())?;
         (self.b.get(self.i..end)? == word).then_some(())?;
@@ -214,6 +225,7 @@ impl Scan<'_> {
     }
 
     /// A member name inside a skipped object and its colon, up to the value.
+    #[inline(always)]
     fn key_colon(&mut self) -> Option<()> {
         self.eat(b'"')?;
         self.string()?;
