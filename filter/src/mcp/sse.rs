@@ -780,7 +780,7 @@ mod tests {
             let n = (g.next_u64() % pieces.len() as u64) as usize;
             s.extend_from_slice(pieces.get(n).copied().unwrap_or_default());
             if g.next_u64() % 10 == 0 {
-                s.extend(std::iter::repeat(b'z').take((g.next_u64() % 200) as usize));
+                s.extend(std::iter::repeat_n(b'z', (g.next_u64() % 200) as usize));
             }
             let e = (g.next_u64() % 3) as usize;
             s.extend_from_slice(eols.get(e).copied().unwrap_or_default());
