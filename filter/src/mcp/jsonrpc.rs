@@ -4,6 +4,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::mcp::scan;
+
 /// What a JSON-RPC message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -480,18 +482,59 @@ pub fn peek_each(
     text: &str,
     mut f: impl FnMut(Result<Message, DecodeError>),
 ) -> Result<(), DecodeError> {
+    peek_each_classified(text, |m| f(m.and_then(Peeked::into_message)))
+}
+
+/// A message of an answer, classified; its members are only built when asked for (a stream
+/// that merely counts its notifications never builds them).
+#[derive(Debug)]
+pub struct Peeked<'a>(Lazy<'a>);
+
+#[derive(Debug)]
+enum Lazy<'a> {
+    Members {
+        kind: Kind,
+        fields: scan::Fields<'a>,
+    },
+    Built(Message),
+}
+
+impl Peeked<'_> {
+    pub fn kind(&self) -> Kind {
+        match &self.0 {
+            Lazy::Members { kind, .. } => *kind,
+            Lazy::Built(m) => m.kind,
+        }
+    }
+
+    /// The message [`peek_body`] gives.
+    pub fn into_message(self) -> Result<Message, DecodeError> {
+        match self.0 {
+            Lazy::Members { fields, .. } => from_fields(fields),
+            Lazy::Built(m) => Ok(m),
+        }
+    }
+}
+
+/// [`peek_each`] handing out each message classified, not yet built.
+pub fn peek_each_classified<'a>(
+    text: &'a str,
+    mut f: impl FnMut(Result<Peeked<'a>, DecodeError>),
+) -> Result<(), DecodeError> {
     let json = |e: serde_json::Error| DecodeError::Json(e.to_string());
-    if text.trim_start().starts_with('[') {
+    // (An object, nearly every answer, needs no Unicode trimming to tell.)
+    let batch = text.as_bytes().first() != Some(&b'{') && text.trim_start().starts_with('[');
+    if batch {
         let items: Vec<&RawValue> = serde_json::from_str(text).map_err(json)?;
         if items.is_empty() {
             return Err(DecodeError::NotJsonRpc("empty batch".into()));
         }
         for raw in items {
-            f(peek_message(raw.get()));
+            f(peek_classified(raw.get()));
         }
         return Ok(());
     }
-    match peek_message(text) {
+    match peek_classified(text) {
         Err(e @ DecodeError::Json(_)) => Err(e),
         other => {
             f(other);
@@ -500,36 +543,130 @@ pub fn peek_each(
     }
 }
 
+/// [`peek_message`], the members left unbuilt when the scanner read them.
+fn peek_classified(text: &str) -> Result<Peeked<'_>, DecodeError> {
+    match scan::members(text) {
+        Some(fields) => classify(&fields).map(|kind| Peeked(Lazy::Members { kind, fields })),
+        None => peek_message_serde(text).map(|m| Peeked(Lazy::Built(m))),
+    }
+}
+
+/// What [`from_fields`] decides, with its errors in its order, building nothing: each
+/// member's kind is read from its first byte (the members are whole JSON values).
+fn classify(p: &scan::Fields<'_>) -> Result<Kind, DecodeError> {
+    // (Members have no whitespace before them: Unicode trimming only if one did.)
+    let first = |raw: &str| match raw.as_bytes().first() {
+        Some(&b) if !b.is_ascii_whitespace() => Some(b),
+        _ => raw.trim_start().as_bytes().first().copied(),
+    };
+    let version_ok = p
+        .jsonrpc
+        .is_some_and(|raw| raw == "\"2.0\"" || small(raw).as_str() == Some("2.0"));
+    if !version_ok {
+        return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
+    }
+    // A string or a number is an id even when `small` reads it as `null` (a lone surrogate,
+    // a number beyond f64), and so is `null`.
+    if let Some(b't' | b'f' | b'{' | b'[') = p.id.and_then(first) {
+        return Err(DecodeError::NotJsonRpc(
+            "`id` is neither a string nor a number".into(),
+        ));
+    }
+    // A method is a string unless `small` cannot read it (then it is `null`: refused).
+    let method_ok = |raw: &str| {
+        first(raw) == Some(b'"') && (!raw.bytes().any(|c| c == b'\\') || small(raw).is_string())
+    };
+    if p.method.is_some_and(|raw| !method_ok(raw)) {
+        return Err(DecodeError::NotJsonRpc("`method` is not a string".into()));
+    }
+    if let Some(raw) = p.params {
+        if !matches!(first(raw), Some(b'{' | b'[')) {
+            return Err(DecodeError::NotJsonRpc(
+                "`params` is neither an object nor an array".into(),
+            ));
+        }
+    }
+    let (method, id) = (p.method.is_some(), p.id.is_some());
+    let (result, error) = (p.result.is_some(), p.error.is_some());
+    match (method, id, result || error) {
+        (true, true, false) => Ok(Kind::Request),
+        (true, false, false) => Ok(Kind::Notification),
+        (false, true, true) if result != error => Ok(Kind::Response),
+        _ => Err(DecodeError::NotJsonRpc(
+            "neither a request, a notification nor a response".into(),
+        )),
+    }
+}
+
 /// A member's value as `serde_json::Value` would hold it; a value the borrowed reader let
 /// through but `Value` refuses (a number beyond f64) reads as `null`, as it always has.
-fn small(raw: &RawValue) -> Value {
-    serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null)
+fn small(raw: &str) -> Value {
+    serde_json::from_str::<Value>(raw).unwrap_or(Value::Null)
+}
+
+/// [`small`] for a member that is nearly always a plain string (`method`): a string without
+/// escapes is its text between the quotes (both readers have checked it is one JSON string,
+/// so a quote inside would be escaped). The bytes are looked at one by one: a method is
+/// short, and `contains` costs more to set up than to run on it.
+fn small_text(raw: &str) -> Value {
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) if !inner.bytes().any(|c| c == b'\\') => Value::String(inner.to_string()),
+        _ => small(raw),
+    }
+}
+
+impl<'a> Peek<'a> {
+    fn fields(&self) -> scan::Fields<'a> {
+        scan::Fields {
+            jsonrpc: self.jsonrpc.map(RawValue::get),
+            id: self.id.map(RawValue::get),
+            method: self.method.map(RawValue::get),
+            params: self.params.map(RawValue::get),
+            result: self.result.map(RawValue::get),
+            error: self.error.map(RawValue::get),
+        }
+    }
 }
 
 /// Builds the message straight from the borrowed members, making [`decode_message`]'s checks
 /// in its order with its texts (no map of members built and taken apart again: that round
-/// trip was a third of the decoding time of a small SSE event).
+/// trip was a third of the decoding time of a small SSE event). The members are read by
+/// [`scan::members`] when it is sure, else by serde ([`peek_message_serde`]). (What
+/// [`peek_classified`] builds; kept as its reference in the tests.)
+#[cfg(test)]
 fn peek_message(text: &str) -> Result<Message, DecodeError> {
+    match scan::members(text) {
+        Some(fields) => from_fields(fields),
+        None => peek_message_serde(text),
+    }
+}
+
+/// [`peek_message`] with the members read by serde (what decides, and words, every error).
+fn peek_message_serde(text: &str) -> Result<Message, DecodeError> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with('{') {
         let v: Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
         return decode_message(v);
     }
     let p: Peek<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    from_fields(p.fields())
+}
+
+fn from_fields(p: scan::Fields<'_>) -> Result<Message, DecodeError> {
     // `jsonrpc` must read as the string "2.0" (the plain spelling is checked without parsing;
     // any other, escapes included, is parsed as before).
     let version_ok = p
         .jsonrpc
-        .is_some_and(|raw| raw.get() == "\"2.0\"" || small(raw).as_str() == Some("2.0"));
+        .is_some_and(|raw| raw == "\"2.0\"" || small(raw).as_str() == Some("2.0"));
     if !version_ok {
         return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
     }
     let id = checked_id(p.id.map(small))?;
-    let method = checked_method(p.method.map(small))?;
+    let method = checked_method(p.method.map(small_text))?;
     let params = match p.params {
         None => None,
         // Only its kind matters here.
-        Some(raw) => match raw.get().trim_start().as_bytes().first() {
+        Some(raw) => match raw.trim_start().as_bytes().first() {
             Some(b'{') => Some(Value::Object(Map::new())),
             Some(b'[') => Some(Value::Array(Vec::new())),
             _ => {
@@ -547,10 +684,10 @@ fn peek_message(text: &str) -> Result<Message, DecodeError> {
 
 /// A `result` reduced to the members [`ResultPeek`] names (whole when it is not an object
 /// `ResultPeek` reads, e.g. one with a member given twice).
-fn peek_result(raw: &RawValue) -> Value {
+fn peek_result(raw: &str) -> Value {
     // (serde would also read a struct from an array, positionally: objects only.)
-    let peeked = if raw.get().trim_start().starts_with('{') {
-        serde_json::from_str::<ResultPeek>(raw.get()).ok()
+    let peeked = if raw.trim_start().starts_with('{') {
+        serde_json::from_str::<ResultPeek>(raw).ok()
     } else {
         None
     };
@@ -733,6 +870,171 @@ mod tests {
     /// same messages, the same errors with the same texts, member by member.
     fn same_as_old(text: &str) {
         assert_eq!(peek_body(text), peek_body_old(text), "{text}");
+        scan_agrees(text);
+    }
+
+    /// Whatever the hand-written reader accepts, serde's borrowed reader accepts with the same
+    /// members; and the message is the same whichever reads it. Whether it read `text`.
+    fn scan_agrees(text: &str) -> bool {
+        assert_eq!(peek_message(text), peek_message_serde(text), "{text}");
+        let Some(scanned) = scan::members(text) else {
+            return false;
+        };
+        // Classified without building: the same kind, or the same error.
+        assert_eq!(
+            classify(&scanned),
+            from_fields(scanned).map(|m| m.kind),
+            "{text}"
+        );
+        match serde_json::from_str::<Peek<'_>>(text) {
+            Ok(p) => assert_eq!(p.fields(), scanned, "{text}"),
+            Err(e) => panic!("scan accepted what serde refuses ({e}): {text}"),
+        }
+        true
+    }
+
+    /// Random JSON: every kind of value, nested, with escapes, odd numbers and whitespace.
+    fn random_json(g: &mut crate::ids::IdGen, depth: u32, out: &mut String) {
+        let ws = [" ", "", "", "\n", "\t", "\r", "  "];
+        fn pick(g: &mut crate::ids::IdGen, n: usize) -> usize {
+            (g.next_u64() % n as u64) as usize
+        }
+        let sp = ws[pick(g, ws.len())];
+        out.push_str(sp);
+        let leaf = depth > 4 || pick(g, 3) == 0;
+        match if leaf { pick(g, 4) } else { 4 + pick(g, 2) } {
+            0 => {
+                let nums = [
+                    "0",
+                    "-0",
+                    "1",
+                    "-12",
+                    "1.5",
+                    "1e5",
+                    "1E+5",
+                    "1e-05",
+                    "0.0e0",
+                    "1e400",
+                    "18446744073709551616",
+                    "-1.25E-3",
+                ];
+                out.push_str(nums[pick(g, nums.len())]);
+            }
+            1 => {
+                let lits = ["true", "false", "null"];
+                out.push_str(lits[pick(g, lits.len())]);
+            }
+            _ if leaf => {
+                let parts = [
+                    "a",
+                    "é",
+                    "✓",
+                    "🎉",
+                    "\\n",
+                    "\\\"",
+                    "\\\\",
+                    "\\/",
+                    "\\u00e9",
+                    "\\uD83D\\uDE00",
+                    "\\ud800",
+                    "\\uDFFF",
+                    "\\b\\f\\r\\t",
+                    " ",
+                    "\u{7f}",
+                ];
+                out.push('"');
+                for _ in 0..pick(g, 5) {
+                    out.push_str(parts[pick(g, parts.len())]);
+                }
+                out.push('"');
+            }
+            4 => {
+                out.push('[');
+                let n = pick(g, 4);
+                for i in 0..n {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    random_json(g, depth + 1, out);
+                }
+                out.push_str(sp);
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                let keys = [
+                    "jsonrpc", "id", "method", "params", "result", "error", "x", "é", "a\\u0062",
+                ];
+                let n = pick(g, 5);
+                for i in 0..n {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(sp);
+                    out.push('"');
+                    out.push_str(keys[pick(g, keys.len())]);
+                    out.push('"');
+                    out.push_str(sp);
+                    out.push(':');
+                    random_json(g, depth + 1, out);
+                }
+                out.push_str(sp);
+                out.push('}');
+            }
+        }
+        out.push_str(sp);
+    }
+
+    /// The hand-written reader against serde's, on random JSON and on random damage to it
+    /// (bytes replaced, inserted or removed: the reader must never accept what serde
+    /// refuses, nor read a member differently).
+    #[test]
+    fn the_scan_reads_members_like_serde() {
+        let mut g = crate::ids::IdGen::new(5);
+        let mut read = 0;
+        let noise = [
+            "{", "}", "[", "]", ",", ":", "\"", "\\", "0", "-", ".", "e", "+", "u", "x", " ", "\n",
+            "\u{1}", "\u{1f}", "é", "t", "n", "/",
+        ];
+        for round in 0..20000 {
+            let mut text = String::new();
+            let mut body = String::new();
+            random_json(&mut g, 1, &mut body);
+            // Mostly messages: an object with the JSON-RPC members.
+            if round % 4 == 0 {
+                text = body;
+            } else {
+                text.push_str(
+                    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":",
+                );
+                text.push_str(&body);
+                text.push('}');
+            }
+            read += usize::from(scan_agrees(&text));
+            for _ in 0..3 {
+                let mut damaged = text.clone();
+                for _ in 0..(1 + g.next_u64() % 3) {
+                    let cuts: Vec<usize> = (0..=damaged.len())
+                        .filter(|i| damaged.is_char_boundary(*i))
+                        .collect();
+                    let at = cuts[(g.next_u64() % cuts.len() as u64) as usize];
+                    let n = noise[(g.next_u64() % noise.len() as u64) as usize];
+                    match g.next_u64() % 3 {
+                        0 => damaged.insert_str(at, n),
+                        1 => {
+                            let end = cuts.iter().find(|c| **c > at).copied().unwrap_or(at);
+                            damaged.replace_range(at..end, n);
+                        }
+                        _ => {
+                            let end = cuts.iter().find(|c| **c > at).copied().unwrap_or(at);
+                            damaged.replace_range(at..end, "");
+                        }
+                    }
+                }
+                scan_agrees(&damaged);
+            }
+        }
+        assert!(read > 10000, "the scan read only {read} of 20000");
     }
 
     #[test]
@@ -762,6 +1064,7 @@ mod tests {
             Some(r#""a""#),
             Some(r#""\u00e9\n""#),
             Some(r#""\ud83d\ude00""#),
+            Some(r#""\udc00x""#),
             Some("null"),
             Some("true"),
             Some("{}"),
@@ -775,6 +1078,8 @@ mod tests {
             Some("3"),
             Some("null"),
             Some(r#""no\ttab""#),
+            Some(r#""\ud800""#),
+            Some(r#""\u006d""#),
             Some("[]"),
         ];
         let params = [

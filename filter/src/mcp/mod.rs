@@ -3,6 +3,7 @@
 pub mod jsonrpc;
 pub mod response;
 pub mod routing;
+mod scan;
 pub mod seal;
 pub mod sessions;
 pub mod sse;

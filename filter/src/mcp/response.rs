@@ -283,7 +283,14 @@ impl Responses {
     ) -> Option<String> {
         if rewrite.is_none() && !self.keep_results {
             // Each message is absorbed as it is read (no vector per event).
-            match jsonrpc::peek_each(text, |m| self.absorb_one(m, event_id)) {
+            // A notification that is only counted is not built.
+            let absorb = |m: Result<jsonrpc::Peeked<'_>, _>| match m {
+                Ok(p) if p.kind() == jsonrpc::Kind::Notification && !self.collect_server => {
+                    self.notifications += 1;
+                }
+                m => self.absorb_one(m.and_then(jsonrpc::Peeked::into_message), event_id),
+            };
+            match jsonrpc::peek_each_classified(text, absorb) {
                 Ok(()) => {}
                 Err(jsonrpc::DecodeError::Json(e)) => self.problem = Some(format!("{what}: {e}")),
                 Err(e) => self.problem = Some(format!("response: {e}")),
@@ -306,25 +313,31 @@ impl Responses {
     /// Feeds an SSE chunk. With a rewrite, returns what should replace the chunk: the
     /// complete events seen so far, re-serialised (the incomplete tail is carried over).
     pub fn sse_chunk(&mut self, data: &[u8], rewrite: Option<Rewrite<'_>>) -> Option<Vec<u8>> {
-        let mut events = Vec::new();
-        self.sse.as_mut()?.feed(data, &mut events);
+        // Out of `self` while it feeds: each event is decoded as it completes, borrowed from
+        // the parser (no event copied out, no vector of events).
+        let mut parser = self.sse.take()?;
         let mut out = rewrite.map(|_| Vec::with_capacity(data.len()));
-        for mut ev in events {
+        parser.feed_with(data, |ev| {
+            let mut new_data = None;
             if ev.oversized {
                 self.problem = Some(format!(
                     "an SSE event exceeded mcp.max_body_bytes ({} bytes); not decoded",
                     self.max
                 ));
-            } else if !ev.data.trim().is_empty() {
+            } else if ev.data.as_bytes().first().is_some_and(u8::is_ascii_graphic)
+                || !ev.data.trim().is_empty()
+            {
+                // (Data opening on a visible ASCII character, `{` nearly always, is not blank:
+                // no Unicode trimming for it.)
                 let what = "SSE event data is not JSON";
-                if let Some(new_data) = self.decode(&ev.data, ev.id.as_deref(), rewrite, what) {
-                    ev.data = new_data;
-                }
+                new_data = self.decode(ev.data, ev.id, rewrite, what);
             }
             if let Some(out) = out.as_mut() {
-                serialize_event(&ev, out);
+                let data = new_data.as_deref().unwrap_or(ev.data);
+                serialize_event(&sse::EventRef { data, ..ev }, out);
             }
-        }
+        });
+        self.sse = Some(parser);
         out
     }
 
@@ -397,8 +410,8 @@ fn rewrite_all(v: &mut Value, f: Rewrite<'_>) -> bool {
     }
 }
 
-fn serialize_event(ev: &sse::Event, out: &mut Vec<u8>) {
-    if let Some(id) = &ev.id {
+fn serialize_event(ev: &sse::EventRef<'_>, out: &mut Vec<u8>) {
+    if let Some(id) = ev.id {
         out.extend_from_slice(b"id: ");
         out.extend_from_slice(id.as_bytes());
         out.push(b'\n');

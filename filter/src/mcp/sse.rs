@@ -24,8 +24,39 @@ pub struct Event {
     pub oversized: bool,
 }
 
+/// One dispatched event, borrowed from the parser (nothing is allocated per event: the
+/// parser's field buffers are reused from event to event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub id: Option<&'a str>,
+    /// The event type (`message` when absent or empty).
+    pub event: &'a str,
+    pub data: &'a str,
+    pub retry: Option<u64>,
+    /// The event exceeded the bound; `data` is empty.
+    pub oversized: bool,
+}
+
+impl EventRef<'_> {
+    pub fn to_event(&self) -> Event {
+        Event {
+            id: self.id.map(str::to_string),
+            event: if self.event == "message" {
+                Cow::Borrowed("message")
+            } else {
+                Cow::Owned(self.event.to_string())
+            },
+            data: self.data.to_string(),
+            retry: self.retry,
+            oversized: self.oversized,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Parser {
+    /// The incomplete line carried across chunks (a line wholly inside a chunk is read in
+    /// place, never copied here).
     line: Vec<u8>,
     /// The current line has bytes (kept or, in an oversized event, dropped).
     in_line: bool,
@@ -35,8 +66,10 @@ pub struct Parser {
     bom: Option<usize>,
     data: String,
     has_data: bool,
-    event: Option<String>,
-    id: Option<String>,
+    /// The `event` field (empty: the default type, as an empty field is).
+    event: String,
+    id: String,
+    has_id: bool,
     retry: Option<u64>,
     size: usize,
     oversized: bool,
@@ -54,8 +87,9 @@ impl Parser {
             bom: Some(0),
             data: String::new(),
             has_data: false,
-            event: None,
-            id: None,
+            event: String::new(),
+            id: String::new(),
+            has_id: false,
             retry: None,
             size: 0,
             oversized: false,
@@ -70,7 +104,12 @@ impl Parser {
     }
 
     /// Feeds a chunk; complete events are appended to `out`.
-    pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<Event>) {
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Event>) {
+        self.feed_with(chunk, |e| out.push(e.to_event()));
+    }
+
+    /// Feeds a chunk; each complete event is handed to `f` as it completes.
+    pub fn feed_with(&mut self, mut chunk: &[u8], mut f: impl FnMut(EventRef<'_>)) {
         if let Some(mut matched) = self.bom {
             // One UTF-8 BOM may open the stream, and be split like anything else.
             while let (Some(&want), Some((&b, rest))) = (BOM.get(matched), chunk.split_first()) {
@@ -90,13 +129,11 @@ impl Parser {
                 self.push_line_bytes(BOM.get(..matched).unwrap_or_default());
             }
         }
-        // Line ends are found with memchr (the bytes between them are copied, not inspected).
+        // Line ends are found eight bytes at a time (the bytes between them are not
+        // inspected here).
         let mut start = 0;
         let mut pos = 0;
-        while let Some(off) = chunk
-            .get(pos..)
-            .and_then(|r| memchr::memchr2(b'\n', b'\r', r))
-        {
+        while let Some(off) = chunk.get(pos..).and_then(find_eol) {
             let i = pos + off;
             if off > 0 {
                 self.after_cr = false; // ordinary bytes came after the last `\r`
@@ -106,10 +143,7 @@ impl Parser {
                 // Second half of a `\r\n` (possibly split across chunks).
                 self.after_cr = false;
             } else {
-                if let Some(part) = chunk.get(start..i) {
-                    self.push_line_bytes(part);
-                }
-                self.end_line(out);
+                self.line_end(chunk.get(start..i).unwrap_or_default(), &mut f);
                 self.after_cr = b == b'\r';
             }
             start = i + 1;
@@ -123,9 +157,11 @@ impl Parser {
         }
     }
 
-    fn push_line_bytes(&mut self, part: &[u8]) {
+    /// Counts a piece of the current line against the bound; whether its bytes are kept
+    /// (not once the event is oversized).
+    fn admit(&mut self, part: &[u8]) -> bool {
         if part.is_empty() {
-            return;
+            return false;
         }
         self.in_line = true;
         self.size = self.size.saturating_add(part.len());
@@ -135,27 +171,40 @@ impl Parser {
             self.oversized = true;
             self.line.clear();
             self.data.clear();
-            return;
+            return false;
         }
-        self.line.extend_from_slice(part);
+        true
     }
 
-    fn end_line(&mut self, out: &mut Vec<Event>) {
+    fn push_line_bytes(&mut self, part: &[u8]) {
+        if self.admit(part) {
+            self.line.extend_from_slice(part);
+        }
+    }
+
+    /// A line ends with `part`: read in place when nothing of it was carried over.
+    fn line_end(&mut self, part: &[u8], f: &mut impl FnMut(EventRef<'_>)) {
+        if self.line.is_empty() {
+            let kept = self.admit(part);
+            self.take_line(if kept { part } else { &[] }, f);
+            return;
+        }
+        self.push_line_bytes(part);
         // The line buffer goes back emptied, its capacity kept (one allocation per stream,
         // not one per line), unless a long line grew it: a stream may stay open for hours.
         let mut line = std::mem::take(&mut self.line);
-        self.take_line(&line, out);
+        self.take_line(&line, f);
         if line.capacity() <= KEPT_LINE_CAPACITY {
             line.clear();
             self.line = line;
         }
     }
 
-    fn take_line(&mut self, line: &[u8], out: &mut Vec<Event>) {
+    fn take_line(&mut self, line: &[u8], f: &mut impl FnMut(EventRef<'_>)) {
         // A blank line dispatches; a line emptied because its event is oversized does not
         // (the event's later lines must not turn into an event of their own).
         if !std::mem::take(&mut self.in_line) {
-            self.dispatch(out);
+            self.dispatch(f);
             return;
         }
         if self.oversized {
@@ -164,65 +213,333 @@ impl Parser {
         if line.first() == Some(&b':') {
             return; // comment
         }
-        // Valid UTF-8 (nearly every line) is checked by the word-wise validator; only
-        // invalid lines go through the lossy decoding, which gives the same text for valid.
-        let text = match std::str::from_utf8(line) {
-            Ok(t) => std::borrow::Cow::Borrowed(t),
-            Err(_) => String::from_utf8_lossy(line),
-        };
-        let (field, value) = match text.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (text.as_ref(), ""),
+        // Split on the bytes: `:` and ` ` are ASCII, which the lossy decoding keeps as they
+        // are, so splitting before decoding gives the same field and value; only the value
+        // of a field that is kept is decoded.
+        // (A field name is a few bytes: a plain search beats memchr's setup.)
+        let (field, value) = match line.iter().position(|&c| c == b':') {
+            Some(i) => {
+                let v = line.get(i + 1..).unwrap_or_default();
+                (
+                    line.get(..i).unwrap_or_default(),
+                    v.strip_prefix(b" ").unwrap_or(v),
+                )
+            }
+            None => (line, &[][..]),
         };
         match field {
-            "data" => {
+            b"data" => {
                 if self.has_data {
                     self.data.push('\n');
                 }
-                self.data.push_str(value);
+                self.data.push_str(&text(value));
                 self.has_data = true;
                 if self.data.len() > self.max_event_bytes {
                     self.oversized = true;
                     self.data.clear();
                 }
             }
-            "event" => self.event = Some(value.to_string()),
-            "id" if !value.contains('\0') => self.id = Some(value.to_string()),
-            "retry" if !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()) => {
-                self.retry = value.parse().ok();
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&text(value));
+            }
+            b"id" if !value.contains(&0) => {
+                self.id.clear();
+                self.id.push_str(&text(value));
+                self.has_id = true;
+            }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                self.retry = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
             }
             _ => {}
         }
     }
 
-    fn dispatch(&mut self, out: &mut Vec<Event>) {
-        let id = self.id.take();
-        if id.is_some() {
-            self.last_event_id.clone_from(&id);
+    fn dispatch(&mut self, f: &mut impl FnMut(EventRef<'_>)) {
+        let has_id = std::mem::take(&mut self.has_id);
+        if has_id {
+            // Reuses the held id's allocation.
+            match self.last_event_id.as_mut() {
+                Some(last) => {
+                    last.clear();
+                    last.push_str(&self.id);
+                }
+                None => self.last_event_id = Some(self.id.clone()),
+            }
         }
-        // An empty `event` field means the default type too (WHATWG).
-        let event = self.event.take().filter(|e| !e.is_empty());
         let retry = self.retry.take();
-        let data = std::mem::take(&mut self.data);
         let has_data = std::mem::replace(&mut self.has_data, false);
         let oversized = std::mem::replace(&mut self.oversized, false);
         self.size = 0;
-        if oversized {
-            out.push(Event {
-                id,
-                event: event.map_or(Cow::Borrowed("message"), Cow::Owned),
+        if oversized || has_data {
+            f(EventRef {
+                id: has_id.then_some(self.id.as_str()),
+                // An empty `event` field means the default type too (WHATWG).
+                event: if self.event.is_empty() {
+                    "message"
+                } else {
+                    &self.event
+                },
+                data: if oversized { "" } else { &self.data },
+                retry,
+                oversized,
+            });
+        }
+        // The buffers are kept for the next event, unless a large event grew them.
+        for buf in [&mut self.data, &mut self.event, &mut self.id] {
+            if buf.capacity() > KEPT_LINE_CAPACITY {
+                *buf = String::new();
+            } else {
+                buf.clear();
+            }
+        }
+    }
+}
+
+/// The first `\n` or `\r` in `b`, eight bytes at a time (wasm has 64-bit integers; the
+/// portable memchr that wasm gets goes four at a time).
+fn find_eol(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i: usize = 0;
+    while let Some(word) = i
+        .checked_add(8)
+        .and_then(|end| b.get(i..end))
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let x = u64::from_le_bytes(word);
+        let lf = x ^ (ONES * u64::from(b'\n'));
+        let cr = x ^ (ONES * u64::from(b'\r'));
+        // The high bit of each zero byte; a borrow only marks bytes after a true one, so
+        // the lowest mark is the first line end.
+        let found = (lf.wrapping_sub(ONES) & !lf | cr.wrapping_sub(ONES) & !cr) & HIGH;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let tail = b.get(i..)?;
+    tail.iter()
+        .position(|&c| c == b'\n' || c == b'\r')
+        .map(|p| i + p)
+}
+
+/// A field value as text (invalid UTF-8 decoded lossily; valid text, nearly all of it, is
+/// only checked).
+fn text(value: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(t) => Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(value),
+    }
+}
+
+/// The previous parser (each line copied into the line buffer, an allocation per event),
+/// kept as the reference of the differential tests.
+#[cfg(test)]
+mod reference {
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    pub struct OldParser {
+        line: Vec<u8>,
+        /// The current line has bytes (kept or, in an oversized event, dropped).
+        in_line: bool,
+        after_cr: bool,
+        /// Bytes of a leading byte order mark matched so far; `None` once the start of the
+        /// stream is decided (the mark may itself arrive split across chunks).
+        bom: Option<usize>,
+        data: String,
+        has_data: bool,
+        event: Option<String>,
+        id: Option<String>,
+        retry: Option<u64>,
+        size: usize,
+        oversized: bool,
+        max_event_bytes: usize,
+        /// The last event id seen on the stream (what a client would send as `Last-Event-ID`).
+        pub last_event_id: Option<String>,
+    }
+
+    impl OldParser {
+        pub fn new(max_event_bytes: usize) -> Self {
+            Self {
+                line: Vec::new(),
+                in_line: false,
+                after_cr: false,
+                bom: Some(0),
                 data: String::new(),
-                retry,
-                oversized: true,
-            });
-        } else if has_data {
-            out.push(Event {
-                id,
-                event: event.map_or(Cow::Borrowed("message"), Cow::Owned),
-                data,
-                retry,
+                has_data: false,
+                event: None,
+                id: None,
+                retry: None,
+                size: 0,
                 oversized: false,
-            });
+                max_event_bytes,
+                last_event_id: None,
+            }
+        }
+
+        /// Bytes held for the incomplete line (bounded by the event bound).
+        pub fn buffered(&self) -> usize {
+            self.line.len() + self.data.len() + self.bom.unwrap_or(0)
+        }
+
+        /// Feeds a chunk; complete events are appended to `out`.
+        pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<Event>) {
+            if let Some(mut matched) = self.bom {
+                // One UTF-8 BOM may open the stream, and be split like anything else.
+                while let (Some(&want), Some((&b, rest))) = (BOM.get(matched), chunk.split_first())
+                {
+                    if b != want {
+                        break;
+                    }
+                    matched += 1;
+                    chunk = rest;
+                }
+                if matched < BOM.len() && chunk.is_empty() {
+                    self.bom = Some(matched);
+                    return;
+                }
+                self.bom = None;
+                if matched < BOM.len() {
+                    // Not a BOM after all: what was held back opens the first line.
+                    self.push_line_bytes(BOM.get(..matched).unwrap_or_default());
+                }
+            }
+            // Line ends are found with memchr (the bytes between them are copied, not inspected).
+            let mut start = 0;
+            let mut pos = 0;
+            while let Some(off) = chunk
+                .get(pos..)
+                .and_then(|r| memchr::memchr2(b'\n', b'\r', r))
+            {
+                let i = pos + off;
+                if off > 0 {
+                    self.after_cr = false; // ordinary bytes came after the last `\r`
+                }
+                let b = chunk.get(i).copied().unwrap_or(b'\n');
+                if b == b'\n' && self.after_cr {
+                    // Second half of a `\r\n` (possibly split across chunks).
+                    self.after_cr = false;
+                } else {
+                    if let Some(part) = chunk.get(start..i) {
+                        self.push_line_bytes(part);
+                    }
+                    self.end_line(out);
+                    self.after_cr = b == b'\r';
+                }
+                start = i + 1;
+                pos = i + 1;
+            }
+            if pos < chunk.len() {
+                self.after_cr = false;
+            }
+            if let Some(rest) = chunk.get(start..) {
+                self.push_line_bytes(rest);
+            }
+        }
+
+        fn push_line_bytes(&mut self, part: &[u8]) {
+            if part.is_empty() {
+                return;
+            }
+            self.in_line = true;
+            self.size = self.size.saturating_add(part.len());
+            // The decoded data counts too: an invalid byte decodes to a 3-byte U+FFFD.
+            let held = self.data.len() + self.line.len() + part.len();
+            if self.oversized || self.size > self.max_event_bytes || held > self.max_event_bytes {
+                self.oversized = true;
+                self.line.clear();
+                self.data.clear();
+                return;
+            }
+            self.line.extend_from_slice(part);
+        }
+
+        fn end_line(&mut self, out: &mut Vec<Event>) {
+            // The line buffer goes back emptied, its capacity kept (one allocation per stream,
+            // not one per line), unless a long line grew it: a stream may stay open for hours.
+            let mut line = std::mem::take(&mut self.line);
+            self.take_line(&line, out);
+            if line.capacity() <= KEPT_LINE_CAPACITY {
+                line.clear();
+                self.line = line;
+            }
+        }
+
+        fn take_line(&mut self, line: &[u8], out: &mut Vec<Event>) {
+            // A blank line dispatches; a line emptied because its event is oversized does not
+            // (the event's later lines must not turn into an event of their own).
+            if !std::mem::take(&mut self.in_line) {
+                self.dispatch(out);
+                return;
+            }
+            if self.oversized {
+                return;
+            }
+            if line.first() == Some(&b':') {
+                return; // comment
+            }
+            // Valid UTF-8 (nearly every line) is checked by the word-wise validator; only
+            // invalid lines go through the lossy decoding, which gives the same text for valid.
+            let text = match std::str::from_utf8(line) {
+                Ok(t) => std::borrow::Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(line),
+            };
+            let (field, value) = match text.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (text.as_ref(), ""),
+            };
+            match field {
+                "data" => {
+                    if self.has_data {
+                        self.data.push('\n');
+                    }
+                    self.data.push_str(value);
+                    self.has_data = true;
+                    if self.data.len() > self.max_event_bytes {
+                        self.oversized = true;
+                        self.data.clear();
+                    }
+                }
+                "event" => self.event = Some(value.to_string()),
+                "id" if !value.contains('\0') => self.id = Some(value.to_string()),
+                "retry" if !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()) => {
+                    self.retry = value.parse().ok();
+                }
+                _ => {}
+            }
+        }
+
+        fn dispatch(&mut self, out: &mut Vec<Event>) {
+            let id = self.id.take();
+            if id.is_some() {
+                self.last_event_id.clone_from(&id);
+            }
+            // An empty `event` field means the default type too (WHATWG).
+            let event = self.event.take().filter(|e| !e.is_empty());
+            let retry = self.retry.take();
+            let data = std::mem::take(&mut self.data);
+            let has_data = std::mem::replace(&mut self.has_data, false);
+            let oversized = std::mem::replace(&mut self.oversized, false);
+            self.size = 0;
+            if oversized {
+                out.push(Event {
+                    id,
+                    event: event.map_or(Cow::Borrowed("message"), Cow::Owned),
+                    data: String::new(),
+                    retry,
+                    oversized: true,
+                });
+            } else if has_data {
+                out.push(Event {
+                    id,
+                    event: event.map_or(Cow::Borrowed("message"), Cow::Owned),
+                    data,
+                    retry,
+                    oversized: false,
+                });
+            }
         }
     }
 }
@@ -416,6 +733,145 @@ mod tests {
                 rest = r;
             }
             assert_eq!(parse_chunks(&pieces), whole);
+        }
+    }
+
+    /// A stream of random lines: every field (valid, odd and refused), comments, blank lines,
+    /// a BOM, `\r`/`\n`/`\r\n`, invalid and multi-byte UTF-8, NUL, long lines.
+    fn random_lines(g: &mut IdGen) -> Vec<u8> {
+        let pieces: [&[u8]; 30] = [
+            b"data: {\"a\":1}",
+            b"data:x",
+            b"data",
+            b"data:",
+            b"data:  two",
+            b"data: h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x8e\x89",
+            b"data: \xff\xfe bad \xc3",
+            b"dat\xffa: x",
+            b"id: 7",
+            b"id:",
+            b"id: a\0b",
+            b"id: \xe2\x9c",
+            b"event: ping",
+            b"event:",
+            b"event: message",
+            b"event:  ",
+            b"retry: 3000",
+            b"retry: 99999999999999999999999",
+            b"retry: 1x",
+            b"retry:",
+            b": comment",
+            b":",
+            b"",
+            b"",
+            b"",
+            b"unknown: field",
+            b"data: a:b:c",
+            b"DATA: upper",
+            b" data: lead",
+            b"\xef\xbb\xbfdata: inner bom",
+        ];
+        let eols: [&[u8]; 3] = [b"\n", b"\r\n", b"\r"];
+        let mut s = Vec::new();
+        if g.next_u64() % 4 == 0 {
+            s.extend_from_slice(BOM);
+        }
+        for _ in 0..(g.next_u64() % 40) {
+            let n = (g.next_u64() % pieces.len() as u64) as usize;
+            s.extend_from_slice(pieces.get(n).copied().unwrap_or_default());
+            if g.next_u64() % 10 == 0 {
+                s.extend(std::iter::repeat_n(b'z', (g.next_u64() % 200) as usize));
+            }
+            let e = (g.next_u64() % 3) as usize;
+            s.extend_from_slice(eols.get(e).copied().unwrap_or_default());
+        }
+        s
+    }
+
+    /// Events, the `Last-Event-ID` and the bytes held after each chunk.
+    fn trace<P>(
+        p: &mut P,
+        feed: impl Fn(&mut P, &[u8], &mut Vec<Event>),
+        state: impl Fn(&P) -> (Option<String>, usize),
+        chunks: &[&[u8]],
+    ) -> Vec<(Vec<Event>, Option<String>, usize)> {
+        chunks
+            .iter()
+            .map(|c| {
+                let mut out = Vec::new();
+                feed(p, c, &mut out);
+                let (last, held) = state(p);
+                (out, last, held)
+            })
+            .collect()
+    }
+
+    /// The parser against the previous one, on random streams cut at random points, one
+    /// byte at a time and whole, under a large and several small bounds.
+    #[test]
+    fn parses_like_the_previous_parser() {
+        let mut g = IdGen::new(7);
+        for round in 0..3000 {
+            let s = if round % 5 == 0 {
+                random_stream(&mut g).0.into_bytes()
+            } else {
+                random_lines(&mut g)
+            };
+            let max = match round % 4 {
+                0 => 1 << 20,
+                _ => 8 + (g.next_u64() % 120) as usize,
+            };
+            let mut cuts: Vec<Vec<&[u8]>> = vec![vec![&s[..]], s.chunks(1).collect()];
+            let mut pieces = Vec::new();
+            let mut rest = &s[..];
+            while !rest.is_empty() {
+                let n = 1 + (g.next_u64() % 40) as usize;
+                let (a, r) = rest.split_at(n.min(rest.len()));
+                pieces.push(a);
+                if g.next_u64() % 8 == 0 {
+                    pieces.push(&[]);
+                }
+                rest = r;
+            }
+            cuts.push(pieces);
+            for chunks in &cuts {
+                let new = trace(
+                    &mut Parser::new(max),
+                    |p, c, out| p.feed(c, out),
+                    |p| (p.last_event_id.clone(), p.buffered()),
+                    chunks,
+                );
+                let old = trace(
+                    &mut reference::OldParser::new(max),
+                    |p, c, out| p.feed(c, out),
+                    |p| (p.last_event_id.clone(), p.buffered()),
+                    chunks,
+                );
+                assert_eq!(new, old, "{:?}", String::from_utf8_lossy(&s));
+            }
+        }
+    }
+
+    /// The word-wise line-end search finds what a byte-wise one does: every byte value at
+    /// every position, after ordinary bytes of every kind.
+    #[test]
+    fn find_eol_is_the_first_line_end() {
+        for filler in [b'a', 0x00, 0x0b, 0x0c, 0x0e, 0x8a, 0x8d, 0xff] {
+            for len in 0..20 {
+                for at in 0..=len {
+                    for b in 0..=255u8 {
+                        let mut v = vec![filler; len];
+                        if let Some(x) = v.get_mut(at) {
+                            *x = b;
+                        }
+                        if len % 3 == 0 {
+                            v.push(b'\n');
+                        }
+                        let naive = v.iter().position(|&c| c == b'\n' || c == b'\r');
+                        assert_eq!(find_eol(&v), naive, "{v:?}");
+                    }
+                }
+            }
         }
     }
 
