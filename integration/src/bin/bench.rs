@@ -3,7 +3,8 @@
 //! loopback; load from `wrk` (HTTP/1.1) and `h2load` (h2c), Debian's packages.
 //!
 //! Envoy answers the MCP calls itself (`direct_response`), so the upstream costs nothing and
-//! what differs between variants is the filters. Each figure is the median of several runs,
+//! what differs between variants is the filters; one row puts a real HTTP hop behind it (a
+//! second, filterless Envoy answering the 64 KB result). Each figure is the median of several runs,
 //! with the min–max spread. Writes a Markdown table to `bench/results/`.
 //!
 //! `bench [--quick]` (after `make build` and `make build-cli`).
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use mcptrail::testkit::workload;
-use mcptrail_integration::envoy::{self, loopback, Direct, EnvoySpec};
+use mcptrail_integration::envoy::{self, loopback, Direct, EnvoySpec, Upstream};
 use mcptrail_integration::{DevIssuer, Envoy, TEST_HMAC_KEY_B64};
 use serde_json::Value;
 
@@ -513,6 +514,13 @@ end
             workers: 1,
         },
         Workload {
+            name: "64 KB JSON result behind an upstream hop, HTTP/1.1, 1 worker",
+            path: "/mcp/upstream64k",
+            h2: false,
+            tokens: Tokens::One,
+            workers: 1,
+        },
+        Workload {
             name: "SSE, 100 events, HTTP/1.1, 1 worker",
             path: "/mcp/sse100",
             h2: false,
@@ -547,6 +555,23 @@ end
         .filter(|w| pick("BENCH_WORKLOADS", w.name))
         .collect();
     let conns = 16;
+    // The upstream of the "behind an upstream hop" workload: a second, filterless Envoy that
+    // answers the 64 KB result itself, so the body crosses a real HTTP/1.1 connection (in
+    // chunks, through the codec and the router) as it would from an MCP server.
+    let upstream = {
+        let mut spec = EnvoySpec::new(
+            envoy::wasm_module(),
+            Value::Null,
+            Upstream::one("mcp_server", loopback(9)),
+        );
+        spec.without_filter = true;
+        spec.direct = vec![Direct {
+            path: "/mcp/upstream64k".into(),
+            content_type: "application/json".into(),
+            body: workload::json_reply(64 * 1024),
+        }];
+        tokio::task::block_in_place(|| Envoy::start(&spec, 1)).context("starting the upstream Envoy")?
+    };
 
     let mut results: Vec<Vec<Option<Cell>>> = workloads.iter().map(|_| Vec::new()).collect();
     let mut seq_p50: Vec<f64> = Vec::new();
@@ -567,7 +592,7 @@ end
             let sink = &sinks[usize::from(keyed)];
             let mut spec = EnvoySpec::mcp(
                 v.mcptrail.clone().unwrap_or(Value::Null),
-                loopback(9),
+                upstream.listen,
                 sink.addr,
             );
             spec.without_filter = v.mcptrail.is_none();
@@ -797,7 +822,7 @@ end
         md,
         "- module: {module_size} bytes as built; after `wasm-opt -Oz`: {opt_size}"
     );
-    let _ = writeln!(md, "- method: every variant's Envoy runs at once, warmed up for 1 s; {runs} rounds, each giving every variant one run of {secs} s in turn ({conns} connections, 1 load thread), so drifts of the shared machine hit all alike; median (min–max) of the runs; Envoy answers the calls itself (`direct_response`), so only the filters differ. h2c latency columns are h2load's mean and max (it reports no percentiles).");
+    let _ = writeln!(md, "- method: every variant's Envoy runs at once, warmed up for 1 s; {runs} rounds, each giving every variant one run of {secs} s in turn ({conns} connections, 1 load thread), so drifts of the shared machine hit all alike; median (min–max) of the runs; Envoy answers the calls itself (`direct_response`), so only the filters differ, except in the \"behind an upstream hop\" row, where a second Envoy without the filter answers them over HTTP/1.1 (its CPU is not in the Envoy CPU column). h2c latency columns are h2load's mean and max (it reports no percentiles).");
     let _ = writeln!(md, "- request: a {} byte `tools/call`; the token is RS256 (2048-bit); `mcptrail: full` adds an HMAC chain, policy and masking of responses; all mcptrail variants ship records to `mcptrail collect` (fsync per batch)\n", body.len());
     for (wi, w) in workloads.iter().enumerate() {
         let _ = writeln!(md, "## {}\n", w.name);
