@@ -2,9 +2,11 @@
 //!
 //! Each detector is a hand-written linear scanner over the string's bytes, anchored on a
 //! rare byte found with `memchr` (`@`, `+`, the `J` of `eyJ`, the `_` of `ghp_`, ...) and
-//! validated where a checksum exists (Luhn for cards, mod-97 for IBANs). No regex, no
-//! allocation: a detector reports byte ranges through a callback. Every range starts and
-//! ends on an ASCII byte, so it always falls on `char` boundaries.
+//! validated where a checksum exists (Luhn for cards, mod-97 for IBANs). No regex; the one
+//! allocation is the list of digit runs the digit-led detectors share ([`digit_runs`]),
+//! reused for every string of a masking pass. A detector reports byte ranges through a
+//! callback. Every range starts and ends on an ASCII byte, so it always falls on `char`
+//! boundaries.
 //!
 //! Before any detector runs, [`Features::of`] makes one pass over the string noting which
 //! anchor bytes occur and how many digits and dots it has; [`Detector::applies`] then skips
