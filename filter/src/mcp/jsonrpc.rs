@@ -566,8 +566,14 @@ fn classify(p: &scan::Fields<'_>) -> Result<Kind, DecodeError> {
         return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
     }
     // A string or a number is an id even when `small` reads it as `null` (a lone surrogate,
-    // a number beyond f64), and so is `null`.
-    if let Some(b't' | b'f' | b'{' | b'[') = p.id.and_then(first) {
+    // a number beyond f64), and so is `null`; an object or an array is refused unless `small`
+    // cannot build it either (then the built message has a `null` id, as it always had).
+    let id_ok = |raw: &str| match first(raw) {
+        Some(b't' | b'f') => false,
+        Some(b'{' | b'[') => small(raw).is_null(),
+        _ => true,
+    };
+    if p.id.is_some_and(|raw| !id_ok(raw)) {
         return Err(DecodeError::NotJsonRpc(
             "`id` is neither a string nor a number".into(),
         ));
