@@ -1009,6 +1009,18 @@ mod tests {
             // Mostly messages: an object with the JSON-RPC members.
             if round % 4 == 0 {
                 text = body;
+            } else if round % 4 == 1 {
+                // Random top-level members after a valid version, so that what is decided
+                // past it (the id's, method's and params' kinds, which members are there) is
+                // compared too.
+                let names = ["id", "method", "params", "result", "error", "jsonrpc", "x"];
+                text.push_str("{\"jsonrpc\":\"2.0\"");
+                for _ in 0..(1 + g.next_u64() % 3) {
+                    let name = names[(g.next_u64() % names.len() as u64) as usize];
+                    text.push_str(&format!(",\"{name}\":"));
+                    random_json(&mut g, 3, &mut text);
+                }
+                text.push('}');
             } else {
                 text.push_str(
                     "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":",
