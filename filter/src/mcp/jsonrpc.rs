@@ -1216,7 +1216,11 @@ mod tests {
                 let text = format!(r#"{{"jsonrpc":"2.0","{key}":{id},"result":{{}}}}"#);
                 same_as_old(&text);
                 let m = peek_body(&text).unwrap().remove(0).unwrap();
-                assert_eq!((m.kind, m.id), (Kind::Response, Some(Value::Null)), "{text}");
+                assert_eq!(
+                    (m.kind, m.id),
+                    (Kind::Response, Some(Value::Null)),
+                    "{text}"
+                );
             }
         }
     }
