@@ -566,8 +566,14 @@ fn classify(p: &scan::Fields<'_>) -> Result<Kind, DecodeError> {
         return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
     }
     // A string or a number is an id even when `small` reads it as `null` (a lone surrogate,
-    // a number beyond f64), and so is `null`.
-    if let Some(b't' | b'f' | b'{' | b'[') = p.id.and_then(first) {
+    // a number beyond f64), and so is `null`; an object or an array is refused unless `small`
+    // cannot build it either (then the built message has a `null` id, as it always had).
+    let id_ok = |raw: &str| match first(raw) {
+        Some(b't' | b'f') => false,
+        Some(b'{' | b'[') => small(raw).is_null(),
+        _ => true,
+    };
+    if p.id.is_some_and(|raw| !id_ok(raw)) {
         return Err(DecodeError::NotJsonRpc(
             "`id` is neither a string nor a number".into(),
         ));
@@ -1003,6 +1009,18 @@ mod tests {
             // Mostly messages: an object with the JSON-RPC members.
             if round % 4 == 0 {
                 text = body;
+            } else if round % 4 == 1 {
+                // Random top-level members after a valid version, so that what is decided
+                // past it (the id's, method's and params' kinds, which members are there) is
+                // compared too.
+                let names = ["id", "method", "params", "result", "error", "jsonrpc", "x"];
+                text.push_str("{\"jsonrpc\":\"2.0\"");
+                for _ in 0..(1 + g.next_u64() % 3) {
+                    let name = names[(g.next_u64() % names.len() as u64) as usize];
+                    text.push_str(&format!(",\"{name}\":"));
+                    random_json(&mut g, 3, &mut text);
+                }
+                text.push('}');
             } else {
                 text.push_str(
                     "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":",
@@ -1070,6 +1088,9 @@ mod tests {
             Some("{}"),
             Some("[]"),
             Some(r#"{"a":1}"#),
+            // Containers `serde_json::Value` cannot build (the built message holds `null`).
+            Some("[1e400]"),
+            Some(r#"{"a":"\ud800"}"#),
         ];
         let methods = [
             None,
@@ -1179,6 +1200,27 @@ mod tests {
                 if let Some(head) = t.get(..cut) {
                     same_as_old(head);
                 }
+            }
+        }
+    }
+
+    /// Review finding: an `id` that is an object or an array `serde_json::Value` cannot build
+    /// (a number beyond f64, a lone surrogate inside) was refused by the classification that
+    /// builds nothing, while the built message (and so the serde path, taken for the same
+    /// message with an escaped member name) reads it as a `null` id: the same answer was a
+    /// reply or a problem depending on how its member names were spelled.
+    #[test]
+    fn an_unbuildable_container_id_classifies_as_the_built_message_does() {
+        for id in ["[1e400]", r#"{"a":"\ud800"}"#, r#"[{"\udc00":1}]"#] {
+            for key in ["id", "\\u0069d"] {
+                let text = format!(r#"{{"jsonrpc":"2.0","{key}":{id},"result":{{}}}}"#);
+                same_as_old(&text);
+                let m = peek_body(&text).unwrap().remove(0).unwrap();
+                assert_eq!(
+                    (m.kind, m.id),
+                    (Kind::Response, Some(Value::Null)),
+                    "{text}"
+                );
             }
         }
     }
