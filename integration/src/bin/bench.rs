@@ -570,7 +570,8 @@ end
             content_type: "application/json".into(),
             body: workload::json_reply(64 * 1024),
         }];
-        tokio::task::block_in_place(|| Envoy::start(&spec, 1)).context("starting the upstream Envoy")?
+        tokio::task::block_in_place(|| Envoy::start(&spec, 1))
+            .context("starting the upstream Envoy")?
     };
 
     let mut results: Vec<Vec<Option<Cell>>> = workloads.iter().map(|_| Vec::new()).collect();
