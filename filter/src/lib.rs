@@ -20,6 +20,7 @@ pub mod config;
 pub mod filter;
 pub mod host;
 pub mod ids;
+pub(crate) mod lanes;
 pub mod mask;
 pub mod mcp;
 pub mod policy;

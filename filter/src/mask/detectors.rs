@@ -16,6 +16,8 @@
 //! (`xAKIA...`, `4111...1111abc` are not matches), which is what keeps order ids,
 //! version numbers and hashes from being flagged.
 
+use crate::lanes;
+
 /// A built-in detector (configuration name in [`Detector::name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detector {
@@ -213,8 +215,8 @@ impl Features {
         let mut anchors = 0u16;
         for word in words.filter_map(<[u8]>::first_chunk::<8>) {
             let x = u64::from_le_bytes(*word);
-            f.digits += digit_lanes(x).count_ones();
-            f.dots += byte_lanes(x, b'.').count_ones();
+            f.digits += lanes::digits(x).count_ones();
+            f.dots += lanes::eq(x, b'.').count_ones();
             for &c in word {
                 anchors |= CLASS.get(usize::from(c)).copied().unwrap_or(0);
             }
@@ -315,32 +317,20 @@ pub(crate) fn digit_runs(b: &[u8], out: &mut Vec<(usize, usize)>) {
     let tail = words.remainder();
     let mut k = 0usize;
     for word in words.filter_map(<[u8]>::first_chunk::<8>) {
-        let m = digit_lanes(u64::from_le_bytes(*word));
+        let m = lanes::digits(u64::from_le_bytes(*word));
         // Each lane's high bit moved to the next lane: "the byte before is a digit" (the
         // first lane's from the previous word).
         let prev = (m << 8) | if open.is_some() { 0x80 } else { 0 };
-        let mut starts = m & !prev;
-        let mut ends = !m & prev & LANES_HI;
-        // Starts and ends alternate, an open run's end first: pair them in order.
-        let lane = |bits: u64| k + (bits.trailing_zeros() / 8) as usize;
-        if let Some(s) = open {
-            if ends == 0 {
-                k += 8;
-                continue;
+        let starts = m & !prev;
+        let mut events = starts | (!m & prev & lanes::HI);
+        while events != 0 {
+            let at = k + (events.trailing_zeros() / 8) as usize;
+            if starts & events & events.wrapping_neg() != 0 {
+                open = Some(at);
+            } else if let Some(s) = open.take() {
+                out.push((s, at));
             }
-            out.push((s, lane(ends)));
-            ends &= ends - 1;
-            open = None;
-        }
-        while starts != 0 {
-            let s = lane(starts);
-            starts &= starts - 1;
-            if ends == 0 {
-                open = Some(s);
-                break;
-            }
-            out.push((s, lane(ends)));
-            ends &= ends - 1;
+            events &= events - 1;
         }
         k += 8;
     }
@@ -358,27 +348,6 @@ pub(crate) fn digit_runs(b: &[u8], out: &mut Vec<(usize, usize)>) {
     if let Some(s) = open {
         out.push((s, b.len()));
     }
-}
-
-const LANES_LO: u64 = 0x0101_0101_0101_0101;
-const LANES_HI: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of `x` that is an ASCII digit, exactly: each lane's arithmetic
-/// stays within its byte (no carry or borrow crosses lanes), bytes >= 0x80 are excluded.
-fn digit_lanes(x: u64) -> u64 {
-    let low7 = x & !LANES_HI;
-    // High bit set iff low7 <= b'9' (0xB9 - low7 >= 0x80), resp. low7 >= b'0' (+ 0x50).
-    let le_nine = LANES_LO * (0x7F + u64::from(b'9') + 1) - low7;
-    let ge_zero = low7 + LANES_LO * (0x7F - (u64::from(b'0') - 1));
-    le_nine & ge_zero & !x & LANES_HI
-}
-
-/// The high bit of each byte of `x` equal to `c` (< 0x80), exactly.
-fn byte_lanes(x: u64, c: u8) -> u64 {
-    let y = x ^ (LANES_LO * u64::from(c));
-    // A lane is zero iff adding 0x7F to its low 7 bits leaves the high bit clear and its
-    // own high bit is clear.
-    !(((y & !LANES_HI) + !LANES_HI) | y) & LANES_HI
 }
 
 /// Length of the run of bytes satisfying `f` starting at `i`.
@@ -1163,38 +1132,6 @@ mod tests {
         out
     }
 
-    fn next_digit_bytewise(b: &[u8], i: usize) -> usize {
-        b.get(i..)
-            .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
-            .map_or(b.len(), |k| i + k)
-    }
-
-    #[test]
-    fn word_wise_next_digit_is_the_byte_wise_one() {
-        for s in texts() {
-            let b = s.as_bytes();
-            for i in 0..=b.len() + 2 {
-                assert_eq!(
-                    reference::next_digit(b, i),
-                    next_digit_bytewise(b, i),
-                    "{s:?} at {i}"
-                );
-            }
-        }
-        for c in 0u8..=255 {
-            let x = u64::from_le_bytes([b'q', c, b'.', 0x80, 0xff, b'0' - 1, b'9' + 1, c]);
-            let want = (0..8).fold(0u64, |m, lane| {
-                let byte = x.to_le_bytes()[lane];
-                m | (u64::from(byte.is_ascii_digit()) << (lane * 8 + 7))
-            });
-            assert_eq!(digit_lanes(x), want, "byte {c:#x}");
-            let dots = (0..8).fold(0u64, |m, lane| {
-                m | (u64::from(x.to_le_bytes()[lane] == b'.') << (lane * 8 + 7))
-            });
-            assert_eq!(byte_lanes(x, b'.'), dots, "byte {c:#x}");
-        }
-    }
-
     /// The runs are the maximal runs of digits, for every text.
     #[test]
     fn digit_runs_are_the_maximal_runs() {
@@ -1206,11 +1143,11 @@ mod tests {
             let b = s.as_bytes();
             digit_runs(b, &mut runs);
             let mut want = Vec::new();
-            let mut i = next_digit_bytewise(b, 0);
+            let mut i = reference::next_digit(b, 0);
             while i < b.len() {
                 let e = i + run(b, i, digit);
                 want.push((i, e));
-                i = next_digit_bytewise(b, e);
+                i = reference::next_digit(b, e);
             }
             assert_eq!(runs, want, "{s:?}");
         }

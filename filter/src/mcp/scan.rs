@@ -6,6 +6,8 @@
 //! keep their texts. It exists because serde's generic reader, in V8, cost about as much per
 //! small event as everything else the filter does with it.
 
+use crate::lanes;
+
 /// Containers nested deeper than this are left to serde (which has no such bound here).
 const MAX_DEPTH: u32 = 120;
 
@@ -110,38 +112,11 @@ impl Scan<'_> {
     }
 
     /// Past the ordinary bytes of a string (not `"`, `\` or a control character), eight at
-    /// a time (wasm has 64-bit integers; a byte at a time was most of the reading).
+    /// a time (a byte at a time was most of the reading in V8).
     #[inline(always)]
     fn plain(&mut self) {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
-        while let Some(word) = self
-            .i
-            .checked_add(8)
-            .and_then(|end| self.b.get(self.i..end))
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-        {
-            let x = u64::from_le_bytes(word);
-            let quote = x ^ (ONES * u64::from(b'"'));
-            let backslash = x ^ (ONES * u64::from(b'\\'));
-            // The high bit of each byte that is zero (`"`, `\`) or below 0x20; a borrow can
-            // only mark bytes after a true one, so the lowest mark is the first such byte.
-            let found = (quote.wrapping_sub(ONES) & !quote
-                | backslash.wrapping_sub(ONES) & !backslash
-                | x.wrapping_sub(ONES * 0x20) & !x)
-                & HIGH;
-            if found != 0 {
-                self.i += (found.trailing_zeros() / 8) as usize;
-                return;
-            }
-            self.i += 8;
-        }
-        while let Some(&c) = self.b.get(self.i) {
-            if c == b'"' || c == b'\\' || c < 0x20 {
-                break;
-            }
-            self.i += 1;
-        }
+        let special = |x: u64| lanes::eq(x, b'"') | lanes::eq(x, b'\\') | lanes::below(x, 0x20);
+        self.i = lanes::find(self.b, self.i, special).unwrap_or(self.b.len());
     }
 
     /// The rest of a member name, through its closing quote; an escape is left to serde

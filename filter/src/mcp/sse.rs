@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use crate::lanes;
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Largest line buffer kept between lines.
 const KEPT_LINE_CAPACITY: usize = 16 * 1024;
@@ -296,32 +298,10 @@ impl Parser {
     }
 }
 
-/// The first `\n` or `\r` in `b`, eight bytes at a time (wasm has 64-bit integers; the
-/// portable memchr that wasm gets goes four at a time).
+/// The first `\n` or `\r` in `b`, eight bytes at a time (the portable memchr that wasm
+/// gets goes four at a time).
 fn find_eol(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut i: usize = 0;
-    while let Some(word) = i
-        .checked_add(8)
-        .and_then(|end| b.get(i..end))
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-    {
-        let x = u64::from_le_bytes(word);
-        let lf = x ^ (ONES * u64::from(b'\n'));
-        let cr = x ^ (ONES * u64::from(b'\r'));
-        // The high bit of each zero byte; a borrow only marks bytes after a true one, so
-        // the lowest mark is the first line end.
-        let found = (lf.wrapping_sub(ONES) & !lf | cr.wrapping_sub(ONES) & !cr) & HIGH;
-        if found != 0 {
-            return Some(i + (found.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    let tail = b.get(i..)?;
-    tail.iter()
-        .position(|&c| c == b'\n' || c == b'\r')
-        .map(|p| i + p)
+    lanes::find(b, 0, |x| lanes::eq(x, b'\n') | lanes::eq(x, b'\r'))
 }
 
 /// A field value as text (invalid UTF-8 decoded lossily; valid text, nearly all of it, is

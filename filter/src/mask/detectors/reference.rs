@@ -3,8 +3,8 @@
 //! run-driven walkers are tested against (`run_driven_detectors_find_what_the_byte_walkers_found`).
 
 use super::{
-    after_version_word, alnum, at, before, digit, digit_lanes, iban_at, ipv4_at, luhn, run,
-    ssn_valid, MAX_GROUPS,
+    after_version_word, alnum, at, before, digit, iban_at, ipv4_at, luhn, run, ssn_valid,
+    MAX_GROUPS,
 };
 
 /// Card numbers: 13-19 digits, optionally in groups separated by one space or dash, the
@@ -148,18 +148,10 @@ pub(super) fn ipv4(b: &[u8], hit: &mut dyn FnMut(usize, usize)) {
     }
 }
 
-/// The first digit at or after `i` (`b.len()` when none), eight bytes at a time.
+/// The first digit at or after `i` (`b.len()` when none), byte by byte: the walkers
+/// searched eight bytes at a time, which `lanes` tests on its own.
 pub(super) fn next_digit(b: &[u8], i: usize) -> usize {
-    let mut k = i;
-    while let Some(word) = b.get(k..).and_then(<[u8]>::first_chunk::<8>) {
-        let lanes = digit_lanes(u64::from_le_bytes(*word));
-        if lanes != 0 {
-            // Little-endian: the lowest set lane is the first digit in the text.
-            return k + (lanes.trailing_zeros() / 8) as usize;
-        }
-        k += 8;
-    }
-    b.get(k..)
+    b.get(i..)
         .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
-        .map_or(b.len(), |p| k + p)
+        .map_or(b.len(), |p| i + p)
 }
