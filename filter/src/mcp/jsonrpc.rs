@@ -510,7 +510,7 @@ impl Peeked<'_> {
     /// The message [`peek_body`] gives.
     pub fn into_message(self) -> Result<Message, DecodeError> {
         match self.0 {
-            Lazy::Members { fields, .. } => from_fields(fields),
+            Lazy::Members { kind, fields } => build(kind, fields),
             Lazy::Built(m) => Ok(m),
         }
     }
@@ -659,33 +659,28 @@ fn peek_message_serde(text: &str) -> Result<Message, DecodeError> {
 }
 
 fn from_fields(p: scan::Fields<'_>) -> Result<Message, DecodeError> {
-    // `jsonrpc` must read as the string "2.0" (the plain spelling is checked without parsing;
-    // any other, escapes included, is parsed as before).
-    let version_ok = p
-        .jsonrpc
-        .is_some_and(|raw| raw == "\"2.0\"" || small(raw).as_str() == Some("2.0"));
-    if !version_ok {
-        return Err(DecodeError::NotJsonRpc("`jsonrpc` is not \"2.0\"".into()));
-    }
-    let id = checked_id(p.id.map(small))?;
-    let method = checked_method(p.method.map(small_text))?;
-    let params = match p.params {
-        None => None,
+    build(classify(&p)?, p)
+}
+
+/// The message of members [`classify`] accepted as `kind`, built as `serde_json::Value`
+/// reads them (the id and method it let through read as an id and a method).
+fn build(kind: Kind, p: scan::Fields<'_>) -> Result<Message, DecodeError> {
+    let params = p.params.map(|raw| {
         // Only its kind matters here.
-        Some(raw) => match raw.trim_start().as_bytes().first() {
-            Some(b'{') => Some(Value::Object(Map::new())),
-            Some(b'[') => Some(Value::Array(Vec::new())),
-            _ => {
-                // Any other value (a `null` included) is refused, as `decode_message` does.
-                return Err(DecodeError::NotJsonRpc(
-                    "`params` is neither an object nor an array".into(),
-                ));
-            }
-        },
-    };
-    let result = p.result.map(peek_result);
-    let error = p.error.map(small);
-    classified(method, id, params, result, error)
+        if raw.trim_start().starts_with('{') {
+            Value::Object(Map::new())
+        } else {
+            Value::Array(Vec::new())
+        }
+    });
+    Ok(Message {
+        kind,
+        method: checked_method(p.method.map(small_text))?,
+        id: checked_id(p.id.map(small))?,
+        params,
+        result: p.result.map(peek_result),
+        error: p.error.map(small),
+    })
 }
 
 /// A `result` reduced to the members [`ResultPeek`] names (whole when it is not an object
@@ -886,10 +881,10 @@ mod tests {
         let Some(scanned) = scan::members(text) else {
             return false;
         };
-        // Classified without building: the same kind, or the same error.
+        // Classified without building: the kind, or the error, of the previous reader.
         assert_eq!(
             classify(&scanned),
-            from_fields(scanned).map(|m| m.kind),
+            peek_message_old(text).map(|m| m.kind),
             "{text}"
         );
         match serde_json::from_str::<Peek<'_>>(text) {
