@@ -522,8 +522,7 @@ pub fn peek_each_classified<'a>(
     mut f: impl FnMut(Result<Peeked<'a>, DecodeError>),
 ) -> Result<(), DecodeError> {
     let json = |e: serde_json::Error| DecodeError::Json(e.to_string());
-    // (An object, nearly every answer, needs no Unicode trimming to tell.)
-    let batch = text.as_bytes().first() != Some(&b'{') && text.trim_start().starts_with('[');
+    let batch = text.trim_start().starts_with('[');
     if batch {
         let items: Vec<&RawValue> = serde_json::from_str(text).map_err(json)?;
         if items.is_empty() {
@@ -554,11 +553,7 @@ fn peek_classified(text: &str) -> Result<Peeked<'_>, DecodeError> {
 /// What [`from_fields`] decides, with its errors in its order, building nothing: each
 /// member's kind is read from its first byte (the members are whole JSON values).
 fn classify(p: &scan::Fields<'_>) -> Result<Kind, DecodeError> {
-    // (Members have no whitespace before them: Unicode trimming only if one did.)
-    let first = |raw: &str| match raw.as_bytes().first() {
-        Some(&b) if !b.is_ascii_whitespace() => Some(b),
-        _ => raw.trim_start().as_bytes().first().copied(),
-    };
+    let first = |raw: &str| raw.trim_start().as_bytes().first().copied();
     let version_ok = p
         .jsonrpc
         .is_some_and(|raw| raw == "\"2.0\"" || small(raw).as_str() == Some("2.0"));

@@ -324,11 +324,7 @@ impl Responses {
                     "an SSE event exceeded mcp.max_body_bytes ({} bytes); not decoded",
                     self.max
                 ));
-            } else if ev.data.as_bytes().first().is_some_and(u8::is_ascii_graphic)
-                || !ev.data.trim().is_empty()
-            {
-                // (Data opening on a visible ASCII character, `{` nearly always, is not blank:
-                // no Unicode trimming for it.)
+            } else if !ev.data.trim().is_empty() {
                 let what = "SSE event data is not JSON";
                 new_data = self.decode(ev.data, ev.id, rewrite, what);
             }
