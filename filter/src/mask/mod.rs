@@ -587,8 +587,8 @@ impl Masker {
             return;
         }
         // Most strings hold no masking output: one search spares a search per span. The
-        // needles are short and start with a byte that is rare in text (`[`, `h`): `memchr`
-        // on it, then a comparison, costs a third of a substring searcher in V8.
+        // needles are short: `memchr` on the first byte, then a comparison, cost less than a
+        // substring searcher in V8 on the bench's 64 KB answer (5.9% → 3.9% of the masking).
         let has_output = |needle: &str| {
             !needle.is_empty()
                 && detectors::literal_iter(s.as_bytes(), needle.as_bytes())
