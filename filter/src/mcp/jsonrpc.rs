@@ -587,8 +587,16 @@ fn classify(p: &scan::Fields<'_>) -> Result<Kind, DecodeError> {
             ));
         }
     }
-    let (method, id) = (p.method.is_some(), p.id.is_some());
-    let (result, error) = (p.result.is_some(), p.error.is_some());
+    kind_of(
+        p.method.is_some(),
+        p.id.is_some(),
+        p.result.is_some(),
+        p.error.is_some(),
+    )
+}
+
+/// What a message is by the members it has: a request, a notification or a response.
+fn kind_of(method: bool, id: bool, result: bool, error: bool) -> Result<Kind, DecodeError> {
     match (method, id, result || error) {
         (true, true, false) => Ok(Kind::Request),
         (true, false, false) => Ok(Kind::Notification),
@@ -731,16 +739,12 @@ fn classified(
     result: Option<Value>,
     error: Option<Value>,
 ) -> Result<Message, DecodeError> {
-    let kind = match (&method, &id, result.is_some() || error.is_some()) {
-        (Some(_), Some(_), false) => Kind::Request,
-        (Some(_), None, false) => Kind::Notification,
-        (None, Some(_), true) if result.is_some() != error.is_some() => Kind::Response,
-        _ => {
-            return Err(DecodeError::NotJsonRpc(
-                "neither a request, a notification nor a response".into(),
-            ))
-        }
-    };
+    let kind = kind_of(
+        method.is_some(),
+        id.is_some(),
+        result.is_some(),
+        error.is_some(),
+    )?;
     Ok(Message {
         kind,
         method,
