@@ -516,6 +516,12 @@ impl Peeked<'_> {
     }
 }
 
+impl From<Message> for Peeked<'_> {
+    fn from(m: Message) -> Self {
+        Peeked(Lazy::Built(m))
+    }
+}
+
 /// [`peek_each`] handing out each message classified, not yet built.
 pub fn peek_each_classified<'a>(
     text: &'a str,
@@ -546,7 +552,7 @@ pub fn peek_each_classified<'a>(
 fn peek_classified(text: &str) -> Result<Peeked<'_>, DecodeError> {
     match scan::members(text) {
         Some(fields) => classify(&fields).map(|kind| Peeked(Lazy::Members { kind, fields })),
-        None => peek_message_serde(text).map(|m| Peeked(Lazy::Built(m))),
+        None => peek_message_serde(text).map(Peeked::from),
     }
 }
 

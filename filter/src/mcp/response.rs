@@ -283,14 +283,7 @@ impl Responses {
     ) -> Option<String> {
         if rewrite.is_none() && !self.keep_results {
             // Each message is absorbed as it is read (no vector per event).
-            // A notification that is only counted is not built.
-            let absorb = |m: Result<jsonrpc::Peeked<'_>, _>| match m {
-                Ok(p) if p.kind() == jsonrpc::Kind::Notification && !self.collect_server => {
-                    self.notifications += 1;
-                }
-                m => self.absorb_one(m.and_then(jsonrpc::Peeked::into_message), event_id),
-            };
-            match jsonrpc::peek_each_classified(text, absorb) {
+            match jsonrpc::peek_each_classified(text, |m| self.absorb_one(m, event_id)) {
                 Ok(()) => {}
                 Err(jsonrpc::DecodeError::Json(e)) => self.problem = Some(format!("{what}: {e}")),
                 Err(e) => self.problem = Some(format!("response: {e}")),
@@ -354,15 +347,32 @@ impl Responses {
             v => vec![v],
         };
         for item in items {
-            self.absorb_one(jsonrpc::decode_message(item), event_id);
+            self.absorb_one(
+                jsonrpc::decode_message(item).map(jsonrpc::Peeked::from),
+                event_id,
+            );
         }
     }
 
+    /// Learns from one message; one that is only counted (a server notification or request
+    /// nobody collects) is not built.
     fn absorb_one(
         &mut self,
-        item: Result<jsonrpc::Message, jsonrpc::DecodeError>,
+        item: Result<jsonrpc::Peeked<'_>, jsonrpc::DecodeError>,
         event_id: Option<&str>,
     ) {
+        let item = match item {
+            Ok(p) => match p.kind() {
+                kind @ (jsonrpc::Kind::Notification | jsonrpc::Kind::Request)
+                    if !self.collect_server =>
+                {
+                    self.count_server_message(kind);
+                    return;
+                }
+                _ => p.into_message(),
+            },
+            Err(e) => Err(e),
+        };
         match item {
             Ok(m) => match m.kind {
                 jsonrpc::Kind::Response if self.collect_replies => {
@@ -381,11 +391,7 @@ impl Responses {
                     self.replies.insert(key, reply);
                 }
                 jsonrpc::Kind::Notification | jsonrpc::Kind::Request => {
-                    if m.kind == jsonrpc::Kind::Notification {
-                        self.notifications += 1;
-                    } else {
-                        self.server_requests += 1;
-                    }
+                    self.count_server_message(m.kind);
                     if self.collect_server {
                         self.delivered.push(Delivered {
                             event_id: event_id.map(str::to_string),
@@ -395,6 +401,14 @@ impl Responses {
                 }
             },
             Err(e) => self.problem = Some(format!("response: {e}")),
+        }
+    }
+
+    fn count_server_message(&mut self, kind: jsonrpc::Kind) {
+        if kind == jsonrpc::Kind::Notification {
+            self.notifications += 1;
+        } else {
+            self.server_requests += 1;
         }
     }
 }
