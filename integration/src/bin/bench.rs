@@ -90,8 +90,6 @@ fn jwt_authn_yaml(jwks: &str, issuer: &str, cache: bool) -> String {
     )
 }
 
-/// Plain Envoy, then the mcptrail depths of the shared workload with `jwt_authn` (default and
-/// cached) placed after the VM-only floor.
 impl Variant {
     /// Whether the variant checks bearer tokens (`jwt_authn`, or mcptrail with `auth`).
     fn checks_tokens(&self) -> bool {
@@ -103,6 +101,8 @@ impl Variant {
     }
 }
 
+/// Plain Envoy, then the mcptrail depths of the shared workload with `jwt_authn` (default and
+/// cached) placed after the VM-only floor.
 fn variants(issuer: &str, jwks: &Value) -> Vec<Variant> {
     let envoy = |name: &str, jwt_authn| Variant {
         name: name.to_string(),
@@ -693,10 +693,12 @@ end
                 settle();
             }
             for (li, lane) in lanes.iter().enumerate() {
-                if w.tokens == Tokens::FreshTwice
-                    && lane.v.checks_tokens()
-                    && lane.v.mcptrail.is_some()
-                {
+                let rs = &runs_of[li];
+                if rs.is_empty() {
+                    results[wi].push(None);
+                    continue;
+                }
+                if w.tokens == Tokens::FreshTwice && lane.v.mcptrail.is_some() {
                     let after = token_stats(lane);
                     let [v, c, sh] = [0, 1, 2].map(|k| after[k] - stats_before[li][k]);
                     let requests = cpu_of[li].0.max(1.0);
@@ -708,11 +710,6 @@ end
                         c as f64 / requests,
                         sh as f64 / requests
                     ));
-                }
-                let rs = &runs_of[li];
-                if rs.is_empty() {
-                    results[wi].push(None);
-                    continue;
                 }
                 let mut cell = summarise(rs);
                 let (requests, envoy_us, sink_us) = cpu_of[li];
